@@ -1,0 +1,327 @@
+#include "daemon/init.h"
+
+#include "common/logging.h"
+#include "ledger/store.h"
+
+#include <systemd/sd-daemon.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace bitacora {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int64_t kDbCacheMibDefault = 64;
+
+std::optional<std::string> ValidateChain(std::string_view value)
+{
+    for (const auto& chain : Chains()) {
+        if (chain.name == value) return std::nullopt;
+    }
+    std::string known;
+    for (const auto& chain : Chains()) known += (known.empty() ? "" : ", ") + chain.name;
+    return "expected one of: " + known;
+}
+
+std::optional<std::string> ValidateCategory(std::string_view value)
+{
+    if (value.empty() || value == "0" || value == "none") return std::nullopt;
+    if (log::ParseCategory(value)) return std::nullopt;
+    std::string known = "1, all";
+    for (const auto& name : log::CategoryNames()) known += ", " + name;
+    return "unknown logging category; expected one of: " + known;
+}
+
+fs::path DefaultDataDir()
+{
+    const char* home = std::getenv("HOME");
+    return fs::path(home != nullptr && *home != '\0' ? home : "/") / ".bitacora";
+}
+
+fs::path AbsoluteIn(const fs::path& base, const std::string& path)
+{
+    fs::path p(path);
+    return p.is_absolute() ? p : base / p;
+}
+
+int InitError(const std::string& message)
+{
+    std::fprintf(stderr, "Error: %s\n", message.c_str());
+    return EXIT_FAILURE;
+}
+
+// One bitacorad per data dir: an fcntl lock on <datadir>/.lock, held until exit.
+class DirectoryLock {
+public:
+    static Result<std::unique_ptr<DirectoryLock>> Acquire(const fs::path& dir)
+    {
+        const fs::path path = dir / ".lock";
+        const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0) return Error{fmt::format("cannot open lock file {}: {}", path.string(), std::strerror(errno))};
+        struct flock lock{};
+        lock.l_type = F_WRLCK;
+        lock.l_whence = SEEK_SET;
+        if (::fcntl(fd, F_SETLK, &lock) != 0) {
+            const int err = errno;
+            ::close(fd);
+            if (err == EACCES || err == EAGAIN) {
+                return Error{fmt::format("Cannot obtain a lock on data directory {}. bitacorad is probably already running.",
+                                         dir.string())};
+            }
+            return Error{fmt::format("cannot lock {}: {}", path.string(), std::strerror(err))};
+        }
+        return std::unique_ptr<DirectoryLock>(new DirectoryLock(fd));
+    }
+    ~DirectoryLock() { ::close(m_fd); }
+    DirectoryLock(const DirectoryLock&) = delete;
+    DirectoryLock& operator=(const DirectoryLock&) = delete;
+
+private:
+    explicit DirectoryLock(int fd) : m_fd(fd) {}
+    int m_fd;
+};
+
+// Everything bitacorad runs, in start-up order; Shutdown() stops it in reverse.
+struct Node {
+    std::unique_ptr<DirectoryLock> lock;
+    fs::path pid_file;
+    std::unique_ptr<ledger::Store> store;
+
+    void Shutdown()
+    {
+        LogInfo("Shutdown: in progress...");
+        if (store) {
+            LogInfo("Shutdown: closing database");
+            store.reset();
+        }
+        if (!pid_file.empty()) {
+            std::error_code ignored;
+            fs::remove(pid_file, ignored);
+            pid_file.clear();
+        }
+        LogInfo("Shutdown: done");
+        lock.reset();
+    }
+};
+
+Status WritePidFile(const fs::path& path)
+{
+    std::ofstream file(path, std::ios::trunc);
+    file << ::getpid() << "\n";
+    file.close();
+    if (!file) return Error{fmt::format("cannot write pid file {}", path.string())};
+    return {};
+}
+
+void BlockShutdownSignals(sigset_t& set)
+{
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    // Blocked before any thread starts (RocksDB starts some), so that every thread
+    // inherits the mask and only the main loop's sigtimedwait receives them.
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    std::signal(SIGPIPE, SIG_IGN);
+}
+
+} // namespace
+
+const std::vector<ChainInfo>& Chains()
+{
+    static const std::vector<ChainInfo> chains = {
+        {"base", "", "Base mainnet (EVM chain id 8453) anchored to Bitcoin mainnet"},
+        {"base-sepolia", "base-sepolia", "Base Sepolia (EVM chain id 84532) anchored to a Bitcoin test network"},
+        {"regtest", "regtest", "a local anvil chain anchored to a Bitcoin regtest node"},
+    };
+    return chains;
+}
+
+void RegisterDaemonArgs(ArgsManager& args)
+{
+    std::vector<std::string> sections;
+    for (const auto& chain : Chains()) sections.push_back(chain.name);
+    args.SetSectionNames(sections);
+
+    std::string chain_names;
+    for (const auto& chain : Chains()) chain_names += (chain_names.empty() ? "" : ", ") + chain.name;
+    std::string categories;
+    for (const auto& name : log::CategoryNames()) categories += (categories.empty() ? "" : ", ") + name;
+
+    const std::string general = "Options";
+    const std::string logging = "Logging options";
+    args.AddArg({.name = "help", .type = ArgType::Bool, .help = "Print this help message and exit (also -h, -?)",
+                 .category = general, .command_line_only = true});
+    args.AddArg({.name = "version", .type = ArgType::Bool, .help = "Print the version and exit",
+                 .category = general, .command_line_only = true});
+    args.AddArg({.name = "conf", .type = ArgType::Path, .default_text = "bitacora.conf",
+                 .help = "Read options from this file; a relative path is relative to the data dir. "
+                         "Only on the command line.",
+                 .category = general, .command_line_only = true});
+    args.AddArg({.name = "datadir", .type = ArgType::Path, .default_text = "~/.bitacora",
+                 .help = "Data directory; it must exist when given", .category = general, .top_level_only = true});
+    args.AddArg({.name = "chain", .type = ArgType::String, .default_text = "base",
+                 .help = "Chain to follow, one of: " + chain_names +
+                         ". Selects the [section] of the config file that applies and, except for base, a "
+                         "subdirectory of the data dir",
+                 .category = general, .top_level_only = true, .validate = ValidateChain});
+    args.AddArg({.name = "pid", .type = ArgType::Path, .default_text = "bitacorad.pid",
+                 .help = "Process id file; relative to the chain's data dir", .category = general});
+    args.AddArg({.name = "dbcache", .type = ArgType::Int, .default_text = std::to_string(kDbCacheMibDefault),
+                 .help = "Database block cache size in MiB", .category = general, .min = 4, .max = 1 << 16});
+
+    args.AddArg({.name = "debug", .type = ArgType::List, .default_text = "none",
+                 .help = "Log debug lines of a category; repeat or separate with commas; 1 or all for every "
+                         "category. Categories: " + categories,
+                 .category = logging, .validate = ValidateCategory});
+    args.AddArg({.name = "debugexclude", .type = ArgType::List,
+                 .help = "Exclude a category from -debug (for -debug=1 -debugexclude=db)", .category = logging,
+                 .validate = ValidateCategory});
+    args.AddArg({.name = "debuglogfile", .type = ArgType::Path, .default_text = "debug.log",
+                 .help = "Log file; relative to the chain's data dir; -nodebuglogfile logs to no file. SIGHUP "
+                         "reopens it, for logrotate",
+                 .category = logging});
+    args.AddArg({.name = "printtoconsole", .type = ArgType::Bool, .default_text = "1",
+                 .help = "Also write log lines to standard output (the journal under systemd)", .category = logging});
+    args.AddArg({.name = "logratelimit", .type = ArgType::Bool, .default_text = "1",
+                 .help = "Limit info, warning and error lines to 1 MiB per source location per hour, so that "
+                         "remote input cannot fill the disk; debug lines are never limited",
+                 .category = logging});
+}
+
+int DaemonMain(int argc, char* argv[])
+{
+    sigset_t shutdown_signals;
+    BlockShutdownSignals(shutdown_signals);
+
+    ArgsManager args;
+    RegisterDaemonArgs(args);
+    if (auto status = args.ParseCommandLine(std::vector<std::string>(argv + 1, argv + argc)); !status) {
+        return InitError(status.error());
+    }
+    if (args.GetBool("help", false)) {
+        std::printf("Bitácora daemon version v%s\n\nUsage: bitacorad [options]\n%s", BITACORA_VERSION,
+                    args.HelpMessage().c_str());
+        return EXIT_SUCCESS;
+    }
+    if (args.GetBool("version", false)) {
+        std::printf("Bitácora daemon version v%s\n", BITACORA_VERSION);
+        return EXIT_SUCCESS;
+    }
+
+    std::error_code ec;
+    fs::path datadir = args.IsSet("datadir") ? fs::path(args.GetString("datadir", "")) : DefaultDataDir();
+    if (args.IsSet("datadir") && !fs::is_directory(datadir, ec)) {
+        return InitError(fmt::format("Specified data directory \"{}\" does not exist.", datadir.string()));
+    }
+    if (!args.IsSet("datadir")) {
+        fs::create_directories(datadir, ec);
+        if (ec) return InitError(fmt::format("cannot create data directory {}: {}", datadir.string(), ec.message()));
+    }
+    const fs::path conf = AbsoluteIn(datadir, args.GetString("conf", "bitacora.conf"));
+    if (auto status = args.ReadConfigFile(conf, args.IsSet("conf")); !status) return InitError(status.error());
+    // The config file may name another data dir (useful with -conf=/etc/...).
+    if (args.IsSet("datadir")) {
+        datadir = fs::path(args.GetString("datadir", ""));
+        if (!fs::is_directory(datadir, ec)) {
+            return InitError(fmt::format("Specified data directory \"{}\" does not exist.", datadir.string()));
+        }
+    }
+    datadir = fs::absolute(datadir, ec);
+
+    const std::string chain_name = args.GetString("chain", "base");
+    args.SelectSection(chain_name);
+    fs::path netdir = datadir;
+    for (const auto& chain : Chains()) {
+        if (chain.name == chain_name && !chain.datadir_subdir.empty()) netdir /= chain.datadir_subdir;
+    }
+    fs::create_directories(netdir, ec);
+    if (ec) return InitError(fmt::format("cannot create {}: {}", netdir.string(), ec.message()));
+
+    Node node;
+    {
+        auto lock = DirectoryLock::Acquire(netdir);
+        if (!lock) return InitError(lock.error());
+        node.lock = std::move(lock.value());
+    }
+
+    auto& logger = log::GetLogger();
+    logger.SetPrintToConsole(args.GetBool("printtoconsole", true));
+    logger.SetRateLimiting(args.GetBool("logratelimit", true));
+    for (const auto& name : args.GetList("debug")) {
+        if (auto category = log::ParseCategory(name)) logger.EnableCategory(*category);
+    }
+    for (const auto& name : args.GetList("debugexclude")) {
+        if (auto category = log::ParseCategory(name)) logger.DisableCategory(*category);
+    }
+    if (!args.IsNegated("debuglogfile")) {
+        const fs::path log_path = AbsoluteIn(netdir, args.GetString("debuglogfile", "debug.log"));
+        if (auto status = logger.OpenFile(log_path); !status) return InitError(status.error());
+    }
+
+    LogInfo("Bitácora daemon version v{}", BITACORA_VERSION);
+    LogInfo("Chain: {}", chain_name);
+    LogInfo("Data directory: {}", netdir.string());
+    LogInfo("Config file: {}{}", conf.string(), fs::exists(conf, ec) ? "" : " (not found, using defaults)");
+    LogInfo("Debug logging: {}", logger.EnabledCategoriesString());
+
+    const fs::path pid_file = AbsoluteIn(netdir, args.GetString("pid", "bitacorad.pid"));
+    if (auto status = WritePidFile(pid_file); !status) {
+        LogError("{}", status.error());
+        node.Shutdown();
+        return InitError(status.error());
+    }
+    node.pid_file = pid_file;
+
+    ledger::StoreOptions store_options;
+    store_options.cache_mib = static_cast<uint64_t>(args.GetInt("dbcache", kDbCacheMibDefault));
+    auto store = ledger::Store::Open(netdir / "ledger", store_options);
+    if (!store) {
+        LogError("{}", store.error());
+        node.Shutdown();
+        return InitError(store.error());
+    }
+    node.store = std::move(store.value());
+
+    uint64_t watchdog_usec = 0;
+    const bool watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0;
+    sd_notifyf(0, "READY=1\nSTATUS=Ledger open, schema version %u\nMAINPID=%lu", node.store->schema_version(),
+               static_cast<unsigned long>(::getpid()));
+    LogInfo("Initialization done{}", watchdog ? fmt::format(", watchdog every {} ms", watchdog_usec / 2000) : "");
+
+    // The main thread only waits for signals and, under WatchdogSec, pings systemd
+    // at half the interval.
+    const long wait_ns = watchdog ? static_cast<long>(watchdog_usec / 2 * 1000) : 3600L * 1'000'000'000L;
+    for (;;) {
+        if (watchdog) sd_notify(0, "WATCHDOG=1");
+        const timespec timeout{wait_ns / 1'000'000'000L, wait_ns % 1'000'000'000L};
+        const int sig = sigtimedwait(&shutdown_signals, nullptr, &timeout);
+        if (sig == SIGHUP) {
+            LogInfo("SIGHUP received: reopening the log file");
+            if (auto status = logger.ReopenFile(); !status) std::fprintf(stderr, "Error: %s\n", status.error().c_str());
+            LogInfo("Log file reopened");
+            continue;
+        }
+        if (sig == SIGTERM || sig == SIGINT) {
+            LogInfo("{} received: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            break;
+        }
+    }
+    sd_notify(0, "STOPPING=1\nSTATUS=Shutting down");
+    node.Shutdown();
+    logger.CloseFile();
+    return EXIT_SUCCESS;
+}
+
+} // namespace bitacora

@@ -1,0 +1,140 @@
+"""Shared helpers for the integration suites: temporary data dirs, processes that
+are always stopped, and a systemd notify socket to watch sd_notify messages.
+
+Only the standard library (and Debian's python3-zmq where a suite needs ZMQ)."""
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+
+class TestFailure(AssertionError):
+    pass
+
+
+def check(condition, message):
+    if not condition:
+        raise TestFailure(message)
+
+
+def wait_for(predicate, timeout_s, what):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise TestFailure(f"timed out after {timeout_s} s waiting for {what}")
+
+
+class NotifySocket:
+    """A unix datagram socket standing in for systemd's NOTIFY_SOCKET."""
+
+    def __init__(self, directory):
+        self.path = os.path.join(directory, "notify.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.1)
+        self.messages = []
+
+    def poll(self):
+        while True:
+            try:
+                data = self.sock.recv(4096)
+            except (socket.timeout, BlockingIOError):
+                return self.messages
+            self.messages.extend(data.decode().split("\n"))
+
+    def wait_for(self, entry, timeout_s=30):
+        wait_for(lambda: entry in self.poll(), timeout_s, f"sd_notify {entry}")
+
+    def count(self, entry):
+        return self.poll().count(entry)
+
+    def close(self):
+        self.sock.close()
+
+
+class Daemon:
+    """A bitacorad process that is always stopped when the test ends."""
+
+    def __init__(self, binary, datadir, args=(), env=None):
+        self.binary = binary
+        self.datadir = datadir
+        self.args = list(args)
+        self.env = env
+        self.proc = None
+        self.stdout_path = os.path.join(datadir, "stdout.txt")
+        self.stderr_path = os.path.join(datadir, "stderr.txt")
+
+    def start(self):
+        full_env = dict(os.environ)
+        full_env.update(self.env or {})
+        self.proc = subprocess.Popen(
+            [self.binary, f"-datadir={self.datadir}", *self.args],
+            stdout=open(self.stdout_path, "w"), stderr=open(self.stderr_path, "w"),
+            env=full_env, stdin=subprocess.DEVNULL)
+        return self
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout_s=30):
+        return self.proc.wait(timeout=timeout_s)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def stderr(self):
+        with open(self.stderr_path) as f:
+            return f.read()
+
+    def stdout(self):
+        with open(self.stdout_path) as f:
+            return f.read()
+
+
+def run(binary, *args, timeout_s=30, env=None):
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run([binary, *args], capture_output=True, text=True, timeout=timeout_s,
+                          env=full_env, stdin=subprocess.DEVNULL)
+
+
+def main(tests):
+    """Runs each test function with a fresh temporary directory; prints a summary."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bitacorad", required=True)
+    parser.add_argument("-k", dest="only", default=None, help="run tests whose name contains this")
+    options = parser.parse_args()
+    passed = failed = 0
+    for test in tests:
+        if options.only and options.only not in test.__name__:
+            continue
+        directory = tempfile.mkdtemp(prefix="bitacora-it-")
+        started = time.monotonic()
+        try:
+            test(options, directory)
+            passed += 1
+            print(f"PASS {test.__name__} ({time.monotonic() - started:.1f} s)", flush=True)
+        except Exception:  # report every failure, keep going
+            failed += 1
+            print(f"FAIL {test.__name__}", flush=True)
+            traceback.print_exc()
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
