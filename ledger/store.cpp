@@ -63,6 +63,8 @@ Result<std::unique_ptr<Store>> Store::Open(const std::filesystem::path& dir, con
     const auto status = rocksdb::DB::Open(db_options, dir.string(), descriptors, &impl->handles, &raw);
     if (!status.ok()) return Error{fmt::format("cannot open database {}: {}", dir.string(), status.ToString())};
     impl->db.reset(raw);
+    LogDebug(log::Category::Db, "RocksDB {} opened: {} column families, block cache {} MiB", dir.string(),
+             families.size(), options.cache_mib);
     for (size_t i = 0; i < families.size(); ++i) {
         if (families[i] == kMetaFamily) impl->meta = impl->handles[i];
     }
