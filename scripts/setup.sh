@@ -10,22 +10,38 @@ packages=(
   g++ clang libclang-rt-14-dev meson ninja-build pkg-config cmake git
   libfmt-dev libssl-dev nlohmann-json3-dev librocksdb-dev libsecp256k1-dev
   libevent-dev libcurl4-openssl-dev libzmq3-dev cppzmq-dev libsystemd-dev doctest-dev
-  python3 python3-zmq
+  python3 python3-zmq python3-pycryptodome nodejs
 )
 
+sudo_cmd=()
+[ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
-  sudo_cmd=()
-  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
   "${sudo_cmd[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
   echo "setup: all Debian packages present"
 fi
+
+# npm packages: Foundry's anvil/forge/cast binaries, solc-js, OpenZeppelin (contracts/package-lock.json).
+command -v npm >/dev/null || {
+  echo "setup: npm is missing; installing Debian's npm"
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends npm >/dev/null
+}
+if [ ! -f contracts/node_modules/.package-lock.json ] ||
+   [ contracts/package-lock.json -nt contracts/node_modules/.package-lock.json ]; then
+  echo "setup: installing npm packages in contracts/"
+  (cd contracts && npm ci --no-audit --no-fund)
+else
+  echo "setup: npm packages present"
+fi
+# Compile the contracts (offline, through contracts/tools/solc); the indexer's ABI
+# test and the integration suites read the artifacts in contracts/out.
+(cd contracts && node_modules/.bin/forge build --quiet)
 
 if [ ! -f build/build.ninja ]; then
   meson setup build --buildtype=debugoptimized

@@ -114,10 +114,60 @@ def run(binary, *args, timeout_s=30, env=None):
                           env=full_env, stdin=subprocess.DEVNULL)
 
 
+def free_port():
+    """A port that was free a moment ago on 127.0.0.1 (callers retry on a clash)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Anvil:
+    """A real anvil on 127.0.0.1 at a free port, stopped when the test ends."""
+
+    def __init__(self, contracts_dir, directory, extra_args=()):
+        self.binary = os.path.join(contracts_dir, "node_modules", ".bin", "anvil")
+        self.directory = directory
+        self.extra_args = list(extra_args)
+        self.proc = None
+        self.port = None
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self):
+        for _ in range(5):
+            self.port = free_port()
+            log = open(os.path.join(self.directory, f"anvil-{self.port}.log"), "w")
+            self.proc = subprocess.Popen(
+                [self.binary, "--host", "127.0.0.1", "--port", str(self.port), "--gas-limit", "10000000000",
+                 "--prune-history", "256", *self.extra_args],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                try:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                        return self
+                except OSError:
+                    time.sleep(0.05)
+            self.stop()
+        raise TestFailure("anvil did not start")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
 def main(tests):
     """Runs each test function with a fresh temporary directory; prints a summary."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--bitacorad", required=True)
+    parser.add_argument("--bitacorad", help="the bitacorad binary")
+    parser.add_argument("--contracts", help="the contracts/ folder (forge artifacts, npm binaries, tools)")
     parser.add_argument("-k", dest="only", default=None, help="run tests whose name contains this")
     options = parser.parse_args()
     passed = failed = 0
