@@ -1,7 +1,8 @@
 #include "daemon/init.h"
 
+#include "common/hex.h"
 #include "common/logging.h"
-#include "ledger/store.h"
+#include "ledger/ledger.h"
 
 #include <systemd/sd-daemon.h>
 
@@ -96,14 +97,14 @@ private:
 struct Node {
     std::unique_ptr<DirectoryLock> lock;
     fs::path pid_file;
-    std::unique_ptr<ledger::Store> store;
+    std::unique_ptr<ledger::Ledger> ledger;
 
     void Shutdown()
     {
         LogInfo("Shutdown: in progress...");
-        if (store) {
+        if (ledger) {
             LogInfo("Shutdown: closing database");
-            store.reset();
+            ledger.reset();
         }
         if (!pid_file.empty()) {
             std::error_code ignored;
@@ -178,6 +179,10 @@ void RegisterDaemonArgs(ArgsManager& args)
                  .category = general, .top_level_only = true, .validate = ValidateChain});
     args.AddArg({.name = "pid", .type = ArgType::Path, .default_text = "bitacorad.pid",
                  .help = "Process id file; relative to the chain's data dir", .category = general});
+    args.AddArg({.name = "rebuild", .type = ArgType::Bool, .default_text = "0",
+                 .help = "Recompute every projection from the event log at start-up and log the state hash "
+                         "before and after",
+                 .category = general});
     args.AddArg({.name = "dbcache", .type = ArgType::Int, .default_text = std::to_string(kDbCacheMibDefault),
                  .help = "Database block cache size in MiB", .category = general, .min = 4, .max = 1 << 16});
 
@@ -284,20 +289,37 @@ int DaemonMain(int argc, char* argv[])
     }
     node.pid_file = pid_file;
 
-    ledger::StoreOptions store_options;
-    store_options.cache_mib = static_cast<uint64_t>(args.GetInt("dbcache", kDbCacheMibDefault));
-    auto store = ledger::Store::Open(netdir / "ledger", store_options);
-    if (!store) {
-        LogError("{}", store.error());
+    ledger::LedgerOptions ledger_options;
+    ledger_options.cache_mib = static_cast<uint64_t>(args.GetInt("dbcache", kDbCacheMibDefault));
+    ledger_options.checkpoint_key_path = netdir / "checkpoint.key";
+    auto opened = ledger::Ledger::Open(netdir / "ledger", ledger_options);
+    if (!opened) {
+        LogError("{}", opened.error());
         node.Shutdown();
-        return InitError(store.error());
+        return InitError(opened.error());
     }
-    node.store = std::move(store.value());
+    node.ledger = std::move(opened.value());
+    LogInfo("Checkpoint key: {}", HexEncode(*node.ledger->checkpoint_public_key()));
+    if (args.GetBool("rebuild", false)) {
+        const auto before = node.ledger->StateHash();
+        if (auto status = node.ledger->RebuildProjections(); !status) {
+            LogError("Rebuild failed: {}", status.error());
+            node.Shutdown();
+            return InitError(status.error());
+        }
+        const auto after = node.ledger->StateHash();
+        if (!before || !after) {
+            node.Shutdown();
+            return InitError("cannot compute the state hash");
+        }
+        LogInfo("Projection state hash before rebuild {}, after {}{}", HexEncode(*before), HexEncode(*after),
+                *before == *after ? "" : " (DIFFERENT: the stored projections did not match the log)");
+    }
 
     uint64_t watchdog_usec = 0;
     const bool watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0;
-    sd_notifyf(0, "READY=1\nSTATUS=Ledger open, schema version %u\nMAINPID=%lu", node.store->schema_version(),
-               static_cast<unsigned long>(::getpid()));
+    sd_notifyf(0, "READY=1\nSTATUS=Ledger open, %llu events\nMAINPID=%lu",
+               static_cast<unsigned long long>(node.ledger->size()), static_cast<unsigned long>(::getpid()));
     LogInfo("Initialization done{}", watchdog ? fmt::format(", watchdog every {} ms", watchdog_usec / 2000) : "");
 
     // The main thread only waits for signals and, under WatchdogSec, pings systemd

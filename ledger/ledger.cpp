@@ -1,0 +1,525 @@
+#include "ledger/ledger.h"
+
+#include "common/hex.h"
+#include "common/logging.h"
+#include "ledger/encoding.h"
+#include "ledger/keys.h"
+#include "ledger/merkle.h"
+
+#include <rocksdb/cache.h>
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+
+#include <algorithm>
+#include <charconv>
+
+namespace bitacora::ledger {
+namespace {
+
+constexpr std::string_view kRebuildMarker = "rebuild_in_progress";
+constexpr size_t kRebuildChunkEvents = 20'000;
+
+rocksdb::Slice AsSlice(std::span<const uint8_t> bytes)
+{
+    return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
+}
+
+std::span<const uint8_t> AsSpan(const std::string& s)
+{
+    return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+std::string EncodeCursor(const Cursor& cursor)
+{
+    return keys::U64(cursor.block_number) + std::string(cursor.block_hash.begin(), cursor.block_hash.end());
+}
+
+} // namespace
+
+struct Ledger::Impl {
+    std::filesystem::path path;
+    LedgerOptions options;
+    std::unique_ptr<rocksdb::DB> db;
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::ColumnFamilyHandle* meta{nullptr};
+    rocksdb::ColumnFamilyHandle* events{nullptr};
+    rocksdb::ColumnFamilyHandle* merkle{nullptr};
+    rocksdb::ColumnFamilyHandle* proj{nullptr};
+    MerkleFrontier frontier;
+    std::unique_ptr<CheckpointSigner> signer;
+    std::map<std::string, std::vector<PendingBlock>> pending;
+    std::unique_ptr<LayeredState> overlay; // final projections plus pending events
+
+    ~Impl()
+    {
+        if (db) {
+            for (auto* handle : handles) db->DestroyColumnFamilyHandle(handle);
+            db->Close();
+        }
+    }
+
+    std::optional<std::string> Get(rocksdb::ColumnFamilyHandle* cf, const std::string& key) const
+    {
+        std::string value;
+        const auto status = db->Get(rocksdb::ReadOptions(), cf, key, &value);
+        if (status.IsNotFound()) return std::nullopt;
+        // A read error of the database under us is not recoverable here.
+        if (!status.ok()) {
+            LogError("Database read failed: {}", status.ToString());
+            std::abort();
+        }
+        return value;
+    }
+
+    NodeReader Nodes() const
+    {
+        return [this](unsigned level, uint64_t index) {
+            const auto value = Get(merkle, keys::MerkleNode(level, index));
+            if (!value || value->size() != 32) {
+                LogError("Merkle node ({}, {}) missing: the database is corrupt", level, index);
+                std::abort();
+            }
+            Hash256 hash;
+            std::copy(value->begin(), value->end(), hash.begin());
+            return hash;
+        };
+    }
+
+    LayeredState::BaseReader ProjectionReader() const
+    {
+        return [this](const std::string& key) { return Get(proj, key); };
+    }
+};
+
+Ledger::Ledger(std::unique_ptr<Impl> impl) : m_impl(std::move(impl)) {}
+Ledger::~Ledger() = default;
+
+Result<std::unique_ptr<Ledger>> Ledger::Open(const std::filesystem::path& dir, const LedgerOptions& options)
+{
+    rocksdb::Options db_options;
+    db_options.create_if_missing = options.create_if_missing;
+    db_options.create_missing_column_families = true;
+    db_options.paranoid_checks = true;
+    db_options.max_open_files = 512;
+    rocksdb::BlockBasedTableOptions table_options;
+    table_options.block_cache = rocksdb::NewLRUCache(options.cache_mib * 1024 * 1024);
+    table_options.cache_index_and_filter_blocks = true;
+    db_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table_options));
+
+    const std::vector<std::string> families = {rocksdb::kDefaultColumnFamilyName, keys::kMetaFamily,
+                                               keys::kEventsFamily, keys::kMerkleFamily, keys::kProjectionsFamily};
+    std::vector<std::string> existing;
+    if (rocksdb::DB::ListColumnFamilies(db_options, dir.string(), &existing).ok()) {
+        for (const auto& name : existing) {
+            if (std::find(families.begin(), families.end(), name) == families.end()) {
+                return Error{fmt::format("database {} has an unknown column family '{}'", dir.string(), name)};
+            }
+        }
+    }
+    std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+    for (const auto& name : families) descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions(db_options));
+
+    auto impl = std::make_unique<Impl>();
+    impl->path = dir;
+    impl->options = options;
+    rocksdb::DB* raw = nullptr;
+    const auto status = rocksdb::DB::Open(db_options, dir.string(), descriptors, &impl->handles, &raw);
+    if (!status.ok()) return Error{fmt::format("cannot open database {}: {}", dir.string(), status.ToString())};
+    impl->db.reset(raw);
+    impl->meta = impl->handles[1];
+    impl->events = impl->handles[2];
+    impl->merkle = impl->handles[3];
+    impl->proj = impl->handles[4];
+    LogDebug(log::Category::Db, "RocksDB {} opened: {} column families, block cache {} MiB", dir.string(),
+             families.size(), options.cache_mib);
+
+    auto ledger = std::unique_ptr<Ledger>(new Ledger(std::move(impl)));
+    Impl& m = *ledger->m_impl;
+    const auto stored = m.Get(m.meta, std::string(keys::kSchemaVersion));
+    if (!stored) {
+        rocksdb::WriteOptions write_options;
+        write_options.sync = true;
+        const auto written = m.db->Put(write_options, m.meta, std::string(keys::kSchemaVersion), std::to_string(kSchemaVersion));
+        if (!written.ok()) return Error{fmt::format("cannot initialise database {}: {}", dir.string(), written.ToString())};
+        ledger->m_schema_version = kSchemaVersion;
+        LogInfo("Created database {} (schema version {})", dir.string(), kSchemaVersion);
+    } else {
+        uint32_t version = 0;
+        const auto [ptr, ec] = std::from_chars(stored->data(), stored->data() + stored->size(), version);
+        if (ec != std::errc() || ptr != stored->data() + stored->size()) {
+            return Error{fmt::format("database {} has a corrupt schema version '{}'", dir.string(), *stored)};
+        }
+        if (version > kSchemaVersion) {
+            return Error{fmt::format("database {} has schema version {}, newer than this bitacorad supports ({}); "
+                                     "run a newer release",
+                                     dir.string(), version, kSchemaVersion)};
+        }
+        ledger->m_schema_version = version;
+    }
+
+    const auto tree_size = m.Get(m.meta, std::string(keys::kTreeSize));
+    m.frontier = MerkleFrontier::Load(m.Nodes(), tree_size ? keys::ParseU64(*tree_size) : 0);
+    if (stored) {
+        LogInfo("Opened database {} (schema version {}, {} events, root {})", dir.string(), ledger->m_schema_version,
+                m.frontier.size(), HexEncode(m.frontier.Root()));
+    }
+
+    if (!options.checkpoint_key_path.empty()) {
+        auto signer = CheckpointSigner::LoadOrCreate(options.checkpoint_key_path);
+        if (!signer) return Error{signer.error()};
+        m.signer = std::move(signer.value());
+    }
+
+    if (m.Get(m.meta, std::string(kRebuildMarker))) {
+        LogWarning("A projection rebuild was interrupted; rebuilding again");
+        if (auto rebuilt = ledger->RebuildProjections(); !rebuilt) return Error{rebuilt.error()};
+    }
+    return ledger;
+}
+
+Result<AppendResult> Ledger::Append(const std::vector<Event>& events, const std::vector<Cursor>& cursors)
+{
+    LOCK(m_mutex);
+    return AppendLocked(events, cursors);
+}
+
+Result<AppendResult> Ledger::AppendLocked(const std::vector<Event>& events, const std::vector<Cursor>& cursors)
+{
+    Impl& m = *m_impl;
+    if (events.size() > kAppendEventsMax) {
+        return Error{fmt::format("append of {} events exceeds the limit of {}", events.size(), kAppendEventsMax)};
+    }
+    for (const auto& event : events) {
+        if (IsOnChain(event.kind()) != event.origin.has_value()) {
+            return Error{fmt::format("{} event {} an EVM origin", EventKindName(event.kind()),
+                                     event.origin ? "must not have" : "needs")};
+        }
+    }
+
+    MerkleFrontier frontier = m.frontier; // committed only once the batch is durable
+    LayeredState state(m.ProjectionReader());
+    rocksdb::WriteBatch batch;
+    const uint64_t first_index = frontier.size();
+    for (const auto& event : events) {
+        const uint64_t index = frontier.size();
+        const Bytes leaf = EncodeEvent(event);
+        batch.Put(m.events, keys::Event(index), AsSlice(leaf));
+        frontier.Append(MerkleLeafHash(leaf), [&](const MerkleFrontier::Node& node) {
+            batch.Put(m.merkle, keys::MerkleNode(node.level, node.index), AsSlice(node.hash));
+        });
+        ApplyEvent(event, index, state);
+    }
+    for (const auto& [key, value] : state.writes()) batch.Put(m.proj, key, value);
+    batch.Put(m.meta, std::string(keys::kTreeSize), keys::U64(frontier.size()));
+    for (const auto& cursor : cursors) {
+        batch.Put(m.meta, std::string(keys::kCursorPrefix) + cursor.source, EncodeCursor(cursor));
+    }
+
+    rocksdb::WriteOptions write_options;
+    write_options.sync = true;
+    const auto status = m.db->Write(write_options, &batch);
+    if (!status.ok()) {
+        // Nothing was applied: the in-memory frontier still matches the database.
+        LogError("Ledger append of {} events failed: {}", events.size(), status.ToString());
+        return Error{fmt::format("ledger append failed: {}", status.ToString())};
+    }
+    m.frontier = std::move(frontier);
+    LogDebug(log::Category::Ledger, "Appended {} events at {}; size {}", events.size(), first_index, m.frontier.size());
+    if (!m.pending.empty()) RebuildOverlayLocked();
+    return AppendResult{first_index, m.frontier.size(), m.frontier.Root()};
+}
+
+Result<uint64_t> Ledger::AppendOffchain(const OffchainEvent& event)
+{
+    if (event.kind.empty() || event.kind.size() > 64) return Error{"off-chain event kind must be 1 to 64 bytes"};
+    if (event.idempotency_key.empty() || event.idempotency_key.size() > 128) {
+        return Error{"idempotency key must be 1 to 128 bytes"};
+    }
+    if (event.payload.size() > 64 * 1024) return Error{"off-chain payload exceeds 64 KiB"};
+    if (!VerifySchnorr(event.submitter, OffchainSigningHash(event), event.signature)) {
+        return Error{"off-chain event signature does not verify for its submitter key"};
+    }
+    LOCK(m_mutex);
+    LayeredState final_state(m_impl->ProjectionReader());
+    if (const auto existing = ReadIdempotencyKey(final_state, event.idempotency_key)) {
+        const auto leaf = m_impl->Get(m_impl->events, keys::Event(*existing));
+        if (!leaf) return Error{"idempotency index points at a missing event"};
+        const auto decoded = DecodeEvent(AsSpan(*leaf));
+        const auto* previous = decoded ? std::get_if<OffchainEvent>(&decoded->body) : nullptr;
+        if (previous == nullptr || previous->kind != event.kind || previous->payload != event.payload) {
+            return Error{fmt::format("idempotency key '{}' was already used for a different event", event.idempotency_key)};
+        }
+        return *existing;
+    }
+    auto appended = AppendLocked({Event{std::nullopt, event}}, {});
+    if (!appended) return Error{appended.error()};
+    return appended->first_index;
+}
+
+uint64_t Ledger::size() const
+{
+    LOCK(m_mutex);
+    return m_impl->frontier.size();
+}
+
+Hash256 Ledger::root() const
+{
+    LOCK(m_mutex);
+    return m_impl->frontier.Root();
+}
+
+Result<Hash256> Ledger::RootAt(uint64_t tree_size) const
+{
+    LOCK(m_mutex);
+    if (tree_size > m_impl->frontier.size()) {
+        return Error{fmt::format("tree size {} is beyond the log's {}", tree_size, m_impl->frontier.size())};
+    }
+    return MerkleFrontier::Load(m_impl->Nodes(), tree_size).Root();
+}
+
+std::optional<Cursor> Ledger::GetCursor(const std::string& source) const
+{
+    const auto value = m_impl->Get(m_impl->meta, std::string(keys::kCursorPrefix) + source);
+    if (!value || value->size() != 40) return std::nullopt;
+    Cursor cursor{source, keys::ParseU64(*value), {}};
+    std::copy(value->begin() + 8, value->end(), cursor.block_hash.begin());
+    return cursor;
+}
+
+Result<Bytes> Ledger::GetLeaf(uint64_t index) const
+{
+    if (index >= size()) return Error{fmt::format("no event at index {}", index)};
+    const auto value = m_impl->Get(m_impl->events, keys::Event(index));
+    if (!value) return Error{fmt::format("event {} is missing from the database", index)};
+    return Bytes(value->begin(), value->end());
+}
+
+Result<InclusionProof> Ledger::ProveInclusion(uint64_t index, uint64_t tree_size) const
+{
+    LOCK(m_mutex);
+    if (tree_size > m_impl->frontier.size()) {
+        return Error{fmt::format("tree size {} is beyond the log's {}", tree_size, m_impl->frontier.size())};
+    }
+    if (index >= tree_size) return Error{fmt::format("index {} is not below tree size {}", index, tree_size)};
+    InclusionProof proof;
+    proof.index = index;
+    proof.tree_size = tree_size;
+    const auto leaf = m_impl->Get(m_impl->events, keys::Event(index));
+    if (!leaf) return Error{fmt::format("event {} is missing from the database", index)};
+    proof.leaf.assign(leaf->begin(), leaf->end());
+    const NodeReader nodes = m_impl->Nodes();
+    proof.path = MerkleInclusionPath(nodes, index, tree_size);
+    proof.root = tree_size == m_impl->frontier.size() ? m_impl->frontier.Root() : MerkleFrontier::Load(nodes, tree_size).Root();
+    return proof;
+}
+
+Result<std::vector<Hash256>> Ledger::ProveConsistency(uint64_t old_size, uint64_t new_size) const
+{
+    LOCK(m_mutex);
+    if (old_size > new_size) return Error{fmt::format("old size {} exceeds new size {}", old_size, new_size)};
+    if (new_size > m_impl->frontier.size()) {
+        return Error{fmt::format("tree size {} is beyond the log's {}", new_size, m_impl->frontier.size())};
+    }
+    return MerkleConsistencyPath(m_impl->Nodes(), old_size, new_size);
+}
+
+Result<Checkpoint> Ledger::SignCheckpoint(uint64_t timestamp) const
+{
+    LOCK(m_mutex);
+    if (!m_impl->signer) return Error{"no checkpoint key configured"};
+    return m_impl->signer->Sign(m_impl->frontier.size(), m_impl->frontier.Root(), timestamp);
+}
+
+std::optional<XOnlyPubKey> Ledger::checkpoint_public_key() const
+{
+    if (!m_impl->signer) return std::nullopt;
+    return m_impl->signer->public_key();
+}
+
+namespace {
+// Reads final projections straight from the database.
+class FinalView final : public StateView {
+public:
+    explicit FinalView(LayeredState::BaseReader reader) : m_reader(std::move(reader)) {}
+    std::optional<std::string> Get(const std::string& key) override { return m_reader(key); }
+    void Put(const std::string&, const std::string&) override { std::abort(); } // queries never write
+private:
+    LayeredState::BaseReader m_reader;
+};
+} // namespace
+
+std::optional<OrderRecord> Ledger::GetOrder(const UInt256& order_id, bool include_pending)
+{
+    LOCK(m_mutex);
+    if (include_pending && m_impl->overlay) return ReadOrder(*m_impl->overlay, order_id);
+    FinalView view(m_impl->ProjectionReader());
+    return ReadOrder(view, order_id);
+}
+
+std::optional<VaultPosition> Ledger::GetPosition(const Address& owner, bool include_pending)
+{
+    LOCK(m_mutex);
+    if (include_pending && m_impl->overlay) return ReadPosition(*m_impl->overlay, owner);
+    FinalView view(m_impl->ProjectionReader());
+    return ReadPosition(view, owner);
+}
+
+std::optional<uint8_t> Ledger::GetReputation(const Address& seller, bool include_pending)
+{
+    LOCK(m_mutex);
+    if (include_pending && m_impl->overlay) return ReadReputation(*m_impl->overlay, seller);
+    FinalView view(m_impl->ProjectionReader());
+    return ReadReputation(view, seller);
+}
+
+Totals Ledger::GetTotals(bool include_pending)
+{
+    LOCK(m_mutex);
+    if (include_pending && m_impl->overlay) return ReadTotals(*m_impl->overlay);
+    FinalView view(m_impl->ProjectionReader());
+    return ReadTotals(view);
+}
+
+Result<Hash256> Ledger::StateHash() const
+{
+    const rocksdb::Snapshot* snapshot = m_impl->db->GetSnapshot();
+    rocksdb::ReadOptions read_options;
+    read_options.snapshot = snapshot;
+    std::unique_ptr<rocksdb::Iterator> it(m_impl->db->NewIterator(read_options, m_impl->proj));
+    Sha256Hasher hasher;
+    Bytes framing;
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+        framing.clear();
+        Writer(framing).U32(static_cast<uint32_t>(it->key().size()));
+        hasher.Update(framing);
+        hasher.Update({reinterpret_cast<const uint8_t*>(it->key().data()), it->key().size()});
+        framing.clear();
+        Writer(framing).U32(static_cast<uint32_t>(it->value().size()));
+        hasher.Update(framing);
+        hasher.Update({reinterpret_cast<const uint8_t*>(it->value().data()), it->value().size()});
+    }
+    const auto status = it->status();
+    it.reset();
+    m_impl->db->ReleaseSnapshot(snapshot);
+    if (!status.ok()) return Error{fmt::format("reading projections failed: {}", status.ToString())};
+    return hasher.Finalize();
+}
+
+Status Ledger::RebuildProjections()
+{
+    LOCK(m_mutex);
+    Impl& m = *m_impl;
+    rocksdb::WriteOptions write_options;
+    write_options.sync = true;
+    // The marker makes an interrupted rebuild restart at the next Open().
+    rocksdb::WriteBatch start;
+    start.Put(m.meta, std::string(kRebuildMarker), "1");
+    start.DeleteRange(m.proj, std::string(), std::string(1, '\xff'));
+    if (const auto s = m.db->Write(write_options, &start); !s.ok()) return Error{fmt::format("rebuild failed: {}", s.ToString())};
+
+    const uint64_t total = m.frontier.size();
+    LogInfo("Rebuilding projections from {} events", total);
+    for (uint64_t begin = 0; begin < total; begin += kRebuildChunkEvents) {
+        const uint64_t end = std::min<uint64_t>(total, begin + kRebuildChunkEvents);
+        LayeredState state(m.ProjectionReader());
+        rocksdb::ReadOptions read_options;
+        std::unique_ptr<rocksdb::Iterator> it(m.db->NewIterator(read_options, m.events));
+        uint64_t index = begin;
+        for (it->Seek(keys::Event(begin)); it->Valid() && index < end; it->Next(), ++index) {
+            if (keys::ParseU64(it->key().ToStringView()) != index) return Error{fmt::format("event {} is missing", index)};
+            const auto event = DecodeEvent({reinterpret_cast<const uint8_t*>(it->value().data()), it->value().size()});
+            if (!event) return Error{fmt::format("event {} does not decode: {}", index, event.error())};
+            ApplyEvent(*event, index, state);
+        }
+        if (!it->status().ok()) return Error{fmt::format("reading events failed: {}", it->status().ToString())};
+        if (index != end) return Error{fmt::format("event {} is missing", index)};
+        rocksdb::WriteBatch batch;
+        for (const auto& [key, value] : state.writes()) batch.Put(m.proj, key, value);
+        if (end == total) batch.Delete(m.meta, std::string(kRebuildMarker));
+        if (const auto s = m.db->Write(write_options, &batch); !s.ok()) return Error{fmt::format("rebuild failed: {}", s.ToString())};
+    }
+    if (total == 0) {
+        if (const auto s = m.db->Delete(write_options, m.meta, std::string(kRebuildMarker)); !s.ok()) {
+            return Error{fmt::format("rebuild failed: {}", s.ToString())};
+        }
+    }
+    if (!m.pending.empty()) RebuildOverlayLocked();
+    LogInfo("Rebuilt projections from {} events", total);
+    return {};
+}
+
+void Ledger::RebuildOverlayLocked()
+{
+    Impl& m = *m_impl;
+    if (m.pending.empty()) {
+        m.overlay.reset();
+        return;
+    }
+    auto overlay = std::make_unique<LayeredState>(m.ProjectionReader());
+    uint64_t index = m.frontier.size(); // provisional indices after the final log
+    for (const auto& [source, blocks] : m.pending) {
+        for (const auto& block : blocks) {
+            for (const auto& event : block.events) ApplyEvent(event, index++, *overlay);
+        }
+    }
+    m.overlay = std::move(overlay);
+}
+
+Status Ledger::AddPendingBlock(const std::string& source, PendingBlock block)
+{
+    LOCK(m_mutex);
+    Impl& m = *m_impl;
+    auto& blocks = m.pending[source];
+    if (!blocks.empty() && block.number != blocks.back().number + 1) {
+        return Error{fmt::format("pending block {} of {} does not follow block {}", block.number, source,
+                                 blocks.back().number)};
+    }
+    if (blocks.size() >= m.options.pending_blocks_max) {
+        return Error{fmt::format("pending overlay of {} is full ({} blocks)", source, blocks.size())};
+    }
+    if (block.events.size() > m.options.pending_events_per_block_max) {
+        return Error{fmt::format("pending block {} has {} events, over the limit", block.number, block.events.size())};
+    }
+    for (const auto& event : block.events) {
+        if (!event.origin) return Error{"pending events must come from a chain"};
+    }
+    blocks.push_back(std::move(block));
+    RebuildOverlayLocked();
+    return {};
+}
+
+void Ledger::RollbackPending(const std::string& source, uint64_t block_number)
+{
+    LOCK(m_mutex);
+    auto it = m_impl->pending.find(source);
+    if (it == m_impl->pending.end()) return;
+    auto& blocks = it->second;
+    while (!blocks.empty() && blocks.back().number > block_number) blocks.pop_back();
+    if (blocks.empty()) m_impl->pending.erase(it);
+    RebuildOverlayLocked();
+}
+
+void Ledger::DropFinalizedPending(const std::string& source, uint64_t block_number)
+{
+    LOCK(m_mutex);
+    auto it = m_impl->pending.find(source);
+    if (it == m_impl->pending.end()) return;
+    auto& blocks = it->second;
+    blocks.erase(std::remove_if(blocks.begin(), blocks.end(),
+                                [&](const PendingBlock& b) { return b.number <= block_number; }),
+                 blocks.end());
+    if (blocks.empty()) m_impl->pending.erase(it);
+    RebuildOverlayLocked();
+}
+
+std::vector<PendingBlock> Ledger::GetPending(const std::string& source) const
+{
+    LOCK(m_mutex);
+    auto it = m_impl->pending.find(source);
+    if (it == m_impl->pending.end()) return {};
+    return it->second;
+}
+
+} // namespace bitacora::ledger

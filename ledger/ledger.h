@@ -1,0 +1,131 @@
+// The ledger: an append-only event log with an RFC 6962 Merkle tree and projections
+// in one RocksDB database, plus an in-memory pending overlay for unfinalized blocks.
+// It knows nothing of HTTP, ZMQ or JSON-RPC.
+//
+// Atomicity: Append() writes the events, the Merkle nodes they complete, the
+// projection changes and the source cursors in one WriteBatch, so after a crash the
+// log, the tree, the projections and the cursors always agree.
+// Sync policy: every Append() is written with sync=true (one fsync per batch). Final
+// events are acknowledged to nobody before they are durable, and batching (the
+// followers append up to thousands of events at once) amortises the fsync.
+#pragma once
+
+#include "common/result.h"
+#include "common/sha256.h"
+#include "common/sync.h"
+#include "ledger/checkpoint.h"
+#include "ledger/event.h"
+#include "ledger/projections.h"
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace bitacora::ledger {
+
+struct LedgerOptions {
+    uint64_t cache_mib{64};
+    bool create_if_missing{true};
+    // Where the checkpoint key lives; empty: checkpoints are not available.
+    std::filesystem::path checkpoint_key_path;
+    // Bounds of the pending overlay: blocks per source, events per block.
+    size_t pending_blocks_max{10'000};
+    size_t pending_events_per_block_max{100'000};
+};
+
+// The last block of a source (e.g. "evm", "btc") whose events are final in the log.
+struct Cursor {
+    std::string source;
+    uint64_t block_number{0};
+    Hash256 block_hash{};
+    bool operator==(const Cursor&) const = default;
+};
+
+struct AppendResult {
+    uint64_t first_index{0}; // index of the first appended event
+    uint64_t tree_size{0};
+    Hash256 root{};
+};
+
+struct InclusionProof {
+    uint64_t index{0};
+    uint64_t tree_size{0};
+    Bytes leaf;
+    std::vector<Hash256> path;
+    Hash256 root{};
+};
+
+struct PendingBlock {
+    uint64_t number{0};
+    Hash256 hash{};
+    std::vector<Event> events;
+};
+
+class Ledger {
+public:
+    static constexpr uint32_t kSchemaVersion = 1;
+    static constexpr size_t kAppendEventsMax = 100'000;
+
+    static Result<std::unique_ptr<Ledger>> Open(const std::filesystem::path& dir, const LedgerOptions& options);
+    ~Ledger();
+    Ledger(const Ledger&) = delete;
+    Ledger& operator=(const Ledger&) = delete;
+
+    uint32_t schema_version() const { return m_schema_version; }
+
+    // --- the final log ---
+    // Appends events in order and moves the given cursors, atomically.
+    Result<AppendResult> Append(const std::vector<Event>& events, const std::vector<Cursor>& cursors = {})
+        LOCKS_EXCLUDED(m_mutex);
+    // Appends a signed off-chain event once per idempotency key; a retry returns the
+    // index it got the first time. The signature must verify for `submitter`.
+    Result<uint64_t> AppendOffchain(const OffchainEvent& event) LOCKS_EXCLUDED(m_mutex);
+
+    uint64_t size() const LOCKS_EXCLUDED(m_mutex);
+    Hash256 root() const LOCKS_EXCLUDED(m_mutex);
+    Result<Hash256> RootAt(uint64_t tree_size) const LOCKS_EXCLUDED(m_mutex);
+    std::optional<Cursor> GetCursor(const std::string& source) const;
+    Result<Bytes> GetLeaf(uint64_t index) const LOCKS_EXCLUDED(m_mutex);
+    Result<InclusionProof> ProveInclusion(uint64_t index, uint64_t tree_size) const LOCKS_EXCLUDED(m_mutex);
+    Result<std::vector<Hash256>> ProveConsistency(uint64_t old_size, uint64_t new_size) const LOCKS_EXCLUDED(m_mutex);
+
+    // Signs (size, root, now) with the operator key.
+    Result<Checkpoint> SignCheckpoint(uint64_t timestamp) const LOCKS_EXCLUDED(m_mutex);
+    std::optional<XOnlyPubKey> checkpoint_public_key() const;
+
+    // --- projections (final, or final plus the pending overlay) ---
+    std::optional<OrderRecord> GetOrder(const UInt256& order_id, bool include_pending) LOCKS_EXCLUDED(m_mutex);
+    std::optional<VaultPosition> GetPosition(const Address& owner, bool include_pending) LOCKS_EXCLUDED(m_mutex);
+    std::optional<uint8_t> GetReputation(const Address& seller, bool include_pending) LOCKS_EXCLUDED(m_mutex);
+    Totals GetTotals(bool include_pending) LOCKS_EXCLUDED(m_mutex);
+    // SHA-256 over every projection entry in key order: equal states, equal hashes.
+    Result<Hash256> StateHash() const;
+    // Recomputes every projection from the log (bitacorad -rebuild).
+    Status RebuildProjections() LOCKS_EXCLUDED(m_mutex);
+
+    // --- the pending overlay (volatile: refetched from the chain after a restart) ---
+    // Adds the next unfinalized block of a source; it must extend the last one.
+    Status AddPendingBlock(const std::string& source, PendingBlock block) LOCKS_EXCLUDED(m_mutex);
+    // Drops pending blocks above block_number (a reorg back to that ancestor).
+    void RollbackPending(const std::string& source, uint64_t block_number) LOCKS_EXCLUDED(m_mutex);
+    // Drops pending blocks at or below block_number (they were appended as final).
+    void DropFinalizedPending(const std::string& source, uint64_t block_number) LOCKS_EXCLUDED(m_mutex);
+    std::vector<PendingBlock> GetPending(const std::string& source) const LOCKS_EXCLUDED(m_mutex);
+
+private:
+    struct Impl;
+    explicit Ledger(std::unique_ptr<Impl> impl);
+    void RebuildOverlayLocked() EXCLUSIVE_LOCKS_REQUIRED(m_mutex);
+    Result<AppendResult> AppendLocked(const std::vector<Event>& events, const std::vector<Cursor>& cursors)
+        EXCLUSIVE_LOCKS_REQUIRED(m_mutex);
+
+    std::unique_ptr<Impl> m_impl;
+    uint32_t m_schema_version{0};
+    mutable Mutex m_mutex;
+};
+
+} // namespace bitacora::ledger
