@@ -9,7 +9,8 @@
 //   u64 index                 -> canonical leaf bytes (ledger/event.h, docs/ledger-format.md)
 // Column family `merkle`:
 //   u8 level || u64 index     -> 32-byte hash of the perfect subtree over leaves
-//                                [index * 2^level, (index + 1) * 2^level); level 0 = leaf hash
+//                                [index * 2^level, (index + 1) * 2^level), for level >= 1;
+//                                level 0 (a leaf hash) is not stored but hashed from `events`
 // Column family `proj` (projections, rebuilt from `events` by -rebuild):
 //   'o' || 32-byte order id   -> OrderRecord
 //   'r' || 20-byte seller     -> u8 reputation

@@ -8,17 +8,24 @@
 
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/slice_transform.h>
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
+#include <cassert>
 #include <charconv>
 
 namespace bitacora::ledger {
 namespace {
 
 constexpr std::string_view kRebuildMarker = "rebuild_in_progress";
+// Merkle nodes at this level and above are also kept in memory (one hash per 32
+// leaves, about 1 byte per event), so an inclusion proof reads at most this many
+// nodes from RocksDB.
+constexpr unsigned kCachedLevelMin = 6;
 constexpr size_t kRebuildChunkEvents = 20'000;
 
 rocksdb::Slice AsSlice(std::span<const uint8_t> bytes)
@@ -50,6 +57,7 @@ struct Ledger::Impl {
     MerkleFrontier frontier;
     std::unique_ptr<CheckpointSigner> signer;
     std::map<std::string, std::vector<PendingBlock>> pending;
+    std::vector<std::vector<Hash256>> upper_nodes; // [level - kCachedLevelMin][index]
     std::unique_ptr<LayeredState> overlay; // final projections plus pending events
 
     ~Impl()
@@ -76,6 +84,20 @@ struct Ledger::Impl {
     NodeReader Nodes() const
     {
         return [this](unsigned level, uint64_t index) {
+            if (level >= kCachedLevelMin) {
+                const auto& nodes = upper_nodes.at(level - kCachedLevelMin);
+                if (index < nodes.size()) return nodes[index];
+            }
+            if (level == 0) {
+                // Leaf hashes are not stored: the leaf is, and hashing it is cheaper than
+                // a fifth key per event on every append.
+                const auto leaf = Get(events, keys::Event(index));
+                if (!leaf) {
+                    LogError("Event {} missing: the database is corrupt", index);
+                    std::abort();
+                }
+                return MerkleLeafHash(AsSpan(*leaf));
+            }
             const auto value = Get(merkle, keys::MerkleNode(level, index));
             if (!value || value->size() != 32) {
                 LogError("Merkle node ({}, {}) missing: the database is corrupt", level, index);
@@ -105,7 +127,11 @@ Result<std::unique_ptr<Ledger>> Ledger::Open(const std::filesystem::path& dir, c
     db_options.max_open_files = 512;
     rocksdb::BlockBasedTableOptions table_options;
     table_options.block_cache = rocksdb::NewLRUCache(options.cache_mib * 1024 * 1024);
-    table_options.cache_index_and_filter_blocks = true;
+    // Index and filter blocks stay with the table readers instead of competing with
+    // data blocks in the cache (with them in a small cache, proofs thrashed it).
+    table_options.cache_index_and_filter_blocks = false;
+    // Point lookups dominate (orders, nodes, leaves): bloom filters spare most SST reads.
+    table_options.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
     db_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table_options));
 
     const std::vector<std::string> families = {rocksdb::kDefaultColumnFamilyName, keys::kMetaFamily,
@@ -119,7 +145,22 @@ Result<std::unique_ptr<Ledger>> Ledger::Open(const std::filesystem::path& dir, c
         }
     }
     std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-    for (const auto& name : families) descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions(db_options));
+    for (const auto& name : families) {
+        rocksdb::ColumnFamilyOptions family(db_options);
+        if (name == keys::kEventsFamily || name == keys::kMerkleFamily) {
+            // Appends are sequential within a key's first byte (the level, for nodes):
+            // an insert hint per prefix makes each memtable insert O(1).
+            family.memtable_insert_with_hint_prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(1));
+        }
+        // Hashes do not compress; skip the work.
+        if (name == keys::kMerkleFamily) family.compression = rocksdb::kNoCompression;
+        if (name == keys::kProjectionsFamily) {
+            // Most projection reads are misses (a new order); a memtable bloom filter answers them.
+            family.memtable_whole_key_filtering = true;
+            family.memtable_prefix_bloom_size_ratio = 0.05;
+        }
+        descriptors.emplace_back(name, family);
+    }
 
     auto impl = std::make_unique<Impl>();
     impl->path = dir;
@@ -159,6 +200,21 @@ Result<std::unique_ptr<Ledger>> Ledger::Open(const std::filesystem::path& dir, c
         ledger->m_schema_version = version;
     }
 
+    m.upper_nodes.resize(64 - kCachedLevelMin);
+    {
+        std::unique_ptr<rocksdb::Iterator> it(m.db->NewIterator(rocksdb::ReadOptions(), m.merkle));
+        for (it->Seek(std::string(1, static_cast<char>(kCachedLevelMin))); it->Valid(); it->Next()) {
+            const auto key = it->key();
+            if (key.size() != 9 || it->value().size() != 32) return Error{"corrupt Merkle node key or value"};
+            const unsigned level = static_cast<uint8_t>(key[0]);
+            auto& nodes = m.upper_nodes.at(level - kCachedLevelMin);
+            if (keys::ParseU64(std::string_view(key.data() + 1, 8)) != nodes.size()) return Error{"gap in stored Merkle nodes"};
+            Hash256 hash;
+            std::copy(it->value().data(), it->value().data() + 32, hash.begin());
+            nodes.push_back(hash);
+        }
+        if (!it->status().ok()) return Error{fmt::format("reading Merkle nodes failed: {}", it->status().ToString())};
+    }
     const auto tree_size = m.Get(m.meta, std::string(keys::kTreeSize));
     m.frontier = MerkleFrontier::Load(m.Nodes(), tree_size ? keys::ParseU64(*tree_size) : 0);
     if (stored) {
@@ -201,13 +257,16 @@ Result<AppendResult> Ledger::AppendLocked(const std::vector<Event>& events, cons
     MerkleFrontier frontier = m.frontier; // committed only once the batch is durable
     LayeredState state(m.ProjectionReader());
     rocksdb::WriteBatch batch;
+    std::vector<MerkleFrontier::Node> upper; // cached once the batch is durable
     const uint64_t first_index = frontier.size();
     for (const auto& event : events) {
         const uint64_t index = frontier.size();
         const Bytes leaf = EncodeEvent(event);
         batch.Put(m.events, keys::Event(index), AsSlice(leaf));
         frontier.Append(MerkleLeafHash(leaf), [&](const MerkleFrontier::Node& node) {
+            if (node.level == 0) return;
             batch.Put(m.merkle, keys::MerkleNode(node.level, node.index), AsSlice(node.hash));
+            if (node.level >= kCachedLevelMin) upper.push_back(node);
         });
         ApplyEvent(event, index, state);
     }
@@ -218,7 +277,8 @@ Result<AppendResult> Ledger::AppendLocked(const std::vector<Event>& events, cons
     }
 
     rocksdb::WriteOptions write_options;
-    write_options.sync = true;
+    write_options.sync = m.options.sync_every_append ||
+                         std::any_of(events.begin(), events.end(), [](const Event& e) { return !IsOnChain(e.kind()); });
     const auto status = m.db->Write(write_options, &batch);
     if (!status.ok()) {
         // Nothing was applied: the in-memory frontier still matches the database.
@@ -226,6 +286,11 @@ Result<AppendResult> Ledger::AppendLocked(const std::vector<Event>& events, cons
         return Error{fmt::format("ledger append failed: {}", status.ToString())};
     }
     m.frontier = std::move(frontier);
+    for (const auto& node : upper) {
+        auto& nodes = m.upper_nodes[node.level - kCachedLevelMin];
+        assert(nodes.size() == node.index);
+        nodes.push_back(node.hash);
+    }
     LogDebug(log::Category::Ledger, "Appended {} events at {}; size {}", events.size(), first_index, m.frontier.size());
     if (!m.pending.empty()) RebuildOverlayLocked();
     return AppendResult{first_index, m.frontier.size(), m.frontier.Root()};

@@ -5,9 +5,14 @@
 // Atomicity: Append() writes the events, the Merkle nodes they complete, the
 // projection changes and the source cursors in one WriteBatch, so after a crash the
 // log, the tree, the projections and the cursors always agree.
-// Sync policy: every Append() is written with sync=true (one fsync per batch). Final
-// events are acknowledged to nobody before they are durable, and batching (the
-// followers append up to thousands of events at once) amortises the fsync.
+// Sync policy: a batch holding an off-chain or anchor event is written with sync=true
+// (an fsync before returning), because the backend is told it is recorded and an
+// anchor must never commit to events a power cut could take back; the WAL is
+// sequential, so that fsync also makes every earlier batch durable. A batch of
+// on-chain events only is written without fsync: a killed process loses nothing
+// (the WAL is in the page cache), and a power cut can only cut the log back to an
+// earlier consistent prefix, whose cursor makes the follower fetch the rest again.
+// LedgerOptions::sync_every_append syncs every batch.
 #pragma once
 
 #include "common/result.h"
@@ -30,6 +35,8 @@ namespace bitacora::ledger {
 struct LedgerOptions {
     uint64_t cache_mib{64};
     bool create_if_missing{true};
+    // fsync every append, not only those with off-chain or anchor events.
+    bool sync_every_append{false};
     // Where the checkpoint key lives; empty: checkpoints are not available.
     std::filesystem::path checkpoint_key_path;
     // Bounds of the pending overlay: blocks per source, events per block.

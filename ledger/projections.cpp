@@ -54,6 +54,20 @@ UInt256 MulDiv(const UInt256& a, const UInt256& b, const UInt256& c)
     if (c.IsZero()) return UInt256();
     const auto product = a.CheckedMul(b);
     if (!product) return a;
+    if (product->BitLength() <= 128 && c.BitLength() <= 128) {
+        // The common case: token amounts and share counts fit in 128 bits.
+        using u128 = unsigned __int128;
+        auto to_u128 = [](const UInt256& v) {
+            const auto be = v.ToBigEndian();
+            u128 x = 0;
+            for (size_t i = 16; i < 32; ++i) x = (x << 8) | be[i];
+            return x;
+        };
+        const u128 q = to_u128(*product) / to_u128(c);
+        std::array<uint8_t, 32> out{};
+        for (size_t i = 0; i < 16; ++i) out[31 - i] = static_cast<uint8_t>(q >> (8 * i));
+        return UInt256::FromBigEndian(out);
+    }
     UInt256 quotient;
     UInt256 remainder;
     const auto numerator = product->ToBigEndian();
