@@ -12,7 +12,7 @@ from harness import Daemon, NotifySocket, check, main, run, wait_for  # noqa: E4
 def test_help_lists_every_option_with_default(options, tmp):
     result = run(options.bitacorad, "-help")
     check(result.returncode == 0, f"-help exited {result.returncode}")
-    for option in ("-conf=<path>", "-datadir=<path>", "-chain=<string>", "-dbcache=<n>", "-debug=<value>",
+    for option in ("-conf=<path>", "-datadir=<path>", "-chain=<string>", "-dbcache=<n>", "-debug=<value>", "-rebuild",
                    "-debuglogfile=<path>", "-printtoconsole", "-logratelimit", "-pid=<path>", "-version"):
         check(option in result.stdout, f"-help does not list {option}")
     check("(default: 64)" in result.stdout, "-help does not show the dbcache default")
@@ -117,6 +117,23 @@ def test_watchdog_pings(options, tmp):
         notify.close()
 
 
+def test_rebuild_reports_the_state_hash(options, tmp):
+    daemon = Daemon(options.bitacorad, tmp, ["-chain=regtest", "-rebuild", "-nodebuglogfile"]).start()
+    try:
+        wait_for(lambda: "Initialization done" in daemon.stdout(), 30, "start-up with -rebuild")
+        out = daemon.stdout()
+        check("Rebuilt projections from 0 events" in out, out)
+        line = next(l for l in out.splitlines() if "Projection state hash before rebuild" in l)
+        before = line.split("before rebuild ")[1].split(",")[0]
+        after = line.split(", after ")[1]
+        check(len(before) == 64 and before == after, f"state hash changed: {line}")
+        check(os.path.exists(os.path.join(tmp, "regtest", "checkpoint.key")), "no checkpoint key created")
+        check(oct(os.stat(os.path.join(tmp, "regtest", "checkpoint.key")).st_mode & 0o777) == "0o600",
+              "checkpoint key is not mode 0600")
+    finally:
+        daemon.stop()
+
+
 if __name__ == "__main__":
     main([test_help_lists_every_option_with_default, test_version, test_config_errors_name_key_and_line,
-          test_start_notify_lock_sighup_and_sigterm, test_watchdog_pings])
+          test_start_notify_lock_sighup_and_sigterm, test_watchdog_pings, test_rebuild_reports_the_state_hash])
