@@ -22,10 +22,10 @@ namespace bitacora::ledger {
 namespace {
 
 constexpr std::string_view kRebuildMarker = "rebuild_in_progress";
-// Merkle nodes at this level and above are also kept in memory (one hash per 8
-// leaves, 4 bytes per event), so an inclusion proof reads at most this many nodes
+// Merkle nodes at this level and above are also kept in memory (one hash per 16
+// leaves, 2 bytes per event), so an inclusion proof reads at most this many nodes
 // (and the sibling leaf) from RocksDB.
-constexpr unsigned kCachedLevelMin = 4;
+constexpr unsigned kCachedLevelMin = 5;
 constexpr size_t kRebuildChunkEvents = 20'000;
 
 rocksdb::Slice AsSlice(std::span<const uint8_t> bytes)
@@ -125,9 +125,8 @@ Result<std::unique_ptr<Ledger>> Ledger::Open(const std::filesystem::path& dir, c
     db_options.create_missing_column_families = true;
     db_options.paranoid_checks = true;
     db_options.max_open_files = 512;
-    // One budget for every family's memtables, so that memory stays bounded.
-    db_options.db_write_buffer_size = 128 * 1024 * 1024;
-    db_options.level_compaction_dynamic_level_bytes = true;
+    // One budget for every family's memtables, so that resident memory stays bounded.
+    db_options.db_write_buffer_size = 192 * 1024 * 1024;
     rocksdb::BlockBasedTableOptions table_options;
     table_options.block_cache = rocksdb::NewLRUCache(options.cache_mib * 1024 * 1024);
     // Index and filter blocks stay with the table readers instead of competing with
@@ -271,8 +270,8 @@ Result<AppendResult> Ledger::AppendLocked(const std::vector<Event>& events, cons
             batch.Put(m.merkle, keys::MerkleNode(node.level, node.index), AsSlice(node.hash));
             if (node.level >= kCachedLevelMin) upper.push_back(node);
         });
-        ApplyEvent(event, index, state);
     }
+    ApplyEvents(events, first_index, state);
     for (const auto& [key, value] : state.writes()) batch.Put(m.proj, key, value);
     batch.Put(m.meta, std::string(keys::kTreeSize), keys::U64(frontier.size()));
     for (const auto& cursor : cursors) {
@@ -509,14 +508,17 @@ Status Ledger::RebuildProjections()
         rocksdb::ReadOptions read_options;
         std::unique_ptr<rocksdb::Iterator> it(m.db->NewIterator(read_options, m.events));
         uint64_t index = begin;
+        std::vector<Event> chunk;
+        chunk.reserve(end - begin);
         for (it->Seek(keys::Event(begin)); it->Valid() && index < end; it->Next(), ++index) {
             if (keys::ParseU64(it->key().ToStringView()) != index) return Error{fmt::format("event {} is missing", index)};
-            const auto event = DecodeEvent({reinterpret_cast<const uint8_t*>(it->value().data()), it->value().size()});
+            auto event = DecodeEvent({reinterpret_cast<const uint8_t*>(it->value().data()), it->value().size()});
             if (!event) return Error{fmt::format("event {} does not decode: {}", index, event.error())};
-            ApplyEvent(*event, index, state);
+            chunk.push_back(std::move(event.value()));
         }
         if (!it->status().ok()) return Error{fmt::format("reading events failed: {}", it->status().ToString())};
         if (index != end) return Error{fmt::format("event {} is missing", index)};
+        ApplyEvents(chunk, begin, state);
         rocksdb::WriteBatch batch;
         for (const auto& [key, value] : state.writes()) batch.Put(m.proj, key, value);
         if (end == total) batch.Delete(m.meta, std::string(kRebuildMarker));
@@ -546,7 +548,8 @@ void Ledger::RebuildOverlayLocked()
     uint64_t index = m.frontier.size(); // provisional indices after the final log
     for (const auto& [source, blocks] : m.pending) {
         for (const auto& block : blocks) {
-            for (const auto& event : block.events) ApplyEvent(event, index++, *overlay);
+            ApplyEvents(block.events, index, *overlay);
+            index += block.events.size();
         }
     }
     m.overlay = std::move(overlay);

@@ -102,7 +102,10 @@ UInt256 WrappingAdd(const UInt256& a, const UInt256& b)
 
 class Projector {
 public:
-    Projector(StateView& state, uint64_t index, const Event& event) : m_state(state), m_index(index), m_event(event) {}
+    Projector(StateView& state, Totals& totals, uint64_t index, const Event& event)
+        : m_state(state), m_totals(totals), m_index(index), m_event(event)
+    {
+    }
 
     void Run()
     {
@@ -147,9 +150,7 @@ private:
     template <typename F>
     void UpdateTotals(F&& change)
     {
-        Totals totals = ReadTotals(m_state);
-        change(totals);
-        m_state.Put(keys::Totals(), ToString(totals.Encode()));
+        change(m_totals); // written back once per batch by ApplyEvents
     }
 
     void Record(OrderRecord& order)
@@ -278,6 +279,7 @@ private:
     }
 
     StateView& m_state;
+    Totals& m_totals;
     uint64_t m_index;
     const Event& m_event;
 };
@@ -388,9 +390,17 @@ std::optional<std::string> LayeredState::Get(const std::string& key)
     return m_base(key);
 }
 
+void ApplyEvents(std::span<const Event> events, uint64_t first_index, StateView& state)
+{
+    if (events.empty()) return;
+    Totals totals = ReadTotals(state);
+    for (size_t i = 0; i < events.size(); ++i) Projector(state, totals, first_index + i, events[i]).Run();
+    state.Put(keys::Totals(), ToString(totals.Encode()));
+}
+
 void ApplyEvent(const Event& event, uint64_t index, StateView& state)
 {
-    Projector(state, index, event).Run();
+    ApplyEvents(std::span<const Event>(&event, 1), index, state);
 }
 
 std::optional<OrderRecord> ReadOrder(StateView& state, const UInt256& order_id)

@@ -10,6 +10,8 @@
 
 #include <functional>
 #include <map>
+#include <span>
+#include <unordered_map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -94,16 +96,18 @@ public:
     explicit LayeredState(BaseReader base) : m_base(std::move(base)) {}
     std::optional<std::string> Get(const std::string& key) override;
     void Put(const std::string& key, const std::string& value) override { m_writes[key] = value; }
-    const std::map<std::string, std::string>& writes() const { return m_writes; }
+    const std::unordered_map<std::string, std::string>& writes() const { return m_writes; }
 
 private:
     BaseReader m_base;
-    std::map<std::string, std::string> m_writes;
+    std::unordered_map<std::string, std::string> m_writes;
 };
 
 // Folds event number `index` into the projections. Transitions the order state
 // machine does not allow are recorded as anomalies on the order, never thrown.
 void ApplyEvent(const Event& event, uint64_t index, StateView& state);
+// The same for consecutive events from first_index on; totals are read and written once.
+void ApplyEvents(std::span<const Event> events, uint64_t first_index, StateView& state);
 
 std::optional<OrderRecord> ReadOrder(StateView& state, const UInt256& order_id);
 std::optional<VaultPosition> ReadPosition(StateView& state, const Address& owner);
