@@ -22,10 +22,10 @@ namespace bitacora::ledger {
 namespace {
 
 constexpr std::string_view kRebuildMarker = "rebuild_in_progress";
-// Merkle nodes at this level and above are also kept in memory (one hash per 16
-// leaves, 2 bytes per event), so an inclusion proof reads at most this many nodes
-// (and the sibling leaf) from RocksDB.
-constexpr unsigned kCachedLevelMin = 5;
+// Merkle nodes at this level and above are also kept in memory (one hash per 8
+// leaves, 4 bytes per event: 40 MB at 10 million events), so an inclusion proof
+// reads at most levels 1..3, the sibling leaf and the leaf itself from RocksDB.
+constexpr unsigned kCachedLevelMin = 4;
 constexpr size_t kRebuildChunkEvents = 20'000;
 
 rocksdb::Slice AsSlice(std::span<const uint8_t> bytes)
@@ -126,7 +126,7 @@ Result<std::unique_ptr<Ledger>> Ledger::Open(const std::filesystem::path& dir, c
     db_options.paranoid_checks = true;
     db_options.max_open_files = 512;
     // One budget for every family's memtables, so that resident memory stays bounded.
-    db_options.db_write_buffer_size = 192 * 1024 * 1024;
+    db_options.db_write_buffer_size = 128 * 1024 * 1024;
     rocksdb::BlockBasedTableOptions table_options;
     table_options.block_cache = rocksdb::NewLRUCache(options.cache_mib * 1024 * 1024);
     // Index and filter blocks stay with the table readers instead of competing with
