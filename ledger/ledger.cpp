@@ -17,6 +17,8 @@
 #include <algorithm>
 #include <cassert>
 #include <charconv>
+#include <cstdarg>
+#include <cstdio>
 
 namespace bitacora::ledger {
 namespace {
@@ -38,6 +40,28 @@ std::span<const uint8_t> AsSpan(const std::string& s)
     return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
 
+// RocksDB's own LOG file lives on the database's disk; when that disk is full, the
+// Debian build aborts on the failed log write (an assertion in WritableFileWriter).
+// Its messages go to our log instead, as Bitcoin Core does with LevelDB's.
+class RocksDbLogger final : public rocksdb::Logger {
+public:
+    RocksDbLogger() : rocksdb::Logger(rocksdb::InfoLogLevel::INFO_LEVEL) {}
+    using rocksdb::Logger::Logv;
+    void Logv(const char* format, va_list ap) override { Logv(rocksdb::InfoLogLevel::INFO_LEVEL, format, ap); }
+    void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) override
+    {
+        const bool warning = level >= rocksdb::InfoLogLevel::WARN_LEVEL;
+        if (!warning && !log::GetLogger().WillLogCategory(log::Category::Db)) return;
+        char buffer[1024];
+        std::vsnprintf(buffer, sizeof(buffer), format, ap);
+        if (warning) {
+            LogWarning("RocksDB: {}", buffer);
+        } else {
+            LogDebug(log::Category::Db, "RocksDB: {}", buffer);
+        }
+    }
+};
+
 std::string EncodeCursor(const Cursor& cursor)
 {
     return keys::U64(cursor.block_number) + std::string(cursor.block_hash.begin(), cursor.block_hash.end());
@@ -58,6 +82,10 @@ struct Ledger::Impl {
     std::unique_ptr<CheckpointSigner> signer;
     std::map<std::string, std::vector<PendingBlock>> pending;
     std::vector<std::vector<Hash256>> upper_nodes; // [level - kCachedLevelMin][index]
+    // Set by the first failed write (a full disk, an I/O error). RocksDB must not be
+    // written again after that (its own assertions abort on it); reads still work,
+    // and a restart once the disk is fixed recovers from the WAL.
+    std::string write_error;
     std::unique_ptr<LayeredState> overlay; // final projections plus pending events
 
     ~Impl()
@@ -125,6 +153,7 @@ Result<std::unique_ptr<Ledger>> Ledger::Open(const std::filesystem::path& dir, c
     db_options.create_missing_column_families = true;
     db_options.paranoid_checks = true;
     db_options.max_open_files = 512;
+    db_options.info_log = std::make_shared<RocksDbLogger>();
     // One budget for every family's memtables, so that resident memory stays bounded.
     db_options.db_write_buffer_size = 128 * 1024 * 1024;
     rocksdb::BlockBasedTableOptions table_options;
@@ -246,6 +275,9 @@ Result<AppendResult> Ledger::Append(const std::vector<Event>& events, const std:
 Result<AppendResult> Ledger::AppendLocked(const std::vector<Event>& events, const std::vector<Cursor>& cursors)
 {
     Impl& m = *m_impl;
+    if (!m.write_error.empty()) {
+        return Error{fmt::format("ledger is read-only after a write error ({}); fix the disk and restart", m.write_error)};
+    }
     if (events.size() > kAppendEventsMax) {
         return Error{fmt::format("append of {} events exceeds the limit of {}", events.size(), kAppendEventsMax)};
     }
@@ -284,7 +316,9 @@ Result<AppendResult> Ledger::AppendLocked(const std::vector<Event>& events, cons
     const auto status = m.db->Write(write_options, &batch);
     if (!status.ok()) {
         // Nothing was applied: the in-memory frontier still matches the database.
-        LogError("Ledger append of {} events failed: {}", events.size(), status.ToString());
+        m.write_error = status.ToString();
+        LogError("Ledger append of {} events failed: {}; the ledger is read-only until restarted", events.size(),
+                 status.ToString());
         return Error{fmt::format("ledger append failed: {}", status.ToString())};
     }
     m.frontier = std::move(frontier);
@@ -479,6 +513,7 @@ Status Ledger::RebuildProjections()
 {
     LOCK(m_mutex);
     Impl& m = *m_impl;
+    if (!m.write_error.empty()) return Error{fmt::format("ledger is read-only after a write error ({})", m.write_error)};
     rocksdb::WriteOptions write_options;
     write_options.sync = true;
     // The marker makes an interrupted rebuild restart at the next Open(). Dropping the
