@@ -36,7 +36,7 @@ mkdir -p "$datadir"
 log="$datadir/regtest/debug.log"
 echo
 echo "== Starting bitacorad -chain=regtest -datadir=$datadir"
-build/daemon/bitacorad -chain=regtest -datadir="$datadir" -debug=db -printtoconsole=0 &
+build/daemon/bitacorad -chain=regtest -datadir="$datadir" -debug=ledger -printtoconsole=0 &
 pid=$!
 pids+=("$pid")
 for _ in $(seq 1 300); do
