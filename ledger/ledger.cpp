@@ -168,7 +168,14 @@ Result<std::unique_ptr<Ledger>> Ledger::Open(const std::filesystem::path& dir, c
     const std::vector<std::string> families = {rocksdb::kDefaultColumnFamilyName, keys::kMetaFamily,
                                                keys::kEventsFamily, keys::kMerkleFamily, keys::kProjectionsFamily};
     std::vector<std::string> existing;
-    if (rocksdb::DB::ListColumnFamilies(db_options, dir.string(), &existing).ok()) {
+    const bool fresh = !std::filesystem::exists(dir / "CURRENT");
+    if (fresh && options.create_if_missing) {
+        // Created here so that RocksDB does not warn about a missing directory.
+        std::error_code ec;
+        std::filesystem::create_directories(dir, ec);
+        if (ec) return Error{fmt::format("cannot create database directory {}: {}", dir.string(), ec.message())};
+    }
+    if (!fresh && rocksdb::DB::ListColumnFamilies(db_options, dir.string(), &existing).ok()) {
         for (const auto& name : existing) {
             if (std::find(families.begin(), families.end(), name) == families.end()) {
                 return Error{fmt::format("database {} has an unknown column family '{}'", dir.string(), name)};
