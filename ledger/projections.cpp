@@ -100,10 +100,14 @@ UInt256 WrappingAdd(const UInt256& a, const UInt256& b)
     return UInt256::FromBigEndian(out);
 }
 
+// Orders touched by a batch, decoded once and encoded once (an order's events tend
+// to come close together); written back by ApplyEvents.
+using OrderCache = std::unordered_map<std::string, OrderRecord>;
+
 class Projector {
 public:
-    Projector(StateView& state, Totals& totals, uint64_t index, const Event& event)
-        : m_state(state), m_totals(totals), m_index(index), m_event(event)
+    Projector(StateView& state, Totals& totals, OrderCache& orders, uint64_t index, const Event& event)
+        : m_state(state), m_totals(totals), m_orders(orders), m_index(index), m_event(event)
     {
     }
 
@@ -172,23 +176,28 @@ private:
         UpdateTotals([](Totals& t) { ++t.anomalies; });
     }
 
-    void Save(const OrderRecord& order) { m_state.Put(keys::Order(order.order_id), ToString(order.Encode())); }
-
-    OrderRecord Load(const UInt256& id)
+    OrderRecord& Load(const UInt256& id)
     {
-        if (auto order = ReadOrder(m_state, id)) return *order;
-        OrderRecord fresh;
-        fresh.order_id = id;
-        return fresh;
+        std::string key = keys::Order(id);
+        auto it = m_orders.find(key);
+        if (it == m_orders.end()) {
+            OrderRecord record;
+            if (auto stored = ReadOrder(m_state, id)) {
+                record = std::move(*stored);
+            } else {
+                record.order_id = id;
+            }
+            it = m_orders.emplace(std::move(key), std::move(record)).first;
+        }
+        return it->second;
     }
 
     void Created(const OrderCreated& e)
     {
-        OrderRecord order = Load(e.order_id);
+        OrderRecord& order = Load(e.order_id);
         Record(order);
         if (order.state != OrderState::None) {
             Anomaly(order, "order created twice");
-            Save(order);
             return;
         }
         order.state = OrderState::AwaitingPayment;
@@ -196,7 +205,6 @@ private:
         order.buyer = e.buyer;
         order.amount = e.amount;
         order.expiry = e.expiry;
-        Save(order);
         UpdateTotals([&](Totals& t) {
             t.escrow_locked = Add(t.escrow_locked, e.amount);
             ++t.orders;
@@ -207,17 +215,15 @@ private:
     template <typename F>
     bool Transition(const UInt256& id, OrderState from, OrderState to, F&& change)
     {
-        OrderRecord order = Load(id);
+        OrderRecord& order = Load(id);
         Record(order);
         if (order.state != from) {
             Anomaly(order, fmt::format("{} in state {}, expected {}", EventKindName(m_event.kind()),
                                        OrderStateName(order.state), OrderStateName(from)));
-            Save(order);
             return false;
         }
         order.state = to;
         change(order);
-        Save(order);
         return true;
     }
 
@@ -280,6 +286,7 @@ private:
 
     StateView& m_state;
     Totals& m_totals;
+    OrderCache& m_orders;
     uint64_t m_index;
     const Event& m_event;
 };
@@ -394,7 +401,9 @@ void ApplyEvents(std::span<const Event> events, uint64_t first_index, StateView&
 {
     if (events.empty()) return;
     Totals totals = ReadTotals(state);
-    for (size_t i = 0; i < events.size(); ++i) Projector(state, totals, first_index + i, events[i]).Run();
+    OrderCache orders;
+    for (size_t i = 0; i < events.size(); ++i) Projector(state, totals, orders, first_index + i, events[i]).Run();
+    for (const auto& [key, order] : orders) state.Put(key, ToString(order.Encode()));
     state.Put(keys::Totals(), ToString(totals.Encode()));
 }
 
