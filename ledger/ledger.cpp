@@ -62,6 +62,39 @@ public:
     }
 };
 
+// The keys a rebuild has written so far. The projections family starts empty, so a
+// key the filter has never seen cannot be in the database: that read is skipped.
+class WrittenKeys {
+public:
+    explicit WrittenKeys(uint64_t keys_expected) : m_bits(std::max<uint64_t>(1 << 16, keys_expected * 8) / 64 + 1) {}
+    void Add(const std::string& key)
+    {
+        const auto [h1, h2] = Hashes(key);
+        for (uint64_t i = 0; i < kProbes; ++i) {
+            const uint64_t bit = (h1 + i * h2) % (m_bits.size() * 64);
+            m_bits[bit / 64] |= uint64_t{1} << (bit % 64);
+        }
+    }
+    bool MayContain(const std::string& key) const
+    {
+        const auto [h1, h2] = Hashes(key);
+        for (uint64_t i = 0; i < kProbes; ++i) {
+            const uint64_t bit = (h1 + i * h2) % (m_bits.size() * 64);
+            if ((m_bits[bit / 64] & (uint64_t{1} << (bit % 64))) == 0) return false;
+        }
+        return true;
+    }
+
+private:
+    static constexpr uint64_t kProbes = 4;
+    static std::pair<uint64_t, uint64_t> Hashes(const std::string& key)
+    {
+        const uint64_t h = std::hash<std::string>{}(key);
+        return {h, (h >> 33 | h << 31) | 1};
+    }
+    std::vector<uint64_t> m_bits;
+};
+
 std::string EncodeCursor(const Cursor& cursor)
 {
     return keys::U64(cursor.block_number) + std::string(cursor.block_hash.begin(), cursor.block_hash.end());
@@ -544,9 +577,14 @@ Status Ledger::RebuildProjections()
 
     const uint64_t total = m.frontier.size();
     LogInfo("Rebuilding projections from {} events", total);
+    WrittenKeys written(total);
+    const auto reader = m.ProjectionReader();
     for (uint64_t begin = 0; begin < total; begin += kRebuildChunkEvents) {
         const uint64_t end = std::min<uint64_t>(total, begin + kRebuildChunkEvents);
-        LayeredState state(m.ProjectionReader());
+        LayeredState state([&](const std::string& key) -> std::optional<std::string> {
+            if (!written.MayContain(key)) return std::nullopt;
+            return reader(key);
+        });
         rocksdb::ReadOptions read_options;
         std::unique_ptr<rocksdb::Iterator> it(m.db->NewIterator(read_options, m.events));
         uint64_t index = begin;
@@ -562,7 +600,10 @@ Status Ledger::RebuildProjections()
         if (index != end) return Error{fmt::format("event {} is missing", index)};
         ApplyEvents(chunk, begin, state);
         rocksdb::WriteBatch batch;
-        for (const auto& [key, value] : state.writes()) batch.Put(m.proj, key, value);
+        for (const auto& [key, value] : state.writes()) {
+            batch.Put(m.proj, key, value);
+            written.Add(key);
+        }
         if (end == total) batch.Delete(m.meta, std::string(kRebuildMarker));
         // Only the last batch, which clears the marker, needs to reach the disk first.
         rocksdb::WriteOptions chunk_options;
