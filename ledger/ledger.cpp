@@ -586,6 +586,7 @@ Status Ledger::RebuildProjections()
             return reader(key);
         });
         rocksdb::ReadOptions read_options;
+        read_options.fill_cache = false; // one pass over the log; keep the cache for live reads
         std::unique_ptr<rocksdb::Iterator> it(m.db->NewIterator(read_options, m.events));
         uint64_t index = begin;
         std::vector<Event> chunk;
@@ -604,16 +605,17 @@ Status Ledger::RebuildProjections()
             batch.Put(m.proj, key, value);
             written.Add(key);
         }
-        if (end == total) batch.Delete(m.meta, std::string(kRebuildMarker));
-        // Only the last batch, which clears the marker, needs to reach the disk first.
+        // No WAL: until the marker is cleared below, a crash restarts the rebuild anyway.
         rocksdb::WriteOptions chunk_options;
-        chunk_options.sync = end == total;
+        chunk_options.disableWAL = true;
         if (const auto s = m.db->Write(chunk_options, &batch); !s.ok()) return Error{fmt::format("rebuild failed: {}", s.ToString())};
     }
-    if (total == 0) {
-        if (const auto s = m.db->Delete(write_options, m.meta, std::string(kRebuildMarker)); !s.ok()) {
-            return Error{fmt::format("rebuild failed: {}", s.ToString())};
-        }
+    // The projections reach their SST files before the marker goes.
+    if (const auto s = m.db->Flush(rocksdb::FlushOptions(), m.proj); !s.ok()) {
+        return Error{fmt::format("rebuild failed: {}", s.ToString())};
+    }
+    if (const auto s = m.db->Delete(write_options, m.meta, std::string(kRebuildMarker)); !s.ok()) {
+        return Error{fmt::format("rebuild failed: {}", s.ToString())};
     }
     if (!m.pending.empty()) RebuildOverlayLocked();
     LogInfo("Rebuilt projections from {} events", total);
