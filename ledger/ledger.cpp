@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cassert>
 #include <charconv>
+#include <future>
 #include <cstdarg>
 #include <cstdio>
 
@@ -579,18 +580,14 @@ Status Ledger::RebuildProjections()
     LogInfo("Rebuilding projections from {} events", total);
     WrittenKeys written(total);
     const auto reader = m.ProjectionReader();
-    for (uint64_t begin = 0; begin < total; begin += kRebuildChunkEvents) {
-        const uint64_t end = std::min<uint64_t>(total, begin + kRebuildChunkEvents);
-        LayeredState state([&](const std::string& key) -> std::optional<std::string> {
-            if (!written.MayContain(key)) return std::nullopt;
-            return reader(key);
-        });
+    // Reading and decoding the next chunk of the log overlaps applying this one.
+    auto load = [&m](uint64_t begin, uint64_t end) -> Result<std::vector<Event>> {
+        std::vector<Event> chunk;
+        chunk.reserve(end - begin);
         rocksdb::ReadOptions read_options;
         read_options.fill_cache = false; // one pass over the log; keep the cache for live reads
         std::unique_ptr<rocksdb::Iterator> it(m.db->NewIterator(read_options, m.events));
         uint64_t index = begin;
-        std::vector<Event> chunk;
-        chunk.reserve(end - begin);
         for (it->Seek(keys::Event(begin)); it->Valid() && index < end; it->Next(), ++index) {
             if (keys::ParseU64(it->key().ToStringView()) != index) return Error{fmt::format("event {} is missing", index)};
             auto event = DecodeEvent({reinterpret_cast<const uint8_t*>(it->value().data()), it->value().size()});
@@ -599,6 +596,22 @@ Status Ledger::RebuildProjections()
         }
         if (!it->status().ok()) return Error{fmt::format("reading events failed: {}", it->status().ToString())};
         if (index != end) return Error{fmt::format("event {} is missing", index)};
+        return chunk;
+    };
+    std::future<Result<std::vector<Event>>> next;
+    if (total > 0) next = std::async(std::launch::async, load, 0, std::min<uint64_t>(total, kRebuildChunkEvents));
+    for (uint64_t begin = 0; begin < total; begin += kRebuildChunkEvents) {
+        const uint64_t end = std::min<uint64_t>(total, begin + kRebuildChunkEvents);
+        LayeredState state([&](const std::string& key) -> std::optional<std::string> {
+            if (!written.MayContain(key)) return std::nullopt;
+            return reader(key);
+        });
+        auto loaded = next.get();
+        if (!loaded) return Error{loaded.error()};
+        std::vector<Event> chunk = std::move(loaded.value());
+        if (end < total) {
+            next = std::async(std::launch::async, load, end, std::min<uint64_t>(total, end + kRebuildChunkEvents));
+        }
         ApplyEvents(chunk, begin, state);
         rocksdb::WriteBatch batch;
         for (const auto& [key, value] : state.writes()) {
