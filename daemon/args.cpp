@@ -16,6 +16,20 @@ std::string_view Trim(std::string_view s)
     return s;
 }
 
+// The comma-separated entries of a list value, trimmed (empty entries kept).
+std::vector<std::string_view> SplitList(std::string_view text)
+{
+    std::vector<std::string_view> items;
+    size_t start = 0;
+    while (start <= text.size()) {
+        size_t end = text.find(',', start);
+        if (end == std::string_view::npos) end = text.size();
+        items.push_back(Trim(text.substr(start, end - start)));
+        start = end + 1;
+    }
+    return items;
+}
+
 std::optional<bool> ParseBool(std::string_view value)
 {
     if (value == "1" || value == "true") return true;
@@ -138,15 +152,10 @@ Status ArgsManager::AddSetting(std::map<std::string, std::vector<Setting>>& targ
     }
     if (spec->validate) {
         if (spec->type == ArgType::List) {
-            size_t start = 0;
-            while (start <= text.size()) {
-                size_t end = text.find(',', start);
-                if (end == std::string::npos) end = text.size();
-                const std::string_view item = Trim(std::string_view(text).substr(start, end - start));
+            for (const auto item : SplitList(text)) {
                 if (auto problem = spec->validate(item)) {
                     return Error{fmt::format("invalid value '{}' for '{}' ({}): {}", item, name, origin, *problem)};
                 }
-                start = end + 1;
             }
         } else if (auto problem = spec->validate(text)) {
             return Error{fmt::format("invalid value '{}' for '{}' ({}): {}", text, name, origin, *problem)};
@@ -295,13 +304,8 @@ std::vector<std::string> ArgsManager::GetList(std::string_view name) const
             out.clear();
             continue;
         }
-        size_t start = 0;
-        while (start <= setting.value.size()) {
-            size_t end = setting.value.find(',', start);
-            if (end == std::string::npos) end = setting.value.size();
-            const std::string_view item = Trim(std::string_view(setting.value).substr(start, end - start));
+        for (const auto item : SplitList(setting.value)) {
             if (!item.empty()) out.emplace_back(item);
-            start = end + 1;
         }
     }
     return out;
