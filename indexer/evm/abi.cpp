@@ -67,6 +67,25 @@ Status CheckStaticSize(const AbiType& type)
     return {};
 }
 
+// element[length] or element[] (length empty); context names the whole type for errors.
+Result<AbiType> ArrayOf(AbiType element, std::string_view length, std::string_view context)
+{
+    AbiType type;
+    type.components.push_back(std::move(element));
+    if (length.empty()) {
+        type.kind = Kind::Array;
+    } else {
+        const auto n = ParseSmallNumber(length);
+        if (!n || *n == 0 || *n > AbiType::kStaticWordsMax) {
+            return Error{fmt::format("invalid array length in '{}'", context)};
+        }
+        type.kind = Kind::FixedArray;
+        type.size = *n;
+    }
+    if (auto status = CheckStaticSize(type); !status) return Error{status.error()};
+    return type;
+}
+
 Result<AbiType> ParseElementary(std::string_view text)
 {
     AbiType type;
@@ -112,20 +131,7 @@ Result<AbiType> ParseType(std::string_view text, unsigned depth)
         const std::string_view length = text.substr(open + 1, text.size() - open - 2);
         auto element = ParseType(text.substr(0, open), depth + 1);
         if (!element) return element;
-        AbiType type;
-        type.components.push_back(std::move(element.value()));
-        if (length.empty()) {
-            type.kind = Kind::Array;
-        } else {
-            const auto n = ParseSmallNumber(length);
-            if (!n || *n == 0 || *n > AbiType::kStaticWordsMax) {
-                return Error{fmt::format("invalid array length in '{}'", text)};
-            }
-            type.kind = Kind::FixedArray;
-            type.size = *n;
-        }
-        if (auto status = CheckStaticSize(type); !status) return Error{status.error()};
-        return type;
+        return ArrayOf(std::move(element.value()), length, text);
     }
     if (text.front() == '(') {
         if (text.back() != ')') return Error{fmt::format("unbalanced parentheses in '{}'", text)};
@@ -173,18 +179,9 @@ Result<AbiType> TypeFromJson(const nlohmann::json& input, unsigned depth)
         if (suffix.front() != '[') return Error{fmt::format("invalid tuple type '{}'", text)};
         const size_t close = suffix.find(']');
         if (close == std::string_view::npos) return Error{fmt::format("invalid tuple type '{}'", text)};
-        const std::string_view length = suffix.substr(1, close - 1);
-        AbiType array;
-        array.components.push_back(std::move(type));
-        if (length.empty()) {
-            array.kind = Kind::Array;
-        } else {
-            const auto n = ParseSmallNumber(length);
-            if (!n || *n == 0 || *n > AbiType::kStaticWordsMax) return Error{fmt::format("invalid array length in '{}'", text)};
-            array.kind = Kind::FixedArray;
-            array.size = *n;
-        }
-        type = std::move(array);
+        auto array = ArrayOf(std::move(type), suffix.substr(1, close - 1), text);
+        if (!array) return array;
+        type = std::move(array.value());
         suffix.remove_prefix(close + 1);
     }
     if (auto status = CheckStaticSize(type); !status) return Error{status.error()};
