@@ -41,6 +41,11 @@ void EncodeBody(Writer& w, const EventBody& body)
                    [&](const OffchainEvent& e) {
                        w.Str16(e.kind).Str16(e.idempotency_key).Bytes32(e.payload).Raw(e.submitter).Raw(e.signature);
                    },
+                   [&](const RawEvmLog& e) {
+                       w.U8(static_cast<uint8_t>(e.topics.size()));
+                       for (const auto& topic : e.topics) w.Raw(topic);
+                       w.Bytes32(e.data);
+                   },
                    [&](const AnchorEvent& e) {
                        w.U8(e.state).U64(e.anchored_size).Raw(e.anchored_root).Raw(e.txid).U64(e.block_height).Raw(e.block_hash);
                    },
@@ -75,6 +80,17 @@ template <> bool DecodeInto(Reader& r, AnchorEvent& e)
            r.U64(e.block_height) && r.Fixed(e.block_hash);
 }
 
+template <> bool DecodeInto(Reader& r, RawEvmLog& e)
+{
+    uint8_t count = 0;
+    if (!r.U8(count) || count > RawEvmLog::kTopicsMax) return false;
+    e.topics.resize(count);
+    for (auto& topic : e.topics) {
+        if (!r.Fixed(topic)) return false;
+    }
+    return r.Bytes32(e.data, RawEvmLog::kDataMax);
+}
+
 template <typename T>
 Result<EventBody> DecodeBody(Reader& r)
 {
@@ -87,7 +103,7 @@ constexpr EventKind kKindByIndex[] = {
     EventKind::OrderCreated,  EventKind::PaymentConfirmed, EventKind::OrderReleased, EventKind::OrderCancelled,
     EventKind::OrderExpired,  EventKind::OrderDisputed,    EventKind::DisputeResolved, EventKind::ReputationChanged,
     EventKind::EscrowPaused,  EventKind::RoleChanged,      EventKind::VaultDeposit,  EventKind::VaultWithdraw,
-    EventKind::VaultTransfer, EventKind::Offchain,         EventKind::Anchor,
+    EventKind::VaultTransfer, EventKind::Offchain,         EventKind::Anchor,        EventKind::RawEvmLog,
 };
 static_assert(std::size(kKindByIndex) == std::variant_size_v<EventBody>);
 
@@ -121,6 +137,7 @@ std::string_view EventKindName(EventKind kind)
     case EventKind::VaultTransfer: return "vault_transfer";
     case EventKind::Offchain: return "offchain";
     case EventKind::Anchor: return "anchor";
+    case EventKind::RawEvmLog: return "raw_evm_log";
     }
     return "unknown";
 }
@@ -176,6 +193,7 @@ Result<Event> DecodeEvent(std::span<const uint8_t> leaf)
     case EventKind::VaultTransfer: body = DecodeBody<VaultTransfer>(r); break;
     case EventKind::Offchain: body = DecodeBody<OffchainEvent>(r); break;
     case EventKind::Anchor: body = DecodeBody<AnchorEvent>(r); break;
+    case EventKind::RawEvmLog: body = DecodeBody<RawEvmLog>(r); break;
     }
     if (!body) return Error{body.error()};
     if (!r.AtEnd()) return Error{"leaf has trailing bytes"};

@@ -15,6 +15,7 @@
 #include <span>
 #include <string>
 #include <variant>
+#include <vector>
 
 namespace bitacora::ledger {
 
@@ -48,6 +49,14 @@ struct RoleChanged { Hash256 role{}; Address account{}; Address sender{}; bool g
 struct VaultDeposit { Address sender{}; Address owner{}; UInt256 assets; UInt256 shares; bool operator==(const VaultDeposit&) const = default; };
 struct VaultWithdraw { Address sender{}; Address receiver{}; Address owner{}; UInt256 assets; UInt256 shares; bool operator==(const VaultWithdraw&) const = default; };
 struct VaultTransfer { Address from{}; Address to{}; UInt256 value; bool operator==(const VaultTransfer&) const = default; };
+// A log of a watched contract that matches no event the ledger decodes: kept verbatim.
+struct RawEvmLog {
+    static constexpr size_t kTopicsMax = 4;
+    static constexpr size_t kDataMax = 1 << 20;
+    std::vector<Hash256> topics;
+    Bytes data;
+    bool operator==(const RawEvmLog&) const = default;
+};
 // Submitted by the platform's backend, signed with its BIP-340 key.
 struct OffchainEvent {
     std::string kind;            // e.g. "offer.posted", at most 64 bytes
@@ -70,7 +79,7 @@ struct AnchorEvent {
 
 using EventBody = std::variant<OrderCreated, PaymentConfirmed, OrderReleased, OrderCancelled, OrderExpired,
                                OrderDisputed, DisputeResolved, ReputationChanged, EscrowPaused, RoleChanged,
-                               VaultDeposit, VaultWithdraw, VaultTransfer, OffchainEvent, AnchorEvent>;
+                               VaultDeposit, VaultWithdraw, VaultTransfer, OffchainEvent, AnchorEvent, RawEvmLog>;
 
 // Kind bytes of the encoding; never renumber.
 enum class EventKind : uint8_t {
@@ -87,6 +96,7 @@ enum class EventKind : uint8_t {
     VaultDeposit = 0x10,
     VaultWithdraw = 0x11,
     VaultTransfer = 0x12,
+    RawEvmLog = 0x1f,
     Offchain = 0x20,
     Anchor = 0x30,
 };

@@ -672,8 +672,57 @@ Status Ledger::AddPendingBlock(const std::string& source, PendingBlock block)
         if (!event.origin) return Error{"pending events must come from a chain"};
     }
     blocks.push_back(std::move(block));
-    RebuildOverlayLocked();
+    if (m.overlay && m.pending.size() == 1) {
+        // The common case, one chain extending its tip: apply only the new block.
+        uint64_t index = m.frontier.size();
+        for (size_t i = 0; i + 1 < blocks.size(); ++i) index += blocks[i].events.size();
+        ApplyEvents(blocks.back().events, index, *m.overlay);
+    } else {
+        RebuildOverlayLocked();
+    }
     return {};
+}
+
+Result<AppendResult> Ledger::FinalizePending(const std::string& source, uint64_t block_number)
+{
+    LOCK(m_mutex);
+    Impl& m = *m_impl;
+    auto it = m.pending.find(source);
+    if (it == m.pending.end() || it->second.empty() || it->second.front().number > block_number) {
+        return Error{fmt::format("no pending block of {} at or below {}", source, block_number)};
+    }
+    auto& blocks = it->second;
+    AppendResult last{.first_index = m.frontier.size(), .tree_size = m.frontier.size(), .root = m.frontier.Root()};
+    // One append per run of blocks that fits kAppendEventsMax; each moves the cursor to
+    // its last block, so a failure part-way leaves log, cursor and overlay agreeing.
+    while (!blocks.empty() && blocks.front().number <= block_number) {
+        std::vector<Event> events;
+        size_t taken = 0;
+        while (taken < blocks.size() && blocks[taken].number <= block_number &&
+               (taken == 0 || events.size() + blocks[taken].events.size() <= kAppendEventsMax)) {
+            events.insert(events.end(), blocks[taken].events.begin(), blocks[taken].events.end());
+            ++taken;
+        }
+        // Out of the overlay first, so that the append's overlay rebuild sees the rest only.
+        std::vector<PendingBlock> finalized(std::make_move_iterator(blocks.begin()),
+                                            std::make_move_iterator(blocks.begin() + static_cast<std::ptrdiff_t>(taken)));
+        blocks.erase(blocks.begin(), blocks.begin() + static_cast<std::ptrdiff_t>(taken));
+        const PendingBlock& tip = finalized.back();
+        auto appended = AppendLocked(events, {Cursor{.source = source, .block_number = tip.number,
+                                                     .block_hash = tip.hash}});
+        if (!appended) {
+            blocks.insert(blocks.begin(), std::make_move_iterator(finalized.begin()),
+                          std::make_move_iterator(finalized.end()));
+            RebuildOverlayLocked();
+            return Error{appended.error()};
+        }
+        last = appended.value();
+    }
+    if (blocks.empty()) {
+        m.pending.erase(it);
+        RebuildOverlayLocked();
+    }
+    return last;
 }
 
 void Ledger::RollbackPending(const std::string& source, uint64_t block_number)

@@ -119,6 +119,10 @@ public:
     Status AddPendingBlock(const std::string& source, PendingBlock block) LOCKS_EXCLUDED(m_mutex);
     // Drops pending blocks above block_number (a reorg back to that ancestor).
     void RollbackPending(const std::string& source, uint64_t block_number) LOCKS_EXCLUDED(m_mutex);
+    // Appends the pending blocks of `source` up to block_number to the final log, moves
+    // the source's cursor to that block and drops them from the overlay, all under one
+    // lock, so that no reader sees their events twice or not at all.
+    Result<AppendResult> FinalizePending(const std::string& source, uint64_t block_number) LOCKS_EXCLUDED(m_mutex);
     // Drops pending blocks at or below block_number (they were appended as final).
     void DropFinalizedPending(const std::string& source, uint64_t block_number) LOCKS_EXCLUDED(m_mutex);
     std::vector<PendingBlock> GetPending(const std::string& source) const LOCKS_EXCLUDED(m_mutex);

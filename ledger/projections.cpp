@@ -139,6 +139,7 @@ public:
                            m_state.Put(keys::Idempotency(e.idempotency_key), keys::U64(m_index));
                            UpdateTotals([](Totals& t) { ++t.offchain_events; });
                        },
+                       [&](const RawEvmLog&) {},
                        [&](const AnchorEvent& e) {
                            Bytes body;
                            Writer(body).U8(e.state).U64(e.anchored_size).Raw(e.anchored_root).Raw(e.txid)

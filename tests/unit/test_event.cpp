@@ -45,6 +45,7 @@ std::vector<Event> OneOfEach()
         {Origin(), VaultTransfer{Filled<20>(0x44), Filled<20>(0x45), UInt256(9)}},
         {std::nullopt, offchain},
         {std::nullopt, AnchorEvent{2, 1000, Filled<32>(0x12), Filled<32>(0x13), 840000, Filled<32>(0x14)}},
+        {Origin(), RawEvmLog{{Filled<32>(0x8c), Filled<32>(0x01)}, Bytes{1, 2, 3}}},
     };
 }
 
@@ -106,6 +107,15 @@ TEST_CASE("malformed leaves are errors, never crashes")
     Bytes disputed = EncodeEvent(OneOfEach()[5]);
     disputed.back() = 2; // bool must be 0 or 1
     CHECK_FALSE(DecodeEvent(disputed));
+}
+
+TEST_CASE("a raw log with more than four topics or oversized data is refused")
+{
+    Bytes leaf = EncodeEvent({Origin(), RawEvmLog{{}, Bytes{}}});
+    const size_t count_at = leaf.size() - 5; // topic count, then a 4-byte empty data length
+    CHECK(DecodeEvent(leaf));
+    leaf[count_at] = 5;
+    CHECK_FALSE(DecodeEvent(leaf));
 }
 
 TEST_CASE("the off-chain signing hash covers kind, key and payload")

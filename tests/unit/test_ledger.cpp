@@ -223,6 +223,38 @@ TEST_CASE("the pending overlay is visible to pending queries and rolls back")
     CHECK(ledger->GetPending("evm").empty());
 }
 
+TEST_CASE("finalizing pending blocks appends them once, moves the cursor and empties the overlay")
+{
+    TempDir dir("ledger-finalize");
+    auto ledger = OpenLedger(dir.path);
+    TempDir reference_dir("ledger-finalize-ref");
+    auto reference = OpenLedger(reference_dir.path);
+    std::vector<Event> all;
+    for (uint64_t block = 1; block <= 6; ++block) {
+        PendingBlock pending{block, Hash256{static_cast<uint8_t>(block)}, {}};
+        for (uint64_t i = 0; i < 5; ++i) pending.events.push_back(ReferenceEvent(all.size() + i));
+        all.insert(all.end(), pending.events.begin(), pending.events.end());
+        REQUIRE(ledger->AddPendingBlock("evm", pending));
+    }
+    const auto pending_totals = ledger->GetTotals(true);
+    CHECK_FALSE(ledger->FinalizePending("evm", 0)); // nothing at or below block 0
+    const auto finalized = ledger->FinalizePending("evm", 4);
+    REQUIRE(finalized);
+    CHECK(finalized->tree_size == 20);
+    CHECK(ledger->GetCursor("evm")->block_number == 4);
+    CHECK(ledger->GetCursor("evm")->block_hash == Hash256{4});
+    CHECK(ledger->GetPending("evm").size() == 2);
+    // The pending view is unchanged by finalization: no event counted twice or lost.
+    CHECK(ledger->GetTotals(true).escrow_locked == pending_totals.escrow_locked);
+    CHECK(ledger->GetTotals(true).orders == pending_totals.orders);
+    REQUIRE(ledger->FinalizePending("evm", 6));
+    CHECK(ledger->GetPending("evm").empty());
+    CHECK(ledger->GetTotals(false).orders == pending_totals.orders);
+    REQUIRE(reference->Append(all));
+    CHECK(ledger->root() == reference->root());
+    CHECK(*ledger->StateHash() == *reference->StateHash());
+}
+
 TEST_CASE("off-chain events: signature checked, appended once per idempotency key")
 {
     TempDir dir("ledger-offchain");
