@@ -1,11 +1,14 @@
 #include "daemon/init.h"
 
+#include "daemon/evm_options.h"
+
 #include "common/hex.h"
 #include "common/logging.h"
 #include "ledger/ledger.h"
 
 #include <systemd/sd-daemon.h>
 
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -22,6 +25,9 @@ namespace bitacora {
 namespace {
 
 namespace fs = std::filesystem;
+
+// Set by a component that cannot go on (it also raises SIGTERM): exit with failure.
+std::atomic<bool> g_fatal_error{false};
 
 constexpr int64_t kDbCacheMibDefault = 64;
 
@@ -98,10 +104,16 @@ struct Node {
     std::unique_ptr<DirectoryLock> lock;
     fs::path pid_file;
     std::unique_ptr<ledger::Ledger> ledger;
+    std::unique_ptr<evm::EvmFollower> evm_follower;
 
     void Shutdown()
     {
         LogInfo("Shutdown: in progress...");
+        if (evm_follower) {
+            LogInfo("Shutdown: stopping the EVM follower");
+            evm_follower->Stop();
+            evm_follower.reset();
+        }
         if (ledger) {
             LogInfo("Shutdown: closing database");
             ledger.reset();
@@ -142,9 +154,9 @@ void BlockShutdownSignals(sigset_t& set)
 const std::vector<ChainInfo>& Chains()
 {
     static const std::vector<ChainInfo> chains = {
-        {"base", "", "Base mainnet (EVM chain id 8453) anchored to Bitcoin mainnet"},
-        {"base-sepolia", "base-sepolia", "Base Sepolia (EVM chain id 84532) anchored to a Bitcoin test network"},
-        {"regtest", "regtest", "a local anvil chain anchored to a Bitcoin regtest node"},
+        {"base", "", "Base mainnet (EVM chain id 8453) anchored to Bitcoin mainnet", 8453},
+        {"base-sepolia", "base-sepolia", "Base Sepolia (EVM chain id 84532) anchored to a Bitcoin test network", 84532},
+        {"regtest", "regtest", "a local anvil chain anchored to a Bitcoin regtest node", 31337},
     };
     return chains;
 }
@@ -203,6 +215,7 @@ void RegisterDaemonArgs(ArgsManager& args)
                  .help = "Limit info, warning and error lines to 1 MiB per source location per hour, so that "
                          "remote input cannot fill the disk; debug lines are never limited",
                  .category = logging});
+    RegisterEvmArgs(args);
 }
 
 int DaemonMain(int argc, char* argv[])
@@ -316,6 +329,33 @@ int DaemonMain(int argc, char* argv[])
                 *before == *after ? "" : " (DIFFERENT: the stored projections did not match the log)");
     }
 
+    uint64_t default_chain_id = 0;
+    for (const auto& chain : Chains()) {
+        if (chain.name == chain_name) default_chain_id = chain.evm_chain_id;
+    }
+    auto evm_options = EvmOptionsFromArgs(args, default_chain_id, netdir);
+    if (!evm_options) {
+        node.Shutdown();
+        return InitError(evm_options.error());
+    }
+    if (evm_options->has_value()) {
+        const auto& o = **evm_options;
+        LogInfo("EVM follower: chain id {}, escrow {}, vault {}, from block {}, finality {}, endpoints {}", o.chain_id,
+                evm::FormatAddress(o.escrow), evm::FormatAddress(o.vault), o.start_block,
+                o.finality == evm::FinalityRule::Finalized ? "finalized"
+                : o.finality == evm::FinalityRule::Safe    ? "safe"
+                                                           : fmt::format("{} confirmations", o.finality_depth),
+                o.rpc.urls.size());
+        node.evm_follower = std::make_unique<evm::EvmFollower>(**evm_options, *node.ledger, [](const std::string& why) {
+            g_fatal_error = true;
+            sd_notifyf(0, "STATUS=EVM follower stopped: %s", why.c_str());
+            ::kill(::getpid(), SIGTERM);
+        });
+        node.evm_follower->Start();
+    } else {
+        LogInfo("EVM follower: off (no -evmrpc)");
+    }
+
     uint64_t watchdog_usec = 0;
     const bool watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0;
     sd_notifyf(0, "READY=1\nSTATUS=Ledger open, %llu events\nMAINPID=%lu",
@@ -336,14 +376,15 @@ int DaemonMain(int argc, char* argv[])
             continue;
         }
         if (sig == SIGTERM || sig == SIGINT) {
-            LogInfo("{} received: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            if (g_fatal_error) LogError("Shutting down after a fatal error");
+            else LogInfo("{} received: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
             break;
         }
     }
     sd_notify(0, "STOPPING=1\nSTATUS=Shutting down");
     node.Shutdown();
     logger.CloseFile();
-    return EXIT_SUCCESS;
+    return g_fatal_error ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
 } // namespace bitacora

@@ -3,6 +3,7 @@
 
 #include "daemon/args.h"
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,7 @@ struct ChainInfo {
     std::string name;
     std::string datadir_subdir;
     std::string description;
+    uint64_t evm_chain_id{0}; // what -evmchainid defaults to
 };
 const std::vector<ChainInfo>& Chains();
 

@@ -1,0 +1,53 @@
+// Blocks and logs as an Ethereum node returns them, parsed strictly: a hash that is not
+// 32 bytes, a quantity that is not hex or overflows 64 bits, a missing field, all are
+// errors, because a follower must never turn a broken answer into ledger data.
+#pragma once
+
+#include "common/hex.h"
+#include "common/result.h"
+#include "common/sha256.h"
+#include "ledger/event.h"
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace bitacora::evm {
+
+using ledger::Address;
+
+struct BlockHeader {
+    uint64_t number{0};
+    Hash256 hash{};
+    Hash256 parent_hash{};
+    uint64_t timestamp{0};
+    bool operator==(const BlockHeader&) const = default;
+};
+
+struct Log {
+    Address address{};
+    std::vector<Hash256> topics; // at most 4
+    Bytes data;
+    uint64_t block_number{0};
+    Hash256 block_hash{};
+    Hash256 tx_hash{};
+    uint32_t log_index{0};
+    bool removed{false};
+};
+
+Result<uint64_t> ParseQuantity(const nlohmann::json& value);
+std::string FormatQuantity(uint64_t value); // "0x1f"
+Result<Hash256> ParseHash(const nlohmann::json& value);
+Result<Address> ParseAddress(std::string_view text);
+std::string FormatAddress(const Address& address);
+
+// An eth_getBlockByNumber / eth_getBlockByHash result (null is an error: no such block).
+Result<BlockHeader> ParseBlockHeader(const nlohmann::json& block);
+Result<Log> ParseLog(const nlohmann::json& log);
+// An eth_getLogs result; at most logs_max entries.
+Result<std::vector<Log>> ParseLogs(const nlohmann::json& logs, size_t logs_max);
+
+} // namespace bitacora::evm

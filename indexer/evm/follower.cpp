@@ -1,0 +1,1072 @@
+#include "indexer/evm/follower.h"
+
+#include "common/logging.h"
+#include "common/sync.h"
+#include "indexer/evm/keccak.h"
+#include "indexer/evm/log_decoder.h"
+#include "indexer/evm/range_limit.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <fcntl.h>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <unistd.h>
+
+namespace bitacora::evm {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+constexpr size_t kLatencySamplesMax = 10'000;
+constexpr uint32_t kRetryDelayMsMax = 30'000;
+constexpr uint64_t kCatchUpLogBlocksMin = 100; // shorter catch-ups (finality moving on) log at debug level
+
+// Our view of one unfinalized block, mirrored in the ledger's pending overlay.
+struct BlockRef {
+    uint64_t number{0};
+    Hash256 hash{};
+    Hash256 events_digest{};
+    uint64_t events{0};
+};
+
+// One catch-up range, checked and decoded, on its way to the database.
+struct FetchedRange {
+    uint64_t from{0};
+    uint64_t to{0};
+    std::vector<ledger::Event> events;
+    std::map<uint64_t, Hash256> block_hashes; // every block with logs, plus `to`
+    uint64_t raw_logs{0};
+};
+
+// What the data dir remembers of the chain it indexed (<netdir>/evm-chain.json).
+struct ChainIdentity {
+    uint64_t chain_id{0};
+    uint64_t start_block{0};
+    std::optional<Hash256> start_hash; // once the start block is final
+};
+
+std::optional<ChainIdentity> ReadIdentity(const fs::path& path, std::string& error)
+{
+    std::ifstream file(path);
+    if (!file) return std::nullopt;
+    const json j = json::parse(file, nullptr, false);
+    ChainIdentity identity;
+    if (!j.is_object() || !j.contains("chainId") || !j["chainId"].is_number_unsigned() || !j.contains("startBlock") ||
+        !j["startBlock"].is_number_unsigned()) {
+        error = fmt::format("{} is not a valid chain identity file", path.string());
+        return std::nullopt;
+    }
+    identity.chain_id = j["chainId"].get<uint64_t>();
+    identity.start_block = j["startBlock"].get<uint64_t>();
+    if (j.contains("startBlockHash")) {
+        auto hash = ParseHash(j["startBlockHash"]);
+        if (!hash) {
+            error = fmt::format("{}: startBlockHash {}", path.string(), hash.error());
+            return std::nullopt;
+        }
+        identity.start_hash = *hash;
+    }
+    return identity;
+}
+
+// Written to a temporary file, fsynced and renamed: a crash leaves the old or the new.
+Status WriteIdentity(const fs::path& path, const ChainIdentity& identity)
+{
+    json j = {{"chainId", identity.chain_id}, {"startBlock", identity.start_block}};
+    if (identity.start_hash) j["startBlockHash"] = HexEncode0x(*identity.start_hash);
+    const std::string text = j.dump(2) + "\n";
+    const fs::path tmp = path.string() + ".tmp";
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return Error{fmt::format("cannot write {}: {}", tmp.string(), std::strerror(errno))};
+    const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
+    ::close(fd);
+    if (!written || ::rename(tmp.c_str(), path.c_str()) != 0) {
+        return Error{fmt::format("cannot write {}: {}", path.string(), std::strerror(errno))};
+    }
+    return {};
+}
+
+json BlockTag(uint64_t number) { return FormatQuantity(number); }
+
+Bytes Selector(std::string_view signature)
+{
+    const Hash256 hash = Keccak(signature);
+    return Bytes(hash.begin(), hash.begin() + 4);
+}
+
+double Percentile(std::vector<double> samples, double p)
+{
+    if (samples.empty()) return 0;
+    std::sort(samples.begin(), samples.end());
+    const size_t index = std::min(samples.size() - 1, static_cast<size_t>(p * static_cast<double>(samples.size())));
+    return samples[index];
+}
+
+} // namespace
+
+std::string_view FollowerStateName(FollowerStatus::State state)
+{
+    switch (state) {
+    case FollowerStatus::State::Starting: return "starting";
+    case FollowerStatus::State::CatchingUp: return "catching-up";
+    case FollowerStatus::State::Following: return "following";
+    case FollowerStatus::State::Failed: return "failed";
+    case FollowerStatus::State::Stopped: return "stopped";
+    }
+    return "?";
+}
+
+struct EvmFollower::Impl {
+    // A failure that needs an operator: the follower stops.
+    struct Fatal {
+        std::string message;
+    };
+    // What a step of the main loop asks for next.
+    enum class Next { Now, Poll, Retry };
+
+    FollowerOptions options;
+    ledger::Ledger& ledger;
+    std::function<void(const std::string&)> on_fatal;
+    LogDecoder decoder;
+    std::atomic<bool> stopping{false};
+    std::thread thread;
+
+    // Follower thread only.
+    std::unique_ptr<JsonRpcClient> client;
+    std::deque<BlockRef> unfinal;       // mirrors ledger.GetPending(kCursorSource)
+    std::optional<ledger::Cursor> cursor;
+    ChainIdentity identity;
+    uint32_t retry_delay_ms{0};
+    Clock::time_point last_reconcile{};
+    std::optional<Address> usdc;
+    uint64_t range_blocks;
+    std::string last_report;
+    RpcClientStats fetcher_rpc; // added in when a catch-up's fetcher finishes
+
+    mutable Mutex status_mutex;
+    FollowerStatus status GUARDED_BY(status_mutex);
+    std::vector<double> latency_ms GUARDED_BY(status_mutex); // ring of the last kLatencySamplesMax
+    size_t latency_next GUARDED_BY(status_mutex){0};
+
+    Impl(FollowerOptions o, ledger::Ledger& l, std::function<void(const std::string&)> f)
+        : options(std::move(o)), ledger(l), on_fatal(std::move(f)),
+          decoder(options.chain_id, options.escrow, options.vault), range_blocks(options.range_blocks_initial)
+    {
+    }
+
+    bool Stopping() const { return stopping.load(std::memory_order_relaxed); }
+
+    bool Sleep(uint64_t ms)
+    {
+        const auto until = Clock::now() + std::chrono::milliseconds(ms);
+        while (!Stopping() && Clock::now() < until) {
+            std::this_thread::sleep_for(std::min<Clock::duration>(until - Clock::now(), std::chrono::milliseconds(20)));
+        }
+        return !Stopping();
+    }
+
+    template <typename F>
+    void UpdateStatus(F f)
+    {
+        LOCK(status_mutex);
+        f(status);
+    }
+
+    void NoteInconsistent(const std::string& what)
+    {
+        LogWarning("EVM node gave an inconsistent answer: {}; asking again", what);
+        UpdateStatus([&](FollowerStatus& s) {
+            ++s.inconsistent_answers;
+            s.error = what;
+        });
+    }
+
+    std::unique_ptr<JsonRpcClient> NewClient()
+    {
+        return std::make_unique<JsonRpcClient>(options.rpc, [this] { return Stopping(); });
+    }
+
+    // --- node access (follower thread) ---
+
+    // A call that must succeed: transient failures surface as std::nullopt after the
+    // client's own retries; the caller backs off and starts its step again.
+    std::optional<json> CallOrNote(JsonRpcClient& rpc, std::string_view method, json params)
+    {
+        auto result = rpc.Call(method, std::move(params));
+        if (!result) {
+            if (result.error().kind != RpcError::Kind::Stopped) {
+                LogWarning("EVM RPC {} failed: {}", method, result.error().ToString());
+                UpdateStatus([&](FollowerStatus& s) { s.error = result.error().ToString(); });
+            }
+            return std::nullopt;
+        }
+        return std::move(result.value());
+    }
+
+    std::optional<BlockHeader> HeaderByTag(JsonRpcClient& rpc, const json& tag)
+    {
+        auto block = CallOrNote(rpc, "eth_getBlockByNumber", json::array({tag, false}));
+        if (!block) return std::nullopt;
+        auto header = ParseBlockHeader(*block);
+        if (!header) {
+            NoteInconsistent(fmt::format("block {}: {}", tag.dump(), header.error()));
+            return std::nullopt;
+        }
+        if (tag.is_string() && tag.get<std::string>().starts_with("0x") && FormatQuantity(header->number) != tag.get<std::string>()) {
+            NoteInconsistent(fmt::format("asked for block {}, got {}", tag.dump(), header->number));
+            return std::nullopt;
+        }
+        return *header;
+    }
+
+    // Headers of the given heights, in batches; nullopt if any is missing or wrong.
+    std::optional<std::map<uint64_t, BlockHeader>> HeadersByNumber(JsonRpcClient& rpc, const std::vector<uint64_t>& numbers)
+    {
+        std::map<uint64_t, BlockHeader> out;
+        for (size_t begin = 0; begin < numbers.size(); begin += options.header_batch_max) {
+            const size_t end = std::min(numbers.size(), begin + options.header_batch_max);
+            std::vector<RpcRequest> requests;
+            for (size_t i = begin; i < end; ++i) {
+                requests.push_back({"eth_getBlockByNumber", json::array({BlockTag(numbers[i]), false})});
+            }
+            auto results = rpc.Batch(requests);
+            if (!results) {
+                if (results.error().kind != RpcError::Kind::Stopped) {
+                    LogWarning("EVM RPC header batch failed: {}", results.error().ToString());
+                    UpdateStatus([&](FollowerStatus& s) { s.error = results.error().ToString(); });
+                }
+                return std::nullopt;
+            }
+            for (size_t i = begin; i < end; ++i) {
+                auto& result = results.value()[i - begin];
+                if (!result) {
+                    NoteInconsistent(fmt::format("block {}: {}", numbers[i], result.error().ToString()));
+                    return std::nullopt;
+                }
+                auto header = ParseBlockHeader(result.value());
+                if (!header || header->number != numbers[i]) {
+                    NoteInconsistent(fmt::format("block {}: {}", numbers[i], header ? "wrong number" : header.error()));
+                    return std::nullopt;
+                }
+                out[numbers[i]] = *header;
+            }
+        }
+        return out;
+    }
+
+    json LogFilter() const
+    {
+        return json::array({FormatAddress(options.escrow), FormatAddress(options.vault)});
+    }
+
+    // --- start-up checks ---
+
+    // Returns false to retry later (node unreachable); throws Fatal on a wrong chain.
+    bool Identify()
+    {
+        auto chain_id_json = CallOrNote(*client, "eth_chainId", json::array());
+        if (!chain_id_json) return false;
+        auto chain_id = ParseQuantity(*chain_id_json);
+        if (!chain_id) {
+            NoteInconsistent("eth_chainId: " + chain_id.error());
+            return false;
+        }
+        if (*chain_id != options.chain_id) {
+            throw Fatal{fmt::format("the EVM node is on chain id {}, but this bitacorad follows chain id {} (-evmchainid); "
+                                    "refusing to index another chain",
+                                    *chain_id, options.chain_id)};
+        }
+        std::string error;
+        auto stored = ReadIdentity(options.identity_path, error);
+        if (!error.empty()) throw Fatal{error};
+        if (!stored) {
+            if (ledger.GetCursor(std::string(kCursorSource))) {
+                throw Fatal{fmt::format("the ledger has EVM data but {} is missing; restore it or start from an empty data dir",
+                                        options.identity_path.string())};
+            }
+            identity = {options.chain_id, options.start_block, std::nullopt};
+            if (auto status = WriteIdentity(options.identity_path, identity); !status) throw Fatal{status.error()};
+            LogInfo("EVM chain {}: indexing from block {}", options.chain_id, options.start_block);
+        } else {
+            identity = *stored;
+            if (identity.chain_id != options.chain_id || identity.start_block != options.start_block) {
+                throw Fatal{fmt::format("this data dir indexed chain id {} from block {}, but the config says chain id {} "
+                                        "from block {} (-evmchainid, -evmstartblock); use another data dir",
+                                        identity.chain_id, identity.start_block, options.chain_id, options.start_block)};
+            }
+        }
+        if (identity.start_hash) {
+            auto header = HeaderByTag(*client, BlockTag(identity.start_block));
+            if (!header) return false;
+            if (header->hash != *identity.start_hash) {
+                throw Fatal{fmt::format("block {} of the EVM node has hash {}, but this data dir indexed a chain whose block "
+                                        "{} is {}: a different chain; refusing to start",
+                                        identity.start_block, HexEncode0x(header->hash), identity.start_block,
+                                        HexEncode0x(*identity.start_hash))};
+            }
+        }
+        cursor = ledger.GetCursor(std::string(kCursorSource));
+        if (cursor) {
+            auto header = HeaderByTag(*client, BlockTag(cursor->block_number));
+            if (!header) return false;
+            if (header->hash != cursor->block_hash) {
+                throw Fatal{fmt::format("reorg below the final block: the ledger's final block {} is {}, the node now has {}. "
+                                        "The ledger is left untouched; check the node and the -evmfinality rule",
+                                        cursor->block_number, HexEncode0x(cursor->block_hash), HexEncode0x(header->hash))};
+            }
+            LogInfo("EVM follower resumes after final block {} ({})", cursor->block_number, HexEncode0x(cursor->block_hash));
+        }
+        UpdateStatus([&](FollowerStatus& s) {
+            if (cursor) s.final_block = cursor->block_number;
+        });
+        return true;
+    }
+
+    // Remembers the start block's hash before the first append that makes it final.
+    void RememberStartHash(const Hash256& hash)
+    {
+        if (identity.start_hash) return;
+        identity.start_hash = hash;
+        if (auto status = WriteIdentity(options.identity_path, identity); !status) throw Fatal{status.error()};
+    }
+
+    uint64_t FinalNumber() const { return cursor ? cursor->block_number : options.start_block - 1; }
+    std::optional<Hash256> FinalHash() const
+    {
+        if (cursor) return cursor->block_hash;
+        return std::nullopt;
+    }
+
+    // --- the main loop ---
+
+    void Run()
+    {
+        try {
+            while (!Stopping() && !Identify()) {
+                if (!Sleep(Backoff())) break;
+            }
+            retry_delay_ms = 0;
+            while (!Stopping()) {
+                const Next next = Step();
+                PublishRpcStats();
+                if (next == Next::Retry) {
+                    if (!Sleep(Backoff())) break;
+                    continue;
+                }
+                retry_delay_ms = 0;
+                if (next == Next::Poll) {
+                    Report();
+                    if (!Sleep(options.poll_interval_ms)) break;
+                }
+            }
+            UpdateStatus([](FollowerStatus& s) { s.state = FollowerStatus::State::Stopped; });
+        } catch (const Fatal& fatal) {
+            LogError("EVM follower stopped: {}", fatal.message);
+            UpdateStatus([&](FollowerStatus& s) {
+                s.state = FollowerStatus::State::Failed;
+                s.error = fatal.message;
+            });
+            if (on_fatal) on_fatal(fatal.message);
+        }
+    }
+
+    uint64_t Backoff()
+    {
+        retry_delay_ms = std::min<uint32_t>(kRetryDelayMsMax, retry_delay_ms == 0 ? 250 : retry_delay_ms * 2);
+        return retry_delay_ms;
+    }
+
+    std::optional<BlockHeader> NodeFinal(const BlockHeader& head)
+    {
+        switch (options.finality) {
+        case FinalityRule::Finalized: return HeaderByTag(*client, "finalized");
+        case FinalityRule::Safe: return HeaderByTag(*client, "safe");
+        case FinalityRule::Depth:
+            if (head.number < options.finality_depth) return BlockHeader{};
+            if (options.finality_depth == 0) return head;
+            return HeaderByTag(*client, BlockTag(head.number - options.finality_depth));
+        }
+        return std::nullopt;
+    }
+
+    Next Step()
+    {
+        auto head = HeaderByTag(*client, "latest");
+        if (!head) return Next::Retry;
+        auto node_final = NodeFinal(*head);
+        if (!node_final) return Next::Retry;
+        UpdateStatus([&](FollowerStatus& s) {
+            s.head_block = head->number;
+            s.node_final_block = node_final->number;
+        });
+
+        // 1. Finality moved: promote pending blocks, or catch up over final ranges.
+        if (node_final->number > FinalNumber() && node_final->number >= options.start_block) {
+            if (!unfinal.empty()) {
+                const BlockRef& tip = unfinal.back();
+                Hash256 node_hash{};
+                uint64_t up_to = 0;
+                if (node_final->number <= tip.number) {
+                    up_to = node_final->number;
+                    node_hash = node_final->hash;
+                } else {
+                    // The node finalized past our tip: is our tip in its chain?
+                    auto header = HeaderByTag(*client, BlockTag(tip.number));
+                    if (!header) return Next::Retry;
+                    up_to = tip.number;
+                    node_hash = header->hash;
+                }
+                const BlockRef& ours = unfinal[up_to - unfinal.front().number];
+                if (ours.hash != node_hash) return HandleReorg() ? Next::Now : Next::Retry;
+                if (!Finalize(up_to)) return Next::Retry;
+                return Next::Now;
+            }
+            return CatchUp(*node_final) ? Next::Now : Next::Retry;
+        }
+
+        // 2. Follow the unfinalized blocks up to the head.
+        return ExtendPending(*head);
+    }
+
+    bool Finalize(uint64_t up_to)
+    {
+        const BlockRef& last = unfinal[up_to - unfinal.front().number];
+        if (unfinal.front().number <= options.start_block && options.start_block <= up_to) {
+            RememberStartHash(unfinal[options.start_block - unfinal.front().number].hash);
+        }
+        uint64_t events = 0;
+        for (const auto& block : unfinal) {
+            if (block.number > up_to) break;
+            events += block.events;
+        }
+        auto appended = ledger.FinalizePending(std::string(kCursorSource), up_to);
+        if (!appended) {
+            LogError("EVM: cannot append final blocks up to {}: {}", up_to, appended.error());
+            UpdateStatus([&](FollowerStatus& s) { s.error = appended.error(); });
+            // The ledger may have appended a prefix: resynchronise with its cursor.
+            ResyncWithLedger();
+            return false;
+        }
+        cursor = ledger::Cursor{std::string(kCursorSource), up_to, last.hash};
+        while (!unfinal.empty() && unfinal.front().number <= up_to) unfinal.pop_front();
+        LogDebug(log::Category::Evm, "Final block {} ({}), {} events; log size {}", up_to, HexEncode0x(last.hash), events,
+                 appended->tree_size);
+        UpdateStatus([&](FollowerStatus& s) {
+            s.final_block = up_to;
+            s.events_final += events;
+            s.events_pending -= std::min(s.events_pending, events);
+        });
+        PublishPending();
+        MaybeReconcile();
+        return true;
+    }
+
+    // After a failed ledger write: our mirror of the overlay follows the ledger's.
+    void ResyncWithLedger()
+    {
+        cursor = ledger.GetCursor(std::string(kCursorSource));
+        while (!unfinal.empty() && unfinal.front().number <= FinalNumber()) unfinal.pop_front();
+        const auto pending = ledger.GetPending(std::string(kCursorSource));
+        if (pending.size() != unfinal.size()) {
+            ledger.RollbackPending(std::string(kCursorSource), FinalNumber());
+            unfinal.clear();
+        }
+        PublishPending();
+    }
+
+    // Walks back from our tip to the newest block the node still has; rolls back to it.
+    bool HandleReorg()
+    {
+        const uint64_t tip = unfinal.back().number;
+        std::optional<uint64_t> ancestor;
+        for (size_t end = unfinal.size(); end > 0 && !ancestor;) {
+            const size_t begin = end > options.header_batch_max ? end - options.header_batch_max : 0;
+            std::vector<uint64_t> numbers;
+            for (size_t i = end; i > begin; --i) numbers.push_back(unfinal[i - 1].number);
+            auto headers = HeadersByNumber(*client, numbers);
+            if (!headers) return false;
+            for (size_t i = end; i > begin; --i) {
+                if (headers->at(unfinal[i - 1].number).hash == unfinal[i - 1].hash) {
+                    ancestor = unfinal[i - 1].number;
+                    break;
+                }
+            }
+            end = begin;
+        }
+        if (!ancestor) {
+            if (cursor) {
+                auto header = HeaderByTag(*client, BlockTag(cursor->block_number));
+                if (!header) return false;
+                if (header->hash != cursor->block_hash) {
+                    throw Fatal{fmt::format("reorg below the final block: the ledger's final block {} is {}, the node now "
+                                            "has {}. The ledger is left untouched; check the node and the -evmfinality rule",
+                                            cursor->block_number, HexEncode0x(cursor->block_hash), HexEncode0x(header->hash))};
+                }
+            }
+            ancestor = FinalNumber();
+        }
+        const uint64_t depth = tip - *ancestor;
+        ledger.RollbackPending(std::string(kCursorSource), *ancestor);
+        while (!unfinal.empty() && unfinal.back().number > *ancestor) unfinal.pop_back();
+        LogWarning("EVM reorg: rolled back {} pending block{} to block {}", depth, depth == 1 ? "" : "s", *ancestor);
+        UpdateStatus([&](FollowerStatus& s) {
+            ++s.reorgs;
+            s.reorg_depth_max = std::max(s.reorg_depth_max, depth);
+        });
+        PublishPending();
+        return true;
+    }
+
+    // Adds the blocks after our tip, up to the head, to the pending overlay.
+    Next ExtendPending(const BlockHeader& head)
+    {
+        const uint64_t from = (unfinal.empty() ? FinalNumber() : unfinal.back().number) + 1;
+        const uint64_t limit = FinalNumber() + options.pending_blocks_max;
+        const uint64_t to = std::min({head.number, limit, from + options.header_batch_max - 1});
+        if (from > to) {
+            UpdateStatus([](FollowerStatus& s) { s.state = FollowerStatus::State::Following; });
+            return Next::Poll;
+        }
+        std::vector<uint64_t> numbers;
+        for (uint64_t n = from; n <= to; ++n) numbers.push_back(n);
+        auto headers = HeadersByNumber(*client, numbers);
+        if (!headers) return Next::Retry;
+        const auto fetched_at = Clock::now();
+
+        // Headers must link to our tip and to each other; a break is a reorg (at our tip)
+        // or the node moving under us (inside the batch: keep the linked prefix).
+        std::optional<Hash256> parent = unfinal.empty() ? FinalHash() : std::optional<Hash256>(unfinal.back().hash);
+        std::vector<BlockHeader> linked;
+        for (uint64_t n = from; n <= to; ++n) {
+            const BlockHeader& header = headers->at(n);
+            if (parent && header.parent_hash != *parent) {
+                if (linked.empty()) {
+                    if (unfinal.empty()) {
+                        // Our final tip is not the parent of the next block: the chain
+                        // changed below the final block, or the node moved; check.
+                        auto final_header = HeaderByTag(*client, BlockTag(cursor->block_number));
+                        if (!final_header) return Next::Retry;
+                        if (final_header->hash != cursor->block_hash) {
+                            throw Fatal{fmt::format("reorg below the final block {}: the ledger has {}, the node now has {}. "
+                                                    "The ledger is left untouched",
+                                                    cursor->block_number, HexEncode0x(cursor->block_hash),
+                                                    HexEncode0x(final_header->hash))};
+                        }
+                        return Next::Retry;
+                    }
+                    return HandleReorg() ? Next::Now : Next::Retry;
+                }
+                break;
+            }
+            linked.push_back(header);
+            parent = header.hash;
+        }
+
+        // The logs of exactly these blocks: eth_getLogs by blockHash (EIP-234).
+        std::vector<RpcRequest> requests;
+        for (const auto& header : linked) {
+            requests.push_back({"eth_getLogs", json::array({json{{"blockHash", HexEncode0x(header.hash)},
+                                                                  {"address", LogFilter()}}})});
+        }
+        auto results = client->Batch(requests);
+        if (!results) {
+            if (results.error().kind != RpcError::Kind::Stopped) {
+                LogWarning("EVM RPC log batch failed: {}", results.error().ToString());
+            }
+            return Next::Retry;
+        }
+        for (size_t i = 0; i < linked.size(); ++i) {
+            const BlockHeader& header = linked[i];
+            auto& result = results.value()[i];
+            if (!result) {
+                // Typically "unknown block": it was reorged away since the headers came.
+                LogDebug(log::Category::Evm, "logs of block {} not available: {}", header.number, result.error().ToString());
+                return i == 0 ? Next::Retry : Next::Now;
+            }
+            auto logs = ParseLogs(result.value(), options.logs_per_request_max);
+            if (!logs) {
+                NoteInconsistent(fmt::format("logs of block {}: {}", header.number, logs.error()));
+                return Next::Retry;
+            }
+            ledger::PendingBlock block{header.number, header.hash, {}};
+            uint64_t raw = 0;
+            if (auto error = DecodeBlockLogs(*logs, header, block.events, raw)) {
+                NoteInconsistent(*error);
+                return Next::Retry;
+            }
+            Sha256Hasher hasher;
+            for (const auto& event : block.events) hasher.Update(Sha256(ledger::EncodeEvent(event)));
+            const BlockRef ref{header.number, header.hash, hasher.Finalize(), block.events.size()};
+            const uint64_t events = block.events.size();
+            if (auto status = ledger.AddPendingBlock(std::string(kCursorSource), std::move(block)); !status) {
+                LogError("EVM: cannot add pending block {}: {}", header.number, status.error());
+                ResyncWithLedger();
+                return Next::Retry;
+            }
+            unfinal.push_back(ref);
+            const double latency_ms = std::chrono::duration<double, std::milli>(Clock::now() - fetched_at).count();
+            LOCK(status_mutex);
+            if (this->latency_ms.size() >= kLatencySamplesMax) this->latency_ms[latency_next] = latency_ms;
+            else this->latency_ms.push_back(latency_ms);
+            latency_next = (latency_next + 1) % kLatencySamplesMax;
+            status.events_pending += events;
+            status.raw_logs += raw;
+        }
+        PublishPending();
+        return to < std::min(head.number, limit) ? Next::Now : Next::Poll;
+    }
+
+    // Logs of one block, checked against its header and ordered by log index.
+    std::optional<std::string> DecodeBlockLogs(const std::vector<Log>& logs, const BlockHeader& header,
+                                               std::vector<ledger::Event>& out, uint64_t& raw) const
+    {
+        std::optional<uint32_t> previous_index;
+        for (const auto& log : logs) {
+            if (log.block_hash != header.hash || log.block_number != header.number || log.removed) {
+                return fmt::format("a log of block {} says block {} {}", header.number, log.block_number,
+                                   HexEncode0x(log.block_hash));
+            }
+            if (previous_index && log.log_index <= *previous_index) {
+                return fmt::format("logs of block {} are not in log-index order", header.number);
+            }
+            previous_index = log.log_index;
+            auto decoded = decoder.Decode(log);
+            if (!decoded) return decoded.error();
+            raw += decoded->raw ? 1 : 0;
+            out.push_back(std::move(decoded->event));
+        }
+        return std::nullopt;
+    }
+
+    void PublishRpcStats()
+    {
+        RpcClientStats total = client->stats();
+        total.requests += fetcher_rpc.requests;
+        total.calls += fetcher_rpc.calls;
+        total.retries += fetcher_rpc.retries;
+        total.transport_errors += fetcher_rpc.transport_errors;
+        total.http_errors += fetcher_rpc.http_errors;
+        total.rate_limited += fetcher_rpc.rate_limited;
+        total.malformed += fetcher_rpc.malformed;
+        total.rpc_errors += fetcher_rpc.rpc_errors;
+        total.failovers += fetcher_rpc.failovers;
+        total.bytes_received += fetcher_rpc.bytes_received;
+        total.latency_us_total += fetcher_rpc.latency_us_total;
+        UpdateStatus([&](FollowerStatus& s) { s.rpc = total; });
+    }
+
+    void PublishPending()
+    {
+        Sha256Hasher hasher;
+        uint64_t events = 0;
+        for (const auto& block : unfinal) {
+            hasher.Update(block.events_digest);
+            events += block.events;
+        }
+        const Hash256 digest = hasher.Finalize();
+        UpdateStatus([&](FollowerStatus& s) {
+            s.pending_tip = unfinal.empty() ? std::nullopt : std::optional<uint64_t>(unfinal.back().number);
+            s.pending_digest = digest;
+            s.events_pending = events;
+        });
+    }
+
+    // --- catch-up over final blocks ---
+
+    // A fetcher thread produces checked, decoded ranges; this thread appends them.
+    bool CatchUp(const BlockHeader& target)
+    {
+        const uint64_t from = FinalNumber() + 1;
+        UpdateStatus([](FollowerStatus& s) { s.state = FollowerStatus::State::CatchingUp; });
+        const bool long_catch_up = target.number - from + 1 >= kCatchUpLogBlocksMin;
+        if (long_catch_up) LogInfo("EVM catch-up: blocks {} to {} ({} blocks)", from, target.number, target.number - from + 1);
+
+        std::mutex queue_mutex;
+        std::condition_variable queue_cv;
+        std::deque<FetchedRange> queue;
+        bool fetcher_done = false;
+        bool fetcher_failed = false;
+        RpcClientStats fetcher_stats;
+        std::atomic<bool> abort{false};
+
+        std::thread fetcher([&] {
+            auto rpc = NewClient();
+            std::optional<Hash256> parent = FinalHash();
+            uint64_t next = from;
+            uint32_t delay_ms = 0;
+            bool failed = false;
+            while (next <= target.number && !Stopping() && !abort.load()) {
+                const uint64_t to = std::min(target.number, next + range_blocks - 1);
+                auto range = FetchRange(*rpc, next, to, target, parent);
+                if (!range) {
+                    delay_ms = std::min<uint32_t>(kRetryDelayMsMax, delay_ms == 0 ? 250 : delay_ms * 2);
+                    // Keep asking (shrinking the range if told) unless nothing works for a long time.
+                    if (delay_ms >= kRetryDelayMsMax) {
+                        failed = true;
+                        break;
+                    }
+                    Sleep(delay_ms);
+                    continue;
+                }
+                delay_ms = 0;
+                parent = range->block_hashes.at(to);
+                next = to + 1;
+                std::unique_lock lock(queue_mutex);
+                queue_cv.wait(lock, [&] { return queue.size() < options.prefetch_ranges_max || Stopping() || abort.load(); });
+                queue.push_back(std::move(*range));
+                queue_cv.notify_all();
+            }
+            const auto stats = rpc->stats();
+            std::unique_lock lock(queue_mutex);
+            fetcher_stats = stats;
+            fetcher_done = true;
+            fetcher_failed = failed || next <= target.number;
+            queue_cv.notify_all();
+        });
+
+        bool ok = true;
+        auto last_log = Clock::now();
+        const auto started = Clock::now();
+        uint64_t appended_events = 0;
+        for (;;) {
+            FetchedRange range;
+            {
+                std::unique_lock lock(queue_mutex);
+                queue_cv.wait(lock, [&] { return !queue.empty() || fetcher_done; });
+                if (queue.empty()) {
+                    ok = !fetcher_failed;
+                    break;
+                }
+                range = std::move(queue.front());
+                queue.pop_front();
+                queue_cv.notify_all();
+            }
+            try {
+                if (!AppendRange(range)) {
+                    ok = false;
+                    break;
+                }
+            } catch (...) {
+                abort = true;
+                queue_cv.notify_all();
+                fetcher.join();
+                throw;
+            }
+            appended_events += range.events.size();
+            if (Clock::now() - last_log > std::chrono::seconds(10)) {
+                last_log = Clock::now();
+                const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+                LogInfo("EVM catch-up: block {} of {} ({:.1f}%), {} events, {:.0f} events/s", range.to, target.number,
+                        100.0 * static_cast<double>(range.to - from + 1) / static_cast<double>(target.number - from + 1),
+                        appended_events, static_cast<double>(appended_events) / seconds);
+            }
+        }
+        abort = true;
+        queue_cv.notify_all();
+        fetcher.join();
+        AddFetcherStats(fetcher_stats);
+        const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+        if (ok && long_catch_up) {
+            LogInfo("EVM catch-up done: final block {}, {} events in {:.2f} s ({:.0f} events/s)", FinalNumber(),
+                    appended_events, seconds, seconds > 0 ? static_cast<double>(appended_events) / seconds : 0.0);
+        }
+        if (ok) MaybeReconcile();
+        return ok;
+    }
+
+    // One range: logs, the headers they need, every cross-check. nullopt: ask again.
+    std::optional<FetchedRange> FetchRange(JsonRpcClient& rpc, uint64_t from, uint64_t to, const BlockHeader& target,
+                                           const std::optional<Hash256>& parent)
+    {
+        const uint64_t blocks = to - from + 1;
+        auto result = rpc.Call("eth_getLogs", json::array({json{{"fromBlock", BlockTag(from)},
+                                                                {"toBlock", BlockTag(to)},
+                                                                {"address", LogFilter()}}}));
+        if (!result) {
+            const RpcError& error = result.error();
+            if (error.kind == RpcError::Kind::Stopped) return std::nullopt;
+            const RangeAdvice advice = AdviseLogRange(error.message, blocks);
+            if (error.kind == RpcError::Kind::Rpc && advice.kind != RangeAdvice::Kind::NotRangeError) {
+                const uint64_t next = advice.kind == RangeAdvice::Kind::Halve ? std::max<uint64_t>(1, blocks / 2)
+                                                                              : std::max<uint64_t>(1, std::min(advice.blocks, blocks));
+                ShrinkRange(next, error.message);
+                return std::nullopt;
+            }
+            LogWarning("EVM eth_getLogs {}..{} failed: {}", from, to, error.ToString());
+            UpdateStatus([&](FollowerStatus& s) { s.error = error.ToString(); });
+            return std::nullopt;
+        }
+        auto logs = ParseLogs(result.value(), options.logs_per_request_max);
+        result.value() = json(); // the DOM is the largest thing held here
+        if (!logs) {
+            if (logs.error().find("over the limit") != std::string::npos) {
+                ShrinkRange(std::max<uint64_t>(1, blocks / 2), logs.error());
+            } else {
+                NoteInconsistent(fmt::format("eth_getLogs {}..{}: {}", from, to, logs.error()));
+            }
+            return std::nullopt;
+        }
+
+        std::set<uint64_t> wanted{from, to};
+        for (const auto& log : *logs) {
+            if (log.block_number < from || log.block_number > to) {
+                NoteInconsistent(fmt::format("eth_getLogs {}..{} returned a log of block {}", from, to, log.block_number));
+                return std::nullopt;
+            }
+            wanted.insert(log.block_number);
+        }
+        auto headers = HeadersByNumber(rpc, std::vector<uint64_t>(wanted.begin(), wanted.end()));
+        if (!headers) return std::nullopt;
+        if (parent && headers->at(from).parent_hash != *parent) {
+            NoteInconsistent(fmt::format("block {} does not extend the final block {}", from, from - 1));
+            return std::nullopt;
+        }
+        if (to == target.number && headers->at(to).hash != target.hash) {
+            NoteInconsistent(fmt::format("block {} is {}, but the node called {} final", to,
+                                         HexEncode0x(headers->at(to).hash), HexEncode0x(target.hash)));
+            return std::nullopt;
+        }
+
+        FetchedRange range{.from = from, .to = to};
+        range.events.reserve(logs->size());
+        for (size_t begin = 0; begin < logs->size();) {
+            size_t end = begin;
+            while (end < logs->size() && (*logs)[end].block_number == (*logs)[begin].block_number) ++end;
+            const BlockHeader& header = headers->at((*logs)[begin].block_number);
+            if (!range.events.empty() && range.events.back().origin->block_number >= header.number) {
+                NoteInconsistent(fmt::format("eth_getLogs {}..{} is not in block order", from, to));
+                return std::nullopt;
+            }
+            std::vector<Log> block_logs(std::make_move_iterator(logs->begin() + static_cast<std::ptrdiff_t>(begin)),
+                                        std::make_move_iterator(logs->begin() + static_cast<std::ptrdiff_t>(end)));
+            if (auto error = DecodeBlockLogs(block_logs, header, range.events, range.raw_logs)) {
+                NoteInconsistent(*error);
+                return std::nullopt;
+            }
+            range.block_hashes[header.number] = header.hash;
+            begin = end;
+        }
+        range.block_hashes[from] = headers->at(from).hash;
+        range.block_hashes[to] = headers->at(to).hash;
+
+        // Aim the next range at logs_per_request_target logs, growing at most 2x a step.
+        const uint64_t aimed = logs->empty() ? blocks * 2
+                                             : blocks * options.logs_per_request_target / std::max<size_t>(1, logs->size());
+        range_blocks = std::clamp<uint64_t>(std::min(aimed, range_blocks * 2), 1, options.range_blocks_max);
+        UpdateStatus([&](FollowerStatus& s) { s.range_blocks = range_blocks; });
+        return range;
+    }
+
+    void AddFetcherStats(const RpcClientStats& stats)
+    {
+        fetcher_rpc.requests += stats.requests;
+        fetcher_rpc.calls += stats.calls;
+        fetcher_rpc.retries += stats.retries;
+        fetcher_rpc.transport_errors += stats.transport_errors;
+        fetcher_rpc.http_errors += stats.http_errors;
+        fetcher_rpc.rate_limited += stats.rate_limited;
+        fetcher_rpc.malformed += stats.malformed;
+        fetcher_rpc.rpc_errors += stats.rpc_errors;
+        fetcher_rpc.failovers += stats.failovers;
+        fetcher_rpc.bytes_received += stats.bytes_received;
+        fetcher_rpc.latency_us_total += stats.latency_us_total;
+    }
+
+    void ShrinkRange(uint64_t blocks, const std::string& why)
+    {
+        range_blocks = std::max<uint64_t>(1, blocks);
+        LogInfo("EVM eth_getLogs range limited by the node ({}); now {} blocks", why, range_blocks);
+        UpdateStatus([&](FollowerStatus& s) {
+            ++s.range_shrinks;
+            s.range_blocks = range_blocks;
+        });
+    }
+
+    bool AppendRange(const FetchedRange& range)
+    {
+        if (range.from <= options.start_block && options.start_block <= range.to) {
+            auto it = range.block_hashes.find(options.start_block);
+            if (it != range.block_hashes.end()) RememberStartHash(it->second);
+        }
+        // Cut at block boundaries so that no append exceeds the ledger's limit; each
+        // piece moves the cursor to its last block, whose hash the range carries.
+        size_t begin = 0;
+        while (begin < range.events.size() || begin == 0) {
+            size_t end = range.events.size();
+            uint64_t cursor_block = range.to;
+            if (end - begin > ledger::Ledger::kAppendEventsMax) {
+                end = begin + ledger::Ledger::kAppendEventsMax;
+                const uint64_t cut_block = range.events[end].origin->block_number;
+                while (end > begin && range.events[end - 1].origin->block_number == cut_block) --end;
+                if (end == begin) {
+                    LogError("EVM block {} has more than {} events", cut_block, ledger::Ledger::kAppendEventsMax);
+                    return false;
+                }
+                cursor_block = range.events[end - 1].origin->block_number;
+            }
+            const std::vector<ledger::Event> piece(range.events.begin() + static_cast<std::ptrdiff_t>(begin),
+                                                   range.events.begin() + static_cast<std::ptrdiff_t>(end));
+            const ledger::Cursor next_cursor{std::string(kCursorSource), cursor_block, range.block_hashes.at(cursor_block)};
+            auto appended = ledger.Append(piece, {next_cursor});
+            if (!appended) {
+                LogError("EVM: cannot append blocks {} to {}: {}", range.from, cursor_block, appended.error());
+                UpdateStatus([&](FollowerStatus& s) { s.error = appended.error(); });
+                cursor = ledger.GetCursor(std::string(kCursorSource));
+                return false;
+            }
+            cursor = next_cursor;
+            UpdateStatus([&](FollowerStatus& s) {
+                s.final_block = cursor_block;
+                s.events_final += piece.size();
+            });
+            begin = end;
+            if (begin >= range.events.size()) break;
+        }
+        UpdateStatus([&](FollowerStatus& s) { s.raw_logs += range.raw_logs; });
+        return true;
+    }
+
+    // --- reconciliation ---
+
+    std::optional<UInt256> CallUint(const Address& to, const Bytes& calldata, const Hash256& block_hash)
+    {
+        auto result = client->Call("eth_call", json::array({json{{"to", FormatAddress(to)}, {"data", HexEncode0x(calldata)}},
+                                                            json{{"blockHash", HexEncode0x(block_hash)}}}));
+        if (!result || !result->is_string()) return std::nullopt;
+        auto bytes = HexDecode(result->get<std::string>());
+        if (!bytes || bytes->size() != 32) return std::nullopt;
+        return UInt256::FromBigEndian(std::span<const uint8_t, 32>(bytes->data(), 32));
+    }
+
+    // At the final block: the escrow's USDC balance against the USDC in open orders, and
+    // the vault's share supply against the shares the ledger counts.
+    void MaybeReconcile()
+    {
+        if (!options.reconcile || !cursor) return;
+        const auto now = Clock::now();
+        if (last_reconcile != Clock::time_point{} &&
+            now - last_reconcile < std::chrono::milliseconds(options.reconcile_interval_ms)) {
+            return;
+        }
+        last_reconcile = now;
+        const Hash256 block_hash = cursor->block_hash;
+        if (!usdc) {
+            auto token = CallUint(options.escrow, Selector("usdc()"), block_hash);
+            if (!token) {
+                UpdateStatus([](FollowerStatus& s) { ++s.reconcile.errors; });
+                LogWarning("EVM reconciliation skipped: cannot read the escrow's usdc() at block {}", cursor->block_number);
+                return;
+            }
+            Address address{};
+            const auto word = token->ToBigEndian();
+            std::copy(word.begin() + 12, word.end(), address.begin());
+            usdc = address;
+        }
+        Bytes balance_call = Selector("balanceOf(address)");
+        balance_call.resize(4 + 12);
+        balance_call.insert(balance_call.end(), options.escrow.begin(), options.escrow.end());
+        const auto balance = CallUint(*usdc, balance_call, block_hash);
+        const auto shares = CallUint(options.vault, Selector("totalSupply()"), block_hash);
+        const auto assets = CallUint(options.vault, Selector("totalAssets()"), block_hash);
+        if (!balance || !shares || !assets) {
+            UpdateStatus([](FollowerStatus& s) { ++s.reconcile.errors; });
+            LogWarning("EVM reconciliation skipped: eth_call at block {} failed", cursor->block_number);
+            return;
+        }
+        const ledger::Totals totals = ledger.GetTotals(false);
+        const bool escrow_ok = *balance == totals.escrow_locked;
+        const bool shares_ok = *shares == totals.vault_shares;
+        if (!escrow_ok || !shares_ok) {
+            LogWarning("EVM reconciliation DRIFT at block {}: escrow USDC balance {} vs {} locked in open orders; vault "
+                       "shares {} vs {} in the ledger",
+                       cursor->block_number, balance->ToDecimal(), totals.escrow_locked.ToDecimal(), shares->ToDecimal(),
+                       totals.vault_shares.ToDecimal());
+        } else {
+            LogDebug(log::Category::Evm, "Reconciled at block {}: escrow {} USDC units, vault shares {}", cursor->block_number,
+                     balance->ToDecimal(), shares->ToDecimal());
+        }
+        UpdateStatus([&](FollowerStatus& s) {
+            auto& r = s.reconcile;
+            r.checked = true;
+            r.block_number = cursor->block_number;
+            r.escrow_balance_chain = balance->ToDecimal();
+            r.escrow_locked_ledger = totals.escrow_locked.ToDecimal();
+            r.vault_shares_chain = shares->ToDecimal();
+            r.vault_shares_ledger = totals.vault_shares.ToDecimal();
+            r.vault_assets_chain = assets->ToDecimal();
+            r.escrow_matches = escrow_ok;
+            r.shares_match = shares_ok;
+            if (!escrow_ok || !shares_ok) ++r.drifts;
+        });
+    }
+
+    // One line when the picture changed: what tests and operators read.
+    void Report()
+    {
+        const FollowerStatus s = Snapshot();
+        const std::string report = fmt::format(
+            "EVM synced: final block {}, pending tip {}, head {}; log size {} root {}; pending events {} digest {}",
+            s.final_block ? std::to_string(*s.final_block) : "none", s.pending_tip ? std::to_string(*s.pending_tip) : "none",
+            s.head_block, ledger.size(), HexEncode(ledger.root()), s.events_pending, HexEncode(s.pending_digest));
+        if (report == last_report) return;
+        last_report = report;
+        LogInfo("{}", report);
+    }
+
+    FollowerStatus Snapshot() const
+    {
+        FollowerStatus copy;
+        std::vector<double> samples;
+        {
+            LOCK(status_mutex);
+            copy = status;
+            samples = latency_ms;
+        }
+        copy.visible_latency_samples = samples.size();
+        copy.visible_latency_ms_p50 = Percentile(samples, 0.50);
+        copy.visible_latency_ms_p99 = Percentile(samples, 0.99);
+        copy.visible_latency_ms_max = samples.empty() ? 0 : *std::max_element(samples.begin(), samples.end());
+        return copy;
+    }
+};
+
+EvmFollower::EvmFollower(FollowerOptions options, ledger::Ledger& ledger, std::function<void(const std::string&)> on_fatal)
+    : m_impl(std::make_unique<Impl>(std::move(options), ledger, std::move(on_fatal)))
+{
+}
+
+EvmFollower::~EvmFollower() { Stop(); }
+
+void EvmFollower::Start()
+{
+    Impl& m = *m_impl;
+    m.client = m.NewClient();
+    m.thread = std::thread([&m] { m.Run(); });
+}
+
+void EvmFollower::Stop()
+{
+    Impl& m = *m_impl;
+    m.stopping = true;
+    if (m.thread.joinable()) m.thread.join();
+}
+
+FollowerStatus EvmFollower::status() const
+{
+    FollowerStatus s = m_impl->Snapshot();
+    if (m_impl->client && !m_impl->thread.joinable()) s.rpc = m_impl->client->stats();
+    return s;
+}
+
+} // namespace bitacora::evm

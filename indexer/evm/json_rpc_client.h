@@ -1,0 +1,139 @@
+// An Ethereum JSON-RPC client over libcurl: persistent connections (one easy handle
+// per endpoint), per-request timeouts, gzip, batches, several endpoints with failover
+// and health tracking, and retries with exponential backoff and full jitter that honour
+// HTTP 429 and Retry-After.
+//
+// What is retried here: transport failures, HTTP errors, rate limits and malformed
+// answers (a truncated body, a wrong id). What is not: a well-formed JSON-RPC error
+// answer, which goes back to the caller, who knows what it means for that method
+// (eth_getLogs range limits, for example).
+//
+// One client is used by one thread at a time.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace bitacora::evm {
+
+struct RpcError {
+    enum class Kind {
+        Transport,   // connection refused, timeout, reset, a body cut short
+        Http,        // a status other than 200
+        RateLimited, // HTTP 429, or a JSON-RPC error that says so
+        Rpc,         // a well-formed JSON-RPC error object
+        Malformed,   // not JSON, not JSON-RPC, or an answer to another request
+        Stopped,     // the client was asked to stop while waiting
+    };
+    Kind kind{Kind::Transport};
+    int64_t code{0};      // JSON-RPC error code (Rpc, RateLimited)
+    long http_status{0};
+    std::string message;  // with the error's "data" appended when it has one
+    std::string endpoint; // scheme://host:port, never credentials or paths (API keys live there)
+
+    std::string ToString() const;
+};
+
+std::string_view RpcErrorKindName(RpcError::Kind kind);
+
+template <typename T>
+class RpcResult {
+public:
+    RpcResult(T value) : m_value(std::move(value)) {}
+    RpcResult(RpcError error) : m_error(std::move(error)) {}
+    bool ok() const { return m_value.has_value(); }
+    explicit operator bool() const { return ok(); }
+    T& value() { return *m_value; }
+    const T& value() const { return *m_value; }
+    T* operator->() { return &*m_value; }
+    const T* operator->() const { return &*m_value; }
+    const RpcError& error() const { return m_error; }
+
+private:
+    std::optional<T> m_value;
+    RpcError m_error;
+};
+
+struct RpcRequest {
+    std::string method;
+    nlohmann::json params = nlohmann::json::array();
+};
+
+struct RpcClientOptions {
+    std::vector<std::string> urls;         // tried in this order; the first healthy one is used
+    uint32_t timeout_ms{30'000};           // whole request
+    uint32_t connect_timeout_ms{5'000};
+    uint32_t attempts_max{6};              // per call, over all endpoints
+    uint32_t backoff_initial_ms{100};
+    uint32_t backoff_max_ms{10'000};
+    uint32_t retry_after_max_ms{60'000};   // a longer Retry-After is capped
+    size_t response_bytes_max{512u << 20}; // a larger answer is a transport error
+    size_t batch_requests_max{1'000};
+    std::string user_agent{"bitacorad"};
+};
+
+struct RpcClientStats {
+    uint64_t requests{0}; // HTTP requests sent
+    uint64_t calls{0};    // JSON-RPC calls (a batch of n counts n)
+    uint64_t retries{0};
+    uint64_t transport_errors{0};
+    uint64_t http_errors{0};
+    uint64_t rate_limited{0};
+    uint64_t malformed{0};
+    uint64_t rpc_errors{0};
+    uint64_t failovers{0};
+    uint64_t bytes_received{0};
+    uint64_t latency_us_total{0};
+};
+
+class JsonRpcClient {
+public:
+    // `stopping` is polled while waiting, so that shutdown never waits out a backoff.
+    JsonRpcClient(RpcClientOptions options, std::function<bool()> stopping);
+    ~JsonRpcClient();
+    JsonRpcClient(const JsonRpcClient&) = delete;
+    JsonRpcClient& operator=(const JsonRpcClient&) = delete;
+
+    RpcResult<nlohmann::json> Call(std::string_view method, nlohmann::json params = nlohmann::json::array());
+    // One HTTP request; the results in request order, each its own value or error.
+    RpcResult<std::vector<RpcResult<nlohmann::json>>> Batch(const std::vector<RpcRequest>& requests);
+
+    // Read by the thread that uses the client.
+    RpcClientStats stats() const;
+    // The endpoint calls go to now (scheme://host:port).
+    std::string current_endpoint() const;
+
+private:
+    struct Endpoint;
+    RpcResult<nlohmann::json> Send(const std::string& body, size_t calls);
+    RpcResult<nlohmann::json> SendOnce(Endpoint& endpoint, const std::string& body, uint32_t& retry_after_ms);
+    Endpoint* PickEndpoint();
+    // A wrong answer from the endpoint in use: cool it down before the next attempt.
+    bool PenalizeCurrent(uint32_t attempt);
+    bool SleepMs(uint64_t ms);
+
+    RpcClientOptions m_options;
+    std::function<bool()> m_stopping;
+    std::vector<std::unique_ptr<Endpoint>> m_endpoints;
+    size_t m_current{0};
+    uint64_t m_next_id{1};
+    uint64_t m_rng_state;
+    RpcClientStats m_stats;
+};
+
+// "https://user:key@host:8545/v2/KEY" -> "https://host:8545": for logs.
+std::string RedactUrl(std::string_view url);
+
+// Whether a JSON-RPC error message says "slow down" rather than anything about the data.
+bool IsRateLimitMessage(std::string_view message);
+
+} // namespace bitacora::evm
