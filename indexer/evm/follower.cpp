@@ -30,6 +30,9 @@ namespace fs = std::filesystem;
 
 constexpr size_t kLatencySamplesMax = 10'000;
 constexpr uint32_t kRetryDelayMsMax = 30'000;
+constexpr uint32_t kFetchFailuresMax = 8;
+constexpr uint64_t kRangeSoftCeilingSuccesses = 50;
+constexpr uint32_t kFetchRetryDelayMsMax = 3'200;
 constexpr uint64_t kCatchUpLogBlocksMin = 100; // shorter catch-ups (finality moving on) log at debug level
 
 // Our view of one unfinalized block, mirrored in the ledger's pending overlay.
@@ -151,8 +154,12 @@ struct EvmFollower::Impl {
     Clock::time_point last_reconcile{};
     std::optional<Address> usdc;
     uint64_t range_blocks;
+    uint64_t range_ceiling_blocks{UINT64_MAX};      // a limit the node stated
+    uint64_t range_soft_ceiling_blocks{UINT64_MAX}; // below a size that was "too much", for a while
+    uint64_t range_successes{0};
     std::string last_report;
     RpcClientStats fetcher_rpc; // added in when a catch-up's fetcher finishes
+    std::atomic<bool> target_disputed{false}; // set by the fetcher
 
     mutable Mutex status_mutex;
     FollowerStatus status GUARDED_BY(status_mutex);
@@ -307,29 +314,54 @@ struct EvmFollower::Impl {
             }
         }
         if (identity.start_hash) {
-            auto header = HeaderByTag(*client, BlockTag(identity.start_block));
-            if (!header) return false;
-            if (header->hash != *identity.start_hash) {
+            auto hash = ConfirmedHashAt(identity.start_block, *identity.start_hash);
+            if (!hash) return false;
+            if (*hash != *identity.start_hash) {
                 throw Fatal{fmt::format("block {} of the EVM node has hash {}, but this data dir indexed a chain whose block "
                                         "{} is {}: a different chain; refusing to start",
-                                        identity.start_block, HexEncode0x(header->hash), identity.start_block,
+                                        identity.start_block, HexEncode0x(*hash), identity.start_block,
                                         HexEncode0x(*identity.start_hash))};
             }
         }
         cursor = ledger.GetCursor(std::string(kCursorSource));
         if (cursor) {
-            auto header = HeaderByTag(*client, BlockTag(cursor->block_number));
-            if (!header) return false;
-            if (header->hash != cursor->block_hash) {
-                throw Fatal{fmt::format("reorg below the final block: the ledger's final block {} is {}, the node now has {}. "
-                                        "The ledger is left untouched; check the node and the -evmfinality rule",
-                                        cursor->block_number, HexEncode0x(cursor->block_hash), HexEncode0x(header->hash))};
-            }
+            if (!CheckFinalBlock()) return false;
             LogInfo("EVM follower resumes after final block {} ({})", cursor->block_number, HexEncode0x(cursor->block_hash));
         }
         UpdateStatus([&](FollowerStatus& s) {
             if (cursor) s.final_block = cursor->block_number;
         });
+        return true;
+    }
+
+    // The hash the node gives for a height, asked three times: one wrong answer (a
+    // proxy, a flaky load balancer) must not stop the follower. nullopt: answers
+    // disagree or failed; ask again later. Returns at once when an answer is `ours`.
+    std::optional<Hash256> ConfirmedHashAt(uint64_t number, const Hash256& ours)
+    {
+        std::optional<Hash256> seen;
+        for (int attempt = 0; attempt < 3; ++attempt) {
+            if (attempt > 0 && !Sleep(200)) return std::nullopt;
+            auto header = HeaderByTag(*client, BlockTag(number));
+            if (!header) return std::nullopt;
+            if (header->hash == ours) return ours;
+            if (seen && *seen != header->hash) return std::nullopt;
+            seen = header->hash;
+        }
+        return seen;
+    }
+
+    // Whether the node still has our final block: true if so, false if it could not
+    // tell; throws Fatal when it consistently has another block there.
+    bool CheckFinalBlock()
+    {
+        auto hash = ConfirmedHashAt(cursor->block_number, cursor->block_hash);
+        if (!hash) return false;
+        if (*hash != cursor->block_hash) {
+            throw Fatal{fmt::format("reorg below the final block: the ledger's final block {} is {}, the node now has {}. "
+                                    "The ledger is left untouched; check the node and the -evmfinality rule",
+                                    cursor->block_number, HexEncode0x(cursor->block_hash), HexEncode0x(*hash))};
+        }
         return true;
     }
 
@@ -410,6 +442,11 @@ struct EvmFollower::Impl {
             s.head_block = head->number;
             s.node_final_block = node_final->number;
         });
+
+        // 0. The node's final block at our final height must be ours.
+        if (cursor && node_final->number == cursor->block_number && node_final->hash != cursor->block_hash) {
+            return CheckFinalBlock() ? Next::Now : Next::Retry;
+        }
 
         // 1. Finality moved: promote pending blocks, or catch up over final ranges.
         if (node_final->number > FinalNumber() && node_final->number >= options.start_block) {
@@ -505,18 +542,15 @@ struct EvmFollower::Impl {
             end = begin;
         }
         if (!ancestor) {
-            if (cursor) {
-                auto header = HeaderByTag(*client, BlockTag(cursor->block_number));
-                if (!header) return false;
-                if (header->hash != cursor->block_hash) {
-                    throw Fatal{fmt::format("reorg below the final block: the ledger's final block {} is {}, the node now "
-                                            "has {}. The ledger is left untouched; check the node and the -evmfinality rule",
-                                            cursor->block_number, HexEncode0x(cursor->block_hash), HexEncode0x(header->hash))};
-                }
-            }
+            if (cursor && !CheckFinalBlock()) return false;
             ancestor = FinalNumber();
         }
         const uint64_t depth = tip - *ancestor;
+        if (depth == 0) {
+            // Our tip is still there: the break was in the node's answer, not the chain.
+            NoteInconsistent(fmt::format("block {} did not link to our tip {}", tip + 1, tip));
+            return false;
+        }
         ledger.RollbackPending(std::string(kCursorSource), *ancestor);
         while (!unfinal.empty() && unfinal.back().number > *ancestor) unfinal.pop_back();
         LogWarning("EVM reorg: rolled back {} pending block{} to block {}", depth, depth == 1 ? "" : "s", *ancestor);
@@ -534,6 +568,11 @@ struct EvmFollower::Impl {
         const uint64_t from = (unfinal.empty() ? FinalNumber() : unfinal.back().number) + 1;
         const uint64_t limit = FinalNumber() + options.pending_blocks_max;
         const uint64_t to = std::min({head.number, limit, from + options.header_batch_max - 1});
+        // A head at or below our tip: the same chain, or one that replaced ours.
+        if (!unfinal.empty() && head.number <= unfinal.back().number && head.number >= unfinal.front().number &&
+            unfinal[head.number - unfinal.front().number].hash != head.hash) {
+            return HandleReorg() ? Next::Now : Next::Retry;
+        }
         if (from > to) {
             UpdateStatus([](FollowerStatus& s) { s.state = FollowerStatus::State::Following; });
             return Next::Poll;
@@ -555,14 +594,7 @@ struct EvmFollower::Impl {
                     if (unfinal.empty()) {
                         // Our final tip is not the parent of the next block: the chain
                         // changed below the final block, or the node moved; check.
-                        auto final_header = HeaderByTag(*client, BlockTag(cursor->block_number));
-                        if (!final_header) return Next::Retry;
-                        if (final_header->hash != cursor->block_hash) {
-                            throw Fatal{fmt::format("reorg below the final block {}: the ledger has {}, the node now has {}. "
-                                                    "The ledger is left untouched",
-                                                    cursor->block_number, HexEncode0x(cursor->block_hash),
-                                                    HexEncode0x(final_header->hash))};
-                        }
+                        CheckFinalBlock();
                         return Next::Retry;
                     }
                     return HandleReorg() ? Next::Now : Next::Retry;
@@ -706,19 +738,23 @@ struct EvmFollower::Impl {
             uint64_t next = from;
             uint32_t delay_ms = 0;
             bool failed = false;
+            uint32_t failures_in_row = 0;
+            target_disputed = false;
             while (next <= target.number && !Stopping() && !abort.load()) {
                 const uint64_t to = std::min(target.number, next + range_blocks - 1);
                 auto range = FetchRange(*rpc, next, to, target, parent);
                 if (!range) {
-                    delay_ms = std::min<uint32_t>(kRetryDelayMsMax, delay_ms == 0 ? 250 : delay_ms * 2);
-                    // Keep asking (shrinking the range if told) unless nothing works for a long time.
-                    if (delay_ms >= kRetryDelayMsMax) {
+                    // Keep asking (shrinking the range if told); after many failures in a
+                    // row, or a disputed target, the main loop starts over with a fresh one.
+                    if (target_disputed || ++failures_in_row >= kFetchFailuresMax) {
                         failed = true;
                         break;
                     }
+                    delay_ms = std::min<uint32_t>(kFetchRetryDelayMsMax, delay_ms == 0 ? 100 : delay_ms * 2);
                     Sleep(delay_ms);
                     continue;
                 }
+                failures_in_row = 0;
                 delay_ms = 0;
                 parent = range->block_hashes.at(to);
                 next = to + 1;
@@ -798,9 +834,16 @@ struct EvmFollower::Impl {
             if (error.kind == RpcError::Kind::Stopped) return std::nullopt;
             const RangeAdvice advice = AdviseLogRange(error.message, blocks);
             if (error.kind == RpcError::Kind::Rpc && advice.kind != RangeAdvice::Kind::NotRangeError) {
-                const uint64_t next = advice.kind == RangeAdvice::Kind::Halve ? std::max<uint64_t>(1, blocks / 2)
-                                                                              : std::max<uint64_t>(1, std::min(advice.blocks, blocks));
-                ShrinkRange(next, error.message);
+                if (advice.kind == RangeAdvice::Kind::Blocks) {
+                    // A stated limit holds for the rest of the run.
+                    range_ceiling_blocks = std::max<uint64_t>(1, advice.blocks);
+                    ShrinkRange(std::min(range_ceiling_blocks, blocks), error.message);
+                } else {
+                    // "Too much" depends on the logs in the range: stay below this size a while.
+                    range_soft_ceiling_blocks = std::max<uint64_t>(1, blocks - 1);
+                    range_successes = 0;
+                    ShrinkRange(std::max<uint64_t>(1, blocks / 2), error.message);
+                }
                 return std::nullopt;
             }
             LogWarning("EVM eth_getLogs {}..{} failed: {}", from, to, error.ToString());
@@ -818,7 +861,10 @@ struct EvmFollower::Impl {
             return std::nullopt;
         }
 
+        // The range's last block is checked by its child's parent hash (or by the target),
+        // since it may hold no log whose blockHash would vouch for it.
         std::set<uint64_t> wanted{from, to};
+        if (to < target.number) wanted.insert(to + 1);
         for (const auto& log : *logs) {
             if (log.block_number < from || log.block_number > to) {
                 NoteInconsistent(fmt::format("eth_getLogs {}..{} returned a log of block {}", from, to, log.block_number));
@@ -832,9 +878,15 @@ struct EvmFollower::Impl {
             NoteInconsistent(fmt::format("block {} does not extend the final block {}", from, from - 1));
             return std::nullopt;
         }
+        if (to < target.number && headers->at(to + 1).parent_hash != headers->at(to).hash) {
+            NoteInconsistent(fmt::format("block {} is not the parent of block {}", to, to + 1));
+            return std::nullopt;
+        }
         if (to == target.number && headers->at(to).hash != target.hash) {
+            // Either answer may be the wrong one: start over from a fresh finalized block.
             NoteInconsistent(fmt::format("block {} is {}, but the node called {} final", to,
                                          HexEncode0x(headers->at(to).hash), HexEncode0x(target.hash)));
+            target_disputed = true;
             return std::nullopt;
         }
 
@@ -863,7 +915,9 @@ struct EvmFollower::Impl {
         // Aim the next range at logs_per_request_target logs, growing at most 2x a step.
         const uint64_t aimed = logs->empty() ? blocks * 2
                                              : blocks * options.logs_per_request_target / std::max<size_t>(1, logs->size());
-        range_blocks = std::clamp<uint64_t>(std::min(aimed, range_blocks * 2), 1, options.range_blocks_max);
+        if (++range_successes >= kRangeSoftCeilingSuccesses) range_soft_ceiling_blocks = UINT64_MAX;
+        const uint64_t ceiling = std::min({options.range_blocks_max, range_ceiling_blocks, range_soft_ceiling_blocks});
+        range_blocks = std::clamp<uint64_t>(std::min(aimed, range_blocks * 2), 1, ceiling);
         UpdateStatus([&](FollowerStatus& s) { s.range_blocks = range_blocks; });
         return range;
     }
@@ -1015,10 +1069,13 @@ struct EvmFollower::Impl {
     void Report()
     {
         const FollowerStatus s = Snapshot();
-        const std::string report = fmt::format(
-            "EVM synced: final block {}, pending tip {}, head {}; log size {} root {}; pending events {} digest {}",
-            s.final_block ? std::to_string(*s.final_block) : "none", s.pending_tip ? std::to_string(*s.pending_tip) : "none",
-            s.head_block, ledger.size(), HexEncode(ledger.root()), s.events_pending, HexEncode(s.pending_digest));
+        const std::string final_text = cursor ? fmt::format("{} {}", cursor->block_number, HexEncode0x(cursor->block_hash)) : "none";
+        const std::string tip_text = unfinal.empty() ? "none"
+                                                     : fmt::format("{} {}", unfinal.back().number, HexEncode0x(unfinal.back().hash));
+        const std::string report = fmt::format("EVM synced: final block {}, pending tip {}, head {}; log size {} root {}; "
+                                               "pending events {} digest {}",
+                                               final_text, tip_text, s.head_block, ledger.size(), HexEncode(ledger.root()),
+                                               s.events_pending, HexEncode(s.pending_digest));
         if (report == last_report) return;
         last_report = report;
         LogInfo("{}", report);

@@ -185,6 +185,9 @@ def main(tests):
             print(f"FAIL {test.__name__}", flush=True)
             traceback.print_exc()
         finally:
-            shutil.rmtree(directory, ignore_errors=True)
+            if os.environ.get("BITACORA_KEEP_TMP"):
+                print(f"kept {directory}", flush=True)
+            else:
+                shutil.rmtree(directory, ignore_errors=True)
     print(f"{passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)

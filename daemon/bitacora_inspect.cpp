@@ -1,0 +1,112 @@
+// bitacora-inspect: reads a stopped bitacorad's ledger and answers queries on stdin, one
+// JSON object per line on stdout. For operators (what is in this data dir?) and for the
+// integration tests, which compare the projections with the contracts' own state.
+//
+//   bitacora-inspect <datadir>/regtest/ledger <<< $'summary\norder 7\nposition 0xabc...\ntotals'
+#include "common/hex.h"
+#include "common/logging.h"
+#include "indexer/evm/chain.h"
+#include "ledger/ledger.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+#include <string>
+
+using namespace bitacora;
+using nlohmann::json;
+
+namespace {
+
+json OrderJson(const ledger::OrderRecord& o)
+{
+    json history = json::array();
+    for (const auto& entry : o.history) history.push_back({{"index", entry.index}, {"kind", ledger::EventKindName(entry.kind)}});
+    return {{"orderId", o.order_id.ToDecimal()},
+            {"state", static_cast<int>(o.state)},
+            {"stateName", ledger::OrderStateName(o.state)},
+            {"seller", evm::FormatAddress(o.seller)},
+            {"buyer", evm::FormatAddress(o.buyer)},
+            {"amount", o.amount.ToDecimal()},
+            {"expiry", o.expiry},
+            {"paymentProof", HexEncode0x(o.payment_proof)},
+            {"disputedBy", evm::FormatAddress(o.disputed_by)},
+            {"history", history},
+            {"anomalies", o.anomalies.size() + o.anomalies_dropped}};
+}
+
+json Answer(ledger::Ledger& ledger, const std::string& line)
+{
+    std::istringstream in(line);
+    std::string command, argument;
+    in >> command >> argument;
+    if (command == "summary") {
+        json out = {{"size", ledger.size()}, {"root", HexEncode(ledger.root())}};
+        if (auto hash = ledger.StateHash()) out["stateHash"] = HexEncode(*hash);
+        if (auto cursor = ledger.GetCursor("evm")) {
+            out["evmCursor"] = {{"block", cursor->block_number}, {"hash", HexEncode0x(cursor->block_hash)}};
+        }
+        return out;
+    }
+    if (command == "totals") {
+        const auto t = ledger.GetTotals(false);
+        return {{"escrowLocked", t.escrow_locked.ToDecimal()}, {"vaultAssetsIn", t.vault_assets_in.ToDecimal()},
+                {"vaultAssetsOut", t.vault_assets_out.ToDecimal()}, {"vaultShares", t.vault_shares.ToDecimal()},
+                {"orders", t.orders}, {"ordersOpen", t.orders_open}, {"anomalies", t.anomalies}};
+    }
+    if (command == "order") {
+        const auto id = UInt256::FromDecimal(argument);
+        if (!id) return {{"error", "order needs a decimal id"}};
+        const auto order = ledger.GetOrder(*id, false);
+        return order ? OrderJson(*order) : json{{"orderId", argument}, {"found", false}};
+    }
+    if (command == "position" || command == "reputation") {
+        const auto address = evm::ParseAddress(argument);
+        if (!address) return {{"error", address.error()}};
+        if (command == "reputation") {
+            const auto reputation = ledger.GetReputation(*address, false);
+            return {{"seller", argument}, {"reputation", reputation ? json(*reputation) : json(nullptr)}};
+        }
+        const auto p = ledger.GetPosition(*address, false);
+        if (!p) return {{"owner", argument}, {"found", false}};
+        return {{"owner", argument}, {"shares", p->shares.ToDecimal()}, {"assetsIn", p->assets_in.ToDecimal()},
+                {"assetsOut", p->assets_out.ToDecimal()}, {"costBasis", p->cost_basis.ToDecimal()}};
+    }
+    if (command == "leaf") {
+        const auto index = std::strtoull(argument.c_str(), nullptr, 10);
+        const auto leaf = ledger.GetLeaf(index);
+        if (!leaf) return {{"error", leaf.error()}};
+        return {{"index", index}, {"leaf", HexEncode(*leaf)}};
+    }
+    return {{"error", "unknown command '" + command + "'; expected summary, totals, order, position, reputation, leaf"}};
+}
+
+} // namespace
+
+int main(int argc, char* argv[])
+{
+    if (argc != 2) {
+        std::fprintf(stderr, "Usage: bitacora-inspect <ledger directory> < queries\n"
+                             "Queries, one per line: summary | totals | order <id> | position <address> | "
+                             "reputation <address> | leaf <index>\n"
+                             "The daemon must be stopped (the database allows one process).\n");
+        return 2;
+    }
+    // stdout carries the answers only; the ledger's own log lines go to stderr.
+    log::GetLogger().SetPrintToConsole(false);
+    ledger::LedgerOptions options;
+    options.create_if_missing = false;
+    auto opened = ledger::Ledger::Open(argv[1], options);
+    if (!opened) {
+        std::fprintf(stderr, "Error: %s\n", opened.error().c_str());
+        return 1;
+    }
+    std::string line;
+    while (std::getline(std::cin, line)) {
+        if (line.empty()) continue;
+        std::cout << Answer(*opened.value(), line).dump() << "\n";
+    }
+    return 0;
+}
