@@ -54,6 +54,8 @@ public:
     explicit operator bool() const { return ok(); }
     T& value() { return *m_value; }
     const T& value() const { return *m_value; }
+    T& operator*() { return *m_value; }
+    const T& operator*() const { return *m_value; }
     T* operator->() { return &*m_value; }
     const T* operator->() const { return &*m_value; }
     const RpcError& error() const { return m_error; }

@@ -1,0 +1,410 @@
+// The EVM side's input handling: provider range-limit messages, strict block and log
+// parsing, log decoding into ledger events, and the JSON-RPC client against a scripted
+// HTTP server on loopback (retries, Retry-After, failover, truncated bodies, batches).
+#include "indexer/evm/chain.h"
+#include "indexer/evm/json_rpc_client.h"
+#include "indexer/evm/keccak.h"
+#include "indexer/evm/log_decoder.h"
+#include "indexer/evm/range_limit.h"
+
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+#include <arpa/inet.h>
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <mutex>
+#include <netinet/in.h>
+#include <string>
+#include <sys/socket.h>
+#include <thread>
+#include <unistd.h>
+
+using namespace bitacora;
+using namespace bitacora::evm;
+using nlohmann::json;
+
+TEST_CASE("every provider phrase of the fixture gives the advice it documents")
+{
+    struct Case {
+        const char* message;
+        RangeAdvice::Kind kind;
+        uint64_t blocks;
+    };
+    using K = RangeAdvice::Kind;
+    const Case cases[] = {
+        {"Log response size exceeded. ... this block range should work: [0x10, 0x2f]", K::Blocks, 32},
+        {"query returned more than 10000 results. Try with this block range [0x100, 0x1ff].", K::Blocks, 256},
+        {"block range too large", K::Blocks, 2000},
+        {"no backend is currently healthy to serve traffic", K::Halve, 0},
+        {"backend response too large", K::Halve, 0},
+        {"Block range is too large", K::Halve, 0},
+        {"please limit the query to at most 1000 blocks", K::Blocks, 999},
+        {"eth_getLogs is limited to a 10,000 range", K::Blocks, 10000},
+        {"eth_getLogs and eth_newFilter are limited to a 10.000 range", K::Blocks, 10000},
+        {"range is limited to 5000 block", K::Blocks, 5000},
+        {"response size should not greater than 10000000 bytes", K::Halve, 0},
+        {"query returned more than 10000 results", K::Halve, 0},
+        {"query exceeds max results 20000, retry with the range 1-2", K::Halve, 0},
+        {"block range is too wide", K::Blocks, 3000},
+        {"maximum [from, to] blocks distance: 2500", K::Blocks, 2500},
+        {"logs matched by query exceeds limit of 10000", K::Halve, 0},
+        {"requested too many blocks from 0 to 5000, maximum is set to 2048", K::Blocks, 2047},
+        {"Max range: 3500", K::Blocks, 3499},
+        {"Maximum allowed number of requested blocks is 1000", K::Blocks, 1000},
+        {"Block range limit exceeded.", K::Blocks, 100},
+        {"exceeds the range allowed for your plan (5000 > 500).", K::Blocks, 500},
+        {"maximum block range: 50000", K::Blocks, 50000},
+        {"query exceeds max block range 1000", K::Blocks, 1000},
+        {"block range is too wide (maximum 1024)", K::Blocks, 1024},
+        {"up to a 2000 block range", K::Blocks, 2000},
+        {"query must be smaller than size 1024", K::Blocks, 1024},
+        {"block range greater than 10000 max", K::Blocks, 10000},
+        {"block range exceeds 1000", K::Blocks, 1000},
+        {"eth_getLogs range is too large, max is 10k blocks", K::Blocks, 10000},
+    };
+    for (const auto& c : cases) {
+        const RangeAdvice advice = AdviseLogRange(c.message, 5000);
+        CHECK_MESSAGE(advice.kind == c.kind, c.message);
+        if (c.kind == K::Blocks) CHECK_MESSAGE(advice.blocks == c.blocks, c.message);
+    }
+    // Chainstack's limit depends on the plan: 10,000 on paid plans.
+    CHECK(AdviseLogRange("Block range limit exceeded.", 20000).blocks == 10000);
+    // Anything else is not a range error: back off and ask again, never skip.
+    CHECK(AdviseLogRange("header not found", 100).kind == K::NotRangeError);
+    CHECK(AdviseLogRange("execution reverted", 100).kind == K::NotRangeError);
+    // A phrase without its number still shrinks.
+    CHECK(AdviseLogRange("Max range: lots", 100).kind == K::Halve);
+}
+
+TEST_CASE("quantities, hashes and addresses are parsed strictly")
+{
+    CHECK(*ParseQuantity("0x0") == 0);
+    CHECK(*ParseQuantity("0x1f") == 31);
+    CHECK(*ParseQuantity("0xffffffffffffffff") == UINT64_MAX);
+    CHECK_FALSE(ParseQuantity("0x10000000000000000"));
+    CHECK_FALSE(ParseQuantity("0x"));
+    CHECK_FALSE(ParseQuantity("12"));
+    CHECK_FALSE(ParseQuantity("0xg"));
+    CHECK_FALSE(ParseQuantity(12));
+    CHECK(FormatQuantity(255) == "0xff");
+    CHECK_FALSE(ParseHash("0x1234"));
+    CHECK(ParseHash("0x" + std::string(64, 'a')));
+    CHECK_FALSE(ParseAddress("0x" + std::string(38, 'a')));
+    CHECK(ParseAddress("0x" + std::string(40, 'A')));
+}
+
+namespace {
+
+json SampleLog()
+{
+    return {{"address", "0x" + std::string(40, '1')},
+            {"topics", json::array({"0x" + std::string(64, 'a')})},
+            {"data", "0x0102"},
+            {"blockNumber", "0x10"},
+            {"blockHash", "0x" + std::string(64, 'b')},
+            {"transactionHash", "0x" + std::string(64, 'c')},
+            {"transactionIndex", "0x0"},
+            {"logIndex", "0x3"},
+            {"removed", false}};
+}
+
+} // namespace
+
+TEST_CASE("a log with any field missing or malformed is refused")
+{
+    REQUIRE(ParseLog(SampleLog()));
+    CHECK(ParseLog(SampleLog())->log_index == 3);
+    for (const char* field : {"address", "topics", "data", "blockNumber", "blockHash", "transactionHash", "logIndex"}) {
+        json missing = SampleLog();
+        missing.erase(field);
+        CHECK_MESSAGE(!ParseLog(missing), field);
+        json wrong = SampleLog();
+        wrong[field] = "0xzz";
+        CHECK_MESSAGE(!ParseLog(wrong), field);
+    }
+    json five_topics = SampleLog();
+    five_topics["topics"] = json::array({"0x" + std::string(64, 'a'), "0x" + std::string(64, 'a'), "0x" + std::string(64, 'a'),
+                                         "0x" + std::string(64, 'a'), "0x" + std::string(64, 'a')});
+    CHECK_FALSE(ParseLog(five_topics));
+    json odd_data = SampleLog();
+    odd_data["data"] = "0x123";
+    CHECK_FALSE(ParseLog(odd_data));
+    CHECK_FALSE(ParseLogs(json::array({SampleLog(), SampleLog()}), 1)); // over the limit
+    CHECK_FALSE(ParseLogs(json::object(), 10));
+    CHECK_FALSE(ParseBlockHeader(nullptr));
+    CHECK_FALSE(ParseBlockHeader(json{{"number", "0x1"}, {"hash", "0x" + std::string(64, '1')}}));
+}
+
+TEST_CASE("platform logs decode into ledger events; anything else is kept raw")
+{
+    Address escrow{};
+    escrow.fill(0xe5);
+    Address vault{};
+    vault.fill(0x7a);
+    const LogDecoder decoder(31337, escrow, vault);
+
+    Log log;
+    log.address = escrow;
+    log.block_number = 9;
+    log.log_index = 2;
+    log.topics.push_back(Keccak(std::string_view("ReputationChanged(address,uint8,uint8)")));
+    Hash256 seller{};
+    seller[31] = 0x44;
+    log.topics.push_back(seller);
+    log.data.assign(64, 0);
+    log.data[31] = 50;
+    log.data[63] = 51;
+    auto decoded = decoder.Decode(log);
+    REQUIRE(decoded);
+    CHECK_FALSE(decoded->raw);
+    const auto* body = std::get_if<ledger::ReputationChanged>(&decoded->event.body);
+    REQUIRE(body != nullptr);
+    CHECK(body->previous == 50);
+    CHECK(body->current == 51);
+    CHECK(body->seller[19] == 0x44);
+    CHECK(decoded->event.origin->chain_id == 31337);
+    CHECK(decoded->event.origin->log_index == 2);
+
+    // The same event at the vault's address is not a vault event: raw.
+    log.address = vault;
+    decoded = decoder.Decode(log);
+    REQUIRE(decoded);
+    CHECK(decoded->raw);
+    CHECK(std::get<ledger::RawEvmLog>(decoded->event.body).topics == log.topics);
+
+    // A known event whose data does not decode (dirty bits in a uint8) is kept raw too.
+    log.address = escrow;
+    log.data[30] = 1;
+    decoded = decoder.Decode(log);
+    REQUIRE(decoded);
+    CHECK(decoded->raw);
+
+    // An address we did not ask for is an error, not an event.
+    log.address.fill(0x01);
+    CHECK_FALSE(decoder.Decode(log));
+}
+
+namespace {
+
+// A loopback HTTP server that answers each request with the next scripted response.
+class ScriptedServer {
+public:
+    struct Response {
+        int status{200};
+        std::string body;
+        std::string extra_headers;
+        bool truncate{false};
+        int delay_ms{0};
+    };
+
+    ScriptedServer()
+    {
+        m_fd = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        REQUIRE(::bind(m_fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+        socklen_t len = sizeof(addr);
+        ::getsockname(m_fd, reinterpret_cast<sockaddr*>(&addr), &len);
+        m_port = ntohs(addr.sin_port);
+        REQUIRE(::listen(m_fd, 16) == 0);
+        m_thread = std::thread([this] { Serve(); });
+    }
+    ~ScriptedServer()
+    {
+        m_stop = true;
+        ::shutdown(m_fd, SHUT_RDWR);
+        ::close(m_fd);
+        m_thread.join();
+    }
+    std::string url() const { return "http://127.0.0.1:" + std::to_string(m_port) + "/v2/secret-key"; }
+    void Push(Response response)
+    {
+        std::lock_guard lock(m_mutex);
+        m_script.push_back(std::move(response));
+    }
+    // Answers requests with {"result": <request id echo>} once the script is used up.
+    int requests() const { return m_requests.load(); }
+    std::string last_body() const
+    {
+        std::lock_guard lock(m_mutex);
+        return m_last_body;
+    }
+
+private:
+    void Serve()
+    {
+        while (!m_stop) {
+            const int client = ::accept(m_fd, nullptr, nullptr);
+            if (client < 0) return;
+            std::thread([this, client] { Handle(client); }).detach();
+        }
+    }
+
+    void Handle(int client)
+    {
+        std::string buffer;
+        char chunk[65536];
+        for (;;) {
+            // One request: headers, then Content-Length bytes.
+            size_t header_end;
+            while ((header_end = buffer.find("\r\n\r\n")) == std::string::npos) {
+                const ssize_t n = ::recv(client, chunk, sizeof(chunk), 0);
+                if (n <= 0) {
+                    ::close(client);
+                    return;
+                }
+                buffer.append(chunk, static_cast<size_t>(n));
+            }
+            const auto cl = buffer.find("Content-Length: ");
+            const size_t length = cl == std::string::npos ? 0 : std::stoul(buffer.substr(cl + 16));
+            while (buffer.size() < header_end + 4 + length) {
+                const ssize_t n = ::recv(client, chunk, sizeof(chunk), 0);
+                if (n <= 0) {
+                    ::close(client);
+                    return;
+                }
+                buffer.append(chunk, static_cast<size_t>(n));
+            }
+            const std::string body = buffer.substr(header_end + 4, length);
+            buffer.erase(0, header_end + 4 + length);
+            ++m_requests;
+            Response response;
+            {
+                std::lock_guard lock(m_mutex);
+                m_last_body = body;
+                if (!m_script.empty()) {
+                    response = m_script.front();
+                    m_script.pop_front();
+                } else {
+                    const json request = json::parse(body);
+                    response.body = json{{"jsonrpc", "2.0"}, {"id", request["id"]}, {"result", "ok"}}.dump();
+                }
+            }
+            if (response.delay_ms) std::this_thread::sleep_for(std::chrono::milliseconds(response.delay_ms));
+            std::string out = "HTTP/1.1 " + std::to_string(response.status) + " X\r\nContent-Type: application/json\r\n" +
+                              response.extra_headers + "Content-Length: " + std::to_string(response.body.size()) + "\r\n\r\n";
+            out += response.truncate ? response.body.substr(0, response.body.size() / 2) : response.body;
+            ::send(client, out.data(), out.size(), MSG_NOSIGNAL);
+            if (response.truncate) {
+                ::close(client);
+                return;
+            }
+        }
+    }
+
+    int m_fd{-1};
+    uint16_t m_port{0};
+    std::thread m_thread;
+    std::atomic<bool> m_stop{false};
+    std::atomic<int> m_requests{0};
+    mutable std::mutex m_mutex;
+    std::deque<Response> m_script;
+    std::string m_last_body;
+};
+
+RpcClientOptions FastOptions(std::vector<std::string> urls)
+{
+    RpcClientOptions options;
+    options.urls = std::move(urls);
+    options.timeout_ms = 500;
+    options.backoff_initial_ms = 10;
+    options.backoff_max_ms = 50;
+    options.attempts_max = 5;
+    return options;
+}
+
+std::string Answer(int id, const json& result)
+{
+    return json{{"jsonrpc", "2.0"}, {"id", id}, {"result", result}}.dump();
+}
+
+} // namespace
+
+TEST_CASE("the client retries transport errors, bad bodies and 5xx, and returns JSON-RPC errors as they are")
+{
+    ScriptedServer server;
+    server.Push({.status = 500, .body = "oops"});
+    server.Push({.body = "not json"});
+    server.Push({.body = Answer(1, "0x1"), .truncate = true});
+    server.Push({.body = Answer(99, "0x1")}); // an answer to another request
+    server.Push({.body = Answer(1, "0x7a69")});
+    JsonRpcClient client(FastOptions({server.url()}), nullptr);
+    auto result = client.Call("eth_chainId");
+    REQUIRE(result);
+    CHECK(result.value() == "0x7a69");
+    CHECK(client.stats().retries == 4);
+    CHECK(server.last_body().find("\"method\":\"eth_chainId\"") != std::string::npos);
+
+    server.Push({.body = json{{"jsonrpc", "2.0"}, {"id", 2}, {"error", {{"code", -32005}, {"message", "query returned more than 10000 results"}}}}.dump()});
+    auto error = client.Call("eth_getLogs", json::array({json::object()}));
+    REQUIRE_FALSE(error);
+    CHECK(error.error().kind == RpcError::Kind::Rpc);
+    CHECK(error.error().code == -32005);
+    CHECK(error.error().message == "query returned more than 10000 results");
+    // Credentials and paths never reach logs.
+    CHECK(error.error().endpoint.find("secret") == std::string::npos);
+    CHECK(RedactUrl("https://user:pw@host.example:8545/v2/KEY?x=1") == "https://host.example:8545");
+}
+
+TEST_CASE("HTTP 429 waits for Retry-After; JSON-RPC rate-limit messages count as rate limits")
+{
+    ScriptedServer server;
+    server.Push({.status = 429, .body = "{}", .extra_headers = "Retry-After: 1\r\n"});
+    JsonRpcClient client(FastOptions({server.url()}), nullptr);
+    const auto started = std::chrono::steady_clock::now();
+    REQUIRE(client.Call("eth_blockNumber"));
+    CHECK(std::chrono::steady_clock::now() - started >= std::chrono::milliseconds(900));
+    CHECK(client.stats().rate_limited == 1);
+    CHECK(IsRateLimitMessage("Your app has exceeded its compute units per second capacity"));
+    CHECK(IsRateLimitMessage("rate limit exceeded"));
+    CHECK_FALSE(IsRateLimitMessage("execution reverted"));
+}
+
+TEST_CASE("a failing endpoint fails over to the next, and a stop request ends the waiting")
+{
+    ScriptedServer good;
+    JsonRpcClient client(FastOptions({"http://127.0.0.1:1/", good.url()}), nullptr); // port 1: refused
+    REQUIRE(client.Call("eth_blockNumber"));
+    CHECK(client.stats().failovers >= 1);
+    CHECK(client.current_endpoint() == RedactUrl(good.url()));
+
+    std::atomic<bool> stop{false};
+    RpcClientOptions options = FastOptions({"http://127.0.0.1:1/"});
+    options.attempts_max = 1000;
+    options.backoff_initial_ms = 200;
+    options.backoff_max_ms = 200;
+    JsonRpcClient stopping(options, [&] { return stop.load(); });
+    std::thread stopper([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        stop = true;
+    });
+    auto result = stopping.Call("eth_blockNumber");
+    stopper.join();
+    REQUIRE_FALSE(result);
+    CHECK(result.error().kind == RpcError::Kind::Stopped);
+}
+
+TEST_CASE("batch answers are matched by id in any order; a short or repeated batch is retried")
+{
+    ScriptedServer server;
+    server.Push({.body = json::array({json::parse(Answer(1, "a"))}).dump()}); // short
+    server.Push({.body = json::array({json::parse(Answer(1, "a")), json::parse(Answer(1, "b")), json::parse(Answer(2, "c"))})
+                             .dump()}); // a repeated id
+    server.Push({.body = json::array({json::parse(Answer(3, "c")), json::parse(Answer(1, "a")),
+                                      json{{"jsonrpc", "2.0"}, {"id", 2}, {"error", {{"code", -32000}, {"message", "unknown block"}}}}})
+                             .dump()}); // out of order, one error
+    JsonRpcClient client(FastOptions({server.url()}), nullptr);
+    const std::vector<RpcRequest> requests{{"a", json::array()}, {"b", json::array()}, {"c", json::array()}};
+    auto answers = client.Batch(requests);
+    REQUIRE(answers);
+    REQUIRE(answers->size() == 3);
+    CHECK((*answers)[0].value() == "a");
+    CHECK_FALSE((*answers)[1]);
+    CHECK((*answers)[1].error().message == "unknown block");
+    CHECK((*answers)[2].value() == "c");
+    CHECK(server.requests() == 3);
+    CHECK(client.stats().malformed == 2);
+}
