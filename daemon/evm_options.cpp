@@ -9,9 +9,9 @@ namespace {
 
 constexpr int64_t kPollIntervalMsDefault = 2'000;
 constexpr int64_t kRpcTimeoutMsDefault = 30'000;
-constexpr int64_t kLogRangeDefault = 50;
+constexpr int64_t kLogRangeDefault = 10;
 constexpr int64_t kLogRangeMaxDefault = 10'000;
-constexpr int64_t kLogsPerRequestDefault = 10'000;
+constexpr int64_t kLogsPerRequestDefault = 5'000;
 constexpr int64_t kPendingBlocksMaxDefault = 2'000;
 constexpr int64_t kReconcileIntervalSDefault = 60;
 
@@ -73,6 +73,9 @@ void RegisterEvmArgs(ArgsManager& args)
     args.AddArg({.name = "evmlogsperrequest", .type = ArgType::Int, .default_text = std::to_string(kLogsPerRequestDefault),
                  .help = "Logs per eth_getLogs answer the range adapts towards", .category = evm, .min = 10,
                  .max = 100'000});
+    args.AddArg({.name = "evmfetchers", .type = ArgType::Int, .default_text = "2",
+                 .help = "eth_getLogs ranges fetched at the same time during a catch-up", .category = evm, .min = 1,
+                 .max = 8});
     args.AddArg({.name = "evmmaxpending", .type = ArgType::Int, .default_text = std::to_string(kPendingBlocksMaxDefault),
                  .help = "Most unfinalized blocks followed ahead of the final one", .category = evm, .min = 1,
                  .max = 10'000});
@@ -114,6 +117,7 @@ Result<std::optional<evm::FollowerOptions>> EvmOptionsFromArgs(const ArgsManager
     if (o.range_blocks_initial > o.range_blocks_max) o.range_blocks_initial = o.range_blocks_max;
     o.logs_per_request_target = static_cast<uint64_t>(args.GetInt("evmlogsperrequest", kLogsPerRequestDefault));
     o.pending_blocks_max = static_cast<uint64_t>(args.GetInt("evmmaxpending", kPendingBlocksMaxDefault));
+    o.fetchers = static_cast<size_t>(args.GetInt("evmfetchers", 2));
     o.reconcile = args.GetBool("evmreconcile", true);
     o.reconcile_interval_ms = static_cast<uint32_t>(args.GetInt("evmreconcileinterval", kReconcileIntervalSDefault) * 1000);
     o.identity_path = netdir / "evm-chain.json";

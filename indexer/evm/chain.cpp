@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <simdjson.h>
 
 namespace bitacora::evm {
 namespace {
@@ -138,6 +139,191 @@ Result<std::vector<Log>> ParseLogs(const nlohmann::json& logs, size_t logs_max)
         if (!log) return Error{fmt::format("log {}: {}", i, log.error())};
         out.push_back(std::move(log.value()));
     }
+    return out;
+}
+
+namespace {
+
+namespace sj = simdjson::dom;
+
+Result<uint64_t> QuantityText(std::string_view text)
+{
+    // The same rules as ParseQuantity, on a string_view.
+    if (text.size() < 3 || text[0] != '0' || (text[1] != 'x' && text[1] != 'X')) return Error{"quantity is not 0x-hex"};
+    if (text.size() > 2 + 16) return Error{"quantity exceeds 64 bits"};
+    uint64_t out = 0;
+    for (size_t i = 2; i < text.size(); ++i) {
+        const char c = text[i];
+        int digit = -1;
+        if (c >= '0' && c <= '9') digit = c - '0';
+        else if (c >= 'a' && c <= 'f') digit = c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F') digit = c - 'A' + 10;
+        if (digit < 0) return Error{"quantity is not 0x-hex"};
+        out = (out << 4) | static_cast<uint64_t>(digit);
+    }
+    return out;
+}
+
+std::optional<std::string> ReadLog(sj::object object, Log& log)
+{
+    enum Seen : unsigned { kAddress = 1, kTopics = 2, kData = 4, kNumber = 8, kBlockHash = 16, kTx = 32, kIndex = 64 };
+    unsigned seen = 0;
+    for (auto [key, value] : object) {
+        std::string_view text;
+        if (key == "topics") {
+            sj::array topics;
+            if (value.get_array().get(topics)) return "log topics are not an array";
+            for (auto topic : topics) {
+                if (log.topics.size() == 4) return "a log has more than 4 topics";
+                Hash256 hash{};
+                if (topic.get_string().get(text) || !HexDecodeExact(text, hash)) return "a log topic is not a 32-byte hash";
+                log.topics.push_back(hash);
+            }
+            seen |= kTopics;
+            continue;
+        }
+        if (key == "removed") {
+            if (value.get_bool().get(log.removed)) return "log 'removed' is not a boolean";
+            continue;
+        }
+        const bool wanted = key == "address" || key == "data" || key == "blockNumber" || key == "blockHash" ||
+                            key == "transactionHash" || key == "logIndex";
+        if (!wanted) continue;
+        if (value.get_string().get(text)) return fmt::format("log '{}' is not a string", key);
+        if (key == "address") {
+            if (text.size() != 42 || !HexDecodeExact(text, log.address)) return "log address is not 20 bytes of hex";
+            seen |= kAddress;
+        } else if (key == "data") {
+            auto bytes = HexDecode(text);
+            if (!bytes) return "log data is not hex";
+            log.data = std::move(*bytes);
+            seen |= kData;
+        } else if (key == "blockHash") {
+            if (!HexDecodeExact(text, log.block_hash)) return "log blockHash is not a 32-byte hash";
+            seen |= kBlockHash;
+        } else if (key == "transactionHash") {
+            if (!HexDecodeExact(text, log.tx_hash)) return "log transactionHash is not a 32-byte hash";
+            seen |= kTx;
+        } else {
+            auto number = QuantityText(text);
+            if (!number) return fmt::format("log '{}': {}", key, number.error());
+            if (key == "blockNumber") {
+                log.block_number = *number;
+                seen |= kNumber;
+            } else {
+                if (*number > UINT32_MAX) return "logIndex exceeds 32 bits";
+                log.log_index = static_cast<uint32_t>(*number);
+                seen |= kIndex;
+            }
+        }
+    }
+    if (seen != (kAddress | kTopics | kData | kNumber | kBlockHash | kTx | kIndex)) return "a log lacks a field";
+    return std::nullopt;
+}
+
+} // namespace
+
+// simdjson's DOM parser: the library picks the fastest kernel for this CPU at run time.
+struct AnswerParser::Impl {
+    sj::parser parser;
+};
+
+AnswerParser::AnswerParser() : m_impl(std::make_unique<Impl>()) {}
+AnswerParser::~AnswerParser() = default;
+
+Result<GetLogsAnswer> AnswerParser::ParseGetLogs(std::string_view body, uint64_t id, size_t logs_max)
+{
+    sj::element document;
+    if (m_impl->parser.parse(body.data(), body.size(), /*realloc_if_needed=*/true).get(document)) {
+        return Error{"answer is not JSON"};
+    }
+    sj::object root;
+    if (document.get_object().get(root)) return Error{"answer is not a JSON object"};
+    GetLogsAnswer answer;
+    bool have_id = false;
+    bool have_result = false;
+    for (auto [key, value] : root) {
+        if (key == "id") {
+            uint64_t number = 0;
+            if (value.get_uint64().get(number) || number != id) return Error{"answer to another request"};
+            have_id = true;
+        } else if (key == "error") {
+            sj::object error;
+            if (value.get_object().get(error)) return Error{"error is not an object"};
+            answer.is_error = true;
+            for (auto [name, member] : error) {
+                if (name == "code") {
+                    if (member.get_int64().get(answer.error_code)) return Error{"error code is not an integer"};
+                } else if (name == "message") {
+                    std::string_view text;
+                    if (member.get_string().get(text)) return Error{"error message is not a string"};
+                    answer.error_message.insert(0, text);
+                } else if (name == "data") {
+                    answer.error_message += " (" + simdjson::minify(member).substr(0, 1024) + ")";
+                }
+            }
+        } else if (key == "result") {
+            sj::array logs;
+            if (value.get_array().get(logs)) return Error{"eth_getLogs result is not an array"};
+            if (logs.size() > logs_max) return Error{fmt::format("{} logs in one answer, over the limit of {}", logs.size(), logs_max)};
+            answer.logs.reserve(logs.size());
+            for (auto element : logs) {
+                sj::object object;
+                if (element.get_object().get(object)) return Error{fmt::format("log {} is not an object", answer.logs.size())};
+                Log& log = answer.logs.emplace_back();
+                if (auto error = ReadLog(object, log)) return Error{fmt::format("log {}: {}", answer.logs.size() - 1, *error)};
+            }
+            have_result = true;
+        }
+    }
+    if (!have_id) return Error{"answer has no id"};
+    if (have_result == answer.is_error) return Error{"answer needs exactly one of result and error"};
+    return answer;
+}
+
+Result<std::vector<BlockHeader>> AnswerParser::ParseHeaderBatch(std::string_view body, uint64_t first_id, size_t count)
+{
+    sj::element document;
+    if (m_impl->parser.parse(body.data(), body.size(), /*realloc_if_needed=*/true).get(document)) {
+        return Error{"answer is not JSON"};
+    }
+    sj::array items;
+    if (document.get_array().get(items)) return Error{"batch answer is not an array"};
+    std::vector<std::optional<BlockHeader>> headers(count);
+    size_t seen = 0;
+    for (auto item : items) {
+        sj::object object;
+        if (item.get_object().get(object)) return Error{"batch item is not an object"};
+        uint64_t id = 0;
+        if (object["id"].get_uint64().get(id) || id < first_id || id - first_id >= count || headers[id - first_id]) {
+            return Error{"batch answer with an unknown or repeated id"};
+        }
+        sj::element error;
+        if (!object["error"].get(error) && !error.is_null()) {
+            return Error{fmt::format("block request {} failed: {}", id - first_id, simdjson::minify(error).substr(0, 512))};
+        }
+        sj::object block;
+        if (object["result"].get_object().get(block)) return Error{"no such block"};
+        std::string_view number, hash, parent, timestamp;
+        if (block["number"].get_string().get(number) || block["hash"].get_string().get(hash) ||
+            block["parentHash"].get_string().get(parent) || block["timestamp"].get_string().get(timestamp)) {
+            return Error{"block lacks number, hash, parentHash or timestamp"};
+        }
+        BlockHeader header;
+        auto n = QuantityText(number);
+        auto t = QuantityText(timestamp);
+        if (!n || !t || !HexDecodeExact(hash, header.hash) || !HexDecodeExact(parent, header.parent_hash)) {
+            return Error{"block has a malformed number, hash, parentHash or timestamp"};
+        }
+        header.number = *n;
+        header.timestamp = *t;
+        headers[id - first_id] = header;
+        ++seen;
+    }
+    if (seen != count) return Error{fmt::format("batch of {} answered with {}", count, seen)};
+    std::vector<BlockHeader> out;
+    out.reserve(count);
+    for (auto& header : headers) out.push_back(*header);
     return out;
 }
 

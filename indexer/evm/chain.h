@@ -11,6 +11,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -49,5 +50,31 @@ Result<BlockHeader> ParseBlockHeader(const nlohmann::json& block);
 Result<Log> ParseLog(const nlohmann::json& log);
 // An eth_getLogs result; at most logs_max entries.
 Result<std::vector<Log>> ParseLogs(const nlohmann::json& logs, size_t logs_max);
+
+// A whole eth_getLogs JSON-RPC answer, read with simdjson straight into logs: the answers
+// of a catch-up run to tens of MB, and a DOM of them costs more than everything else.
+// Either logs or a JSON-RPC error (code, message); an Error for anything malformed, or an
+// answer whose id is not `id`.
+struct GetLogsAnswer {
+    std::vector<Log> logs;
+    bool is_error{false};
+    int64_t error_code{0};
+    std::string error_message;
+};
+class AnswerParser {
+public:
+    AnswerParser();
+    ~AnswerParser();
+    AnswerParser(const AnswerParser&) = delete;
+    AnswerParser& operator=(const AnswerParser&) = delete;
+    Result<GetLogsAnswer> ParseGetLogs(std::string_view body, uint64_t id, size_t logs_max);
+    // A batch of eth_getBlockByNumber answers with ids first_id .. first_id + count - 1,
+    // in any order: the headers in id order. Any error or missing block is an Error.
+    Result<std::vector<BlockHeader>> ParseHeaderBatch(std::string_view body, uint64_t first_id, size_t count);
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> m_impl; // simdjson's parser keeps its buffers between answers
+};
 
 } // namespace bitacora::evm

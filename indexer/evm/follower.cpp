@@ -48,7 +48,8 @@ struct FetchedRange {
     uint64_t from{0};
     uint64_t to{0};
     std::vector<ledger::Event> events;
-    std::map<uint64_t, Hash256> block_hashes; // every block with logs, plus `to`
+    std::map<uint64_t, Hash256> block_hashes; // every block with logs, plus `from` and `to`
+    Hash256 parent_hash{};                     // of block `from`: checked against the cursor
     uint64_t raw_logs{0};
 };
 
@@ -108,6 +109,11 @@ Bytes Selector(std::string_view signature)
     return Bytes(hash.begin(), hash.begin() + 4);
 }
 
+double Seconds(Clock::time_point since)
+{
+    return std::chrono::duration<double>(Clock::now() - since).count();
+}
+
 double Percentile(std::vector<double> samples, double p)
 {
     if (samples.empty()) return 0;
@@ -147,14 +153,16 @@ struct EvmFollower::Impl {
 
     // Follower thread only.
     std::unique_ptr<JsonRpcClient> client;
+    AnswerParser parser;
     std::deque<BlockRef> unfinal;       // mirrors ledger.GetPending(kCursorSource)
     std::optional<ledger::Cursor> cursor;
     ChainIdentity identity;
     uint32_t retry_delay_ms{0};
     Clock::time_point last_reconcile{};
     std::optional<Address> usdc;
-    uint64_t range_blocks;
-    uint64_t range_ceiling_blocks{UINT64_MAX};      // a limit the node stated
+    std::mutex range_mutex; // the catch-up's fetchers share the adaptive range
+    uint64_t range_blocks;                          // GUARDED_BY(range_mutex)
+    uint64_t range_ceiling_blocks{UINT64_MAX};      // a limit the node stated; GUARDED_BY(range_mutex)
     uint64_t range_soft_ceiling_blocks{UINT64_MAX}; // below a size that was "too much", for a while
     uint64_t range_successes{0};
     std::string last_report;
@@ -238,7 +246,8 @@ struct EvmFollower::Impl {
     }
 
     // Headers of the given heights, in batches; nullopt if any is missing or wrong.
-    std::optional<std::map<uint64_t, BlockHeader>> HeadersByNumber(JsonRpcClient& rpc, const std::vector<uint64_t>& numbers)
+    std::optional<std::map<uint64_t, BlockHeader>> HeadersByNumber(JsonRpcClient& rpc, AnswerParser& parser,
+                                                                  const std::vector<uint64_t>& numbers)
     {
         std::map<uint64_t, BlockHeader> out;
         for (size_t begin = 0; begin < numbers.size(); begin += options.header_batch_max) {
@@ -247,26 +256,26 @@ struct EvmFollower::Impl {
             for (size_t i = begin; i < end; ++i) {
                 requests.push_back({"eth_getBlockByNumber", json::array({BlockTag(numbers[i]), false})});
             }
-            auto results = rpc.Batch(requests);
-            if (!results) {
-                if (results.error().kind != RpcError::Kind::Stopped) {
-                    LogWarning("EVM RPC header batch failed: {}", results.error().ToString());
-                    UpdateStatus([&](FollowerStatus& s) { s.error = results.error().ToString(); });
+            auto batch = rpc.BatchRaw(requests);
+            if (!batch) {
+                if (batch.error().kind != RpcError::Kind::Stopped) {
+                    LogWarning("EVM RPC header batch failed: {}", batch.error().ToString());
+                    UpdateStatus([&](FollowerStatus& s) { s.error = batch.error().ToString(); });
                 }
                 return std::nullopt;
             }
+            auto headers = parser.ParseHeaderBatch(batch->body, batch->first_id, requests.size());
+            if (!headers) {
+                NoteInconsistent(fmt::format("blocks {}..: {}", numbers[begin], headers.error()));
+                return std::nullopt;
+            }
             for (size_t i = begin; i < end; ++i) {
-                auto& result = results.value()[i - begin];
-                if (!result) {
-                    NoteInconsistent(fmt::format("block {}: {}", numbers[i], result.error().ToString()));
+                const BlockHeader& header = (*headers)[i - begin];
+                if (header.number != numbers[i]) {
+                    NoteInconsistent(fmt::format("asked for block {}, got {}", numbers[i], header.number));
                     return std::nullopt;
                 }
-                auto header = ParseBlockHeader(result.value());
-                if (!header || header->number != numbers[i]) {
-                    NoteInconsistent(fmt::format("block {}: {}", numbers[i], header ? "wrong number" : header.error()));
-                    return std::nullopt;
-                }
-                out[numbers[i]] = *header;
+                out[numbers[i]] = header;
             }
         }
         return out;
@@ -531,7 +540,7 @@ struct EvmFollower::Impl {
             const size_t begin = end > options.header_batch_max ? end - options.header_batch_max : 0;
             std::vector<uint64_t> numbers;
             for (size_t i = end; i > begin; --i) numbers.push_back(unfinal[i - 1].number);
-            auto headers = HeadersByNumber(*client, numbers);
+            auto headers = HeadersByNumber(*client, parser, numbers);
             if (!headers) return false;
             for (size_t i = end; i > begin; --i) {
                 if (headers->at(unfinal[i - 1].number).hash == unfinal[i - 1].hash) {
@@ -579,7 +588,7 @@ struct EvmFollower::Impl {
         }
         std::vector<uint64_t> numbers;
         for (uint64_t n = from; n <= to; ++n) numbers.push_back(n);
-        auto headers = HeadersByNumber(*client, numbers);
+        auto headers = HeadersByNumber(*client, parser, numbers);
         if (!headers) return Next::Retry;
         const auto fetched_at = Clock::now();
 
@@ -660,7 +669,7 @@ struct EvmFollower::Impl {
     }
 
     // Logs of one block, checked against its header and ordered by log index.
-    std::optional<std::string> DecodeBlockLogs(const std::vector<Log>& logs, const BlockHeader& header,
+    std::optional<std::string> DecodeBlockLogs(std::span<const Log> logs, const BlockHeader& header,
                                                std::vector<ledger::Event>& out, uint64_t& raw) const
     {
         std::optional<uint32_t> previous_index;
@@ -716,7 +725,9 @@ struct EvmFollower::Impl {
 
     // --- catch-up over final blocks ---
 
-    // A fetcher thread produces checked, decoded ranges; this thread appends them.
+    // Fetcher threads take consecutive slots of blocks, fetch, check and decode them
+    // (several in flight, so the node and this process work at the same time); this
+    // thread appends the slots in order. At most prefetch_ranges_max slots are out.
     bool CatchUp(const BlockHeader& target)
     {
         const uint64_t from = FinalNumber() + 1;
@@ -724,95 +735,118 @@ struct EvmFollower::Impl {
         const bool long_catch_up = target.number - from + 1 >= kCatchUpLogBlocksMin;
         if (long_catch_up) LogInfo("EVM catch-up: blocks {} to {} ({} blocks)", from, target.number, target.number - from + 1);
 
-        std::mutex queue_mutex;
-        std::condition_variable queue_cv;
-        std::deque<FetchedRange> queue;
-        bool fetcher_done = false;
-        bool fetcher_failed = false;
-        RpcClientStats fetcher_stats;
+        std::mutex mutex;
+        std::condition_variable cv;
+        uint64_t next_slot = from;                 // GUARDED_BY(mutex)
+        std::map<uint64_t, FetchedRange> fetched;  // by first block; GUARDED_BY(mutex)
+        size_t slots_out = 0;                      // handed out, not yet appended; GUARDED_BY(mutex)
+        size_t fetchers_running = 0;               // GUARDED_BY(mutex)
+        bool failed = false;                       // GUARDED_BY(mutex)
         std::atomic<bool> abort{false};
+        target_disputed = false;
 
-        std::thread fetcher([&] {
-            auto rpc = NewClient();
-            std::optional<Hash256> parent = FinalHash();
-            uint64_t next = from;
-            uint32_t delay_ms = 0;
-            bool failed = false;
-            uint32_t failures_in_row = 0;
-            target_disputed = false;
-            while (next <= target.number && !Stopping() && !abort.load()) {
-                const uint64_t to = std::min(target.number, next + range_blocks - 1);
-                auto range = FetchRange(*rpc, next, to, target, parent);
-                if (!range) {
-                    // Keep asking (shrinking the range if told); after many failures in a
-                    // row, or a disputed target, the main loop starts over with a fresh one.
-                    if (target_disputed || ++failures_in_row >= kFetchFailuresMax) {
-                        failed = true;
-                        break;
+        const size_t fetcher_count = std::max<size_t>(1, std::min(options.fetchers, options.prefetch_ranges_max));
+        std::vector<std::thread> fetchers;
+        std::vector<RpcClientStats> fetcher_stats(fetcher_count);
+        fetchers_running = fetcher_count;
+        for (size_t f = 0; f < fetcher_count; ++f) {
+            fetchers.emplace_back([&, f] {
+                auto rpc = NewClient();
+                AnswerParser parser;
+                for (;;) {
+                    uint64_t slot_from = 0;
+                    uint64_t slot_to = 0;
+                    {
+                        std::unique_lock lock(mutex);
+                        const auto wait_started = Clock::now();
+                        cv.wait(lock, [&] { return slots_out < options.prefetch_ranges_max || failed || abort.load(); });
+                        const double waited_s = Seconds(wait_started);
+                        UpdateStatus([&](FollowerStatus& s) { s.catch_up.queue_full_s += waited_s; });
+                        if (failed || abort.load() || Stopping() || next_slot > target.number) break;
+                        slot_from = next_slot;
+                        slot_to = std::min(target.number, slot_from + CurrentRange() - 1);
+                        next_slot = slot_to + 1;
+                        ++slots_out;
                     }
-                    delay_ms = std::min<uint32_t>(kFetchRetryDelayMsMax, delay_ms == 0 ? 100 : delay_ms * 2);
-                    Sleep(delay_ms);
-                    continue;
+                    auto range = FetchSlot(*rpc, parser, slot_from, slot_to, target);
+                    std::unique_lock lock(mutex);
+                    if (!range) {
+                        failed = true;
+                    } else {
+                        fetched.emplace(slot_from, std::move(*range));
+                    }
+                    cv.notify_all();
+                    if (failed) break;
                 }
-                failures_in_row = 0;
-                delay_ms = 0;
-                parent = range->block_hashes.at(to);
-                next = to + 1;
-                std::unique_lock lock(queue_mutex);
-                queue_cv.wait(lock, [&] { return queue.size() < options.prefetch_ranges_max || Stopping() || abort.load(); });
-                queue.push_back(std::move(*range));
-                queue_cv.notify_all();
-            }
-            const auto stats = rpc->stats();
-            std::unique_lock lock(queue_mutex);
-            fetcher_stats = stats;
-            fetcher_done = true;
-            fetcher_failed = failed || next <= target.number;
-            queue_cv.notify_all();
-        });
+                fetcher_stats[f] = rpc->stats();
+                std::unique_lock lock(mutex);
+                --fetchers_running;
+                cv.notify_all();
+            });
+        }
 
         bool ok = true;
         auto last_log = Clock::now();
         const auto started = Clock::now();
         uint64_t appended_events = 0;
-        for (;;) {
+        uint64_t expected = from;
+        while (expected <= target.number) {
             FetchedRange range;
             {
-                std::unique_lock lock(queue_mutex);
-                queue_cv.wait(lock, [&] { return !queue.empty() || fetcher_done; });
-                if (queue.empty()) {
-                    ok = !fetcher_failed;
+                const auto wait_started = Clock::now();
+                std::unique_lock lock(mutex);
+                cv.wait(lock, [&] { return fetched.count(expected) != 0 || fetchers_running == 0; });
+                const double waited_s = Seconds(wait_started);
+                UpdateStatus([&](FollowerStatus& s) { s.catch_up.queue_empty_s += waited_s; });
+                auto it = fetched.find(expected);
+                if (it == fetched.end()) {
+                    ok = false; // the fetchers stopped short: failures, a disputed target, or shutdown
                     break;
                 }
-                range = std::move(queue.front());
-                queue.pop_front();
-                queue_cv.notify_all();
+                range = std::move(it->second);
+                fetched.erase(it);
             }
+            const auto append_started = Clock::now();
+            bool appended = false;
             try {
-                if (!AppendRange(range)) {
-                    ok = false;
-                    break;
-                }
+                appended = AppendRange(range);
             } catch (...) {
                 abort = true;
-                queue_cv.notify_all();
-                fetcher.join();
+                cv.notify_all();
+                for (auto& fetcher : fetchers) fetcher.join();
                 throw;
             }
+            {
+                std::unique_lock lock(mutex);
+                --slots_out;
+                if (!appended) failed = true;
+                cv.notify_all();
+            }
+            if (!appended) {
+                ok = false;
+                break;
+            }
+            expected = range.to + 1;
             appended_events += range.events.size();
+            const double append_s = Seconds(append_started);
+            UpdateStatus([&](FollowerStatus& s) {
+                s.catch_up.append_s += append_s;
+                s.catch_up.events += range.events.size();
+            });
             if (Clock::now() - last_log > std::chrono::seconds(10)) {
                 last_log = Clock::now();
-                const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+                const double seconds = Seconds(started);
                 LogInfo("EVM catch-up: block {} of {} ({:.1f}%), {} events, {:.0f} events/s", range.to, target.number,
                         100.0 * static_cast<double>(range.to - from + 1) / static_cast<double>(target.number - from + 1),
                         appended_events, static_cast<double>(appended_events) / seconds);
             }
         }
         abort = true;
-        queue_cv.notify_all();
-        fetcher.join();
-        AddFetcherStats(fetcher_stats);
-        const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+        cv.notify_all();
+        for (auto& fetcher : fetchers) fetcher.join();
+        for (const auto& stats : fetcher_stats) AddFetcherStats(stats);
+        const double seconds = Seconds(started);
+        UpdateStatus([&](FollowerStatus& s) { s.catch_up.wall_s += seconds; });
         if (ok && long_catch_up) {
             LogInfo("EVM catch-up done: final block {}, {} events in {:.2f} s ({:.0f} events/s)", FinalNumber(),
                     appended_events, seconds, seconds > 0 ? static_cast<double>(appended_events) / seconds : 0.0);
@@ -821,63 +855,108 @@ struct EvmFollower::Impl {
         return ok;
     }
 
-    // One range: logs, the headers they need, every cross-check. nullopt: ask again.
-    std::optional<FetchedRange> FetchRange(JsonRpcClient& rpc, uint64_t from, uint64_t to, const BlockHeader& target,
-                                           const std::optional<Hash256>& parent)
+    uint64_t CurrentRange()
     {
-        const uint64_t blocks = to - from + 1;
-        auto result = rpc.Call("eth_getLogs", json::array({json{{"fromBlock", BlockTag(from)},
-                                                                {"toBlock", BlockTag(to)},
-                                                                {"address", LogFilter()}}}));
-        if (!result) {
-            const RpcError& error = result.error();
-            if (error.kind == RpcError::Kind::Stopped) return std::nullopt;
-            const RangeAdvice advice = AdviseLogRange(error.message, blocks);
-            if (error.kind == RpcError::Kind::Rpc && advice.kind != RangeAdvice::Kind::NotRangeError) {
-                if (advice.kind == RangeAdvice::Kind::Blocks) {
-                    // A stated limit holds for the rest of the run.
-                    range_ceiling_blocks = std::max<uint64_t>(1, advice.blocks);
-                    ShrinkRange(std::min(range_ceiling_blocks, blocks), error.message);
-                } else {
-                    // "Too much" depends on the logs in the range: stay below this size a while.
-                    range_soft_ceiling_blocks = std::max<uint64_t>(1, blocks - 1);
-                    range_successes = 0;
-                    ShrinkRange(std::max<uint64_t>(1, blocks / 2), error.message);
-                }
+        std::lock_guard lock(range_mutex);
+        return range_blocks;
+    }
+
+    // One slot of blocks, fetched in as many eth_getLogs ranges as the node allows; each
+    // range is retried until it succeeds or failures pile up. nullopt: give up this slot.
+    std::optional<FetchedRange> FetchSlot(JsonRpcClient& rpc, AnswerParser& parser, uint64_t from, uint64_t to,
+                                          const BlockHeader& target)
+    {
+        FetchedRange slot{.from = from, .to = to};
+        uint64_t next = from;
+        uint32_t failures_in_row = 0;
+        uint32_t delay_ms = 0;
+        while (next <= to) {
+            if (Stopping() || target_disputed.load()) return std::nullopt;
+            const uint64_t piece_to = std::min(to, next + CurrentRange() - 1);
+            auto piece = FetchRange(rpc, parser, next, piece_to, target);
+            if (!piece) {
+                // After many failures in a row, the main loop starts over with a fresh target.
+                if (target_disputed.load() || ++failures_in_row >= kFetchFailuresMax) return std::nullopt;
+                delay_ms = std::min<uint32_t>(kFetchRetryDelayMsMax, delay_ms == 0 ? 100 : delay_ms * 2);
+                Sleep(delay_ms);
+                continue;
+            }
+            failures_in_row = 0;
+            delay_ms = 0;
+            if (next == from) {
+                slot.parent_hash = piece->parent_hash;
+            } else if (piece->parent_hash != slot.block_hashes.at(next - 1)) {
+                NoteInconsistent(fmt::format("block {} does not extend block {}", next, next - 1));
                 return std::nullopt;
             }
-            LogWarning("EVM eth_getLogs {}..{} failed: {}", from, to, error.ToString());
-            UpdateStatus([&](FollowerStatus& s) { s.error = error.ToString(); });
-            return std::nullopt;
+            slot.events.insert(slot.events.end(), std::make_move_iterator(piece->events.begin()),
+                               std::make_move_iterator(piece->events.end()));
+            slot.block_hashes.merge(piece->block_hashes);
+            slot.raw_logs += piece->raw_logs;
+            next = piece_to + 1;
         }
-        auto logs = ParseLogs(result.value(), options.logs_per_request_max);
-        result.value() = json(); // the DOM is the largest thing held here
-        if (!logs) {
-            if (logs.error().find("over the limit") != std::string::npos) {
-                ShrinkRange(std::max<uint64_t>(1, blocks / 2), logs.error());
-            } else {
-                NoteInconsistent(fmt::format("eth_getLogs {}..{}: {}", from, to, logs.error()));
+        return slot;
+    }
+
+    // One eth_getLogs range: logs, the headers they need, every cross-check. nullopt: ask again.
+    std::optional<FetchedRange> FetchRange(JsonRpcClient& rpc, AnswerParser& parser, uint64_t from, uint64_t to,
+                                           const BlockHeader& target)
+    {
+        const uint64_t blocks = to - from + 1;
+        const uint64_t http_us_before = rpc.stats().latency_us_total;
+        auto answer = rpc.CallRaw("eth_getLogs", json::array({json{{"fromBlock", BlockTag(from)},
+                                                                   {"toBlock", BlockTag(to)},
+                                                                   {"address", LogFilter()}}}));
+        const double http_s = static_cast<double>(rpc.stats().latency_us_total - http_us_before) / 1e6;
+        if (!answer) {
+            const RpcError& error = answer.error();
+            if (error.kind != RpcError::Kind::Stopped) {
+                LogWarning("EVM eth_getLogs {}..{} failed: {}", from, to, error.ToString());
+                UpdateStatus([&](FollowerStatus& s) { s.error = error.ToString(); });
             }
             return std::nullopt;
         }
+        const auto parse_started = Clock::now();
+        auto parsed = parser.ParseGetLogs(answer->body, answer->id, options.logs_per_request_max);
+        answer->body = std::string(); // the largest thing held here
+        const double parse_s = Seconds(parse_started);
+        if (!parsed) {
+            if (parsed.error().find("over the limit") != std::string::npos) {
+                ShrinkRange(std::max<uint64_t>(1, blocks / 2), parsed.error(), false);
+            } else {
+                NoteInconsistent(fmt::format("eth_getLogs {}..{}: {}", from, to, parsed.error()));
+            }
+            return std::nullopt;
+        }
+        if (parsed->is_error) {
+            const RangeAdvice advice = AdviseLogRange(parsed->error_message, blocks);
+            if (advice.kind == RangeAdvice::Kind::Blocks) {
+                ShrinkRange(std::min(std::max<uint64_t>(1, advice.blocks), blocks), parsed->error_message, true);
+            } else if (advice.kind == RangeAdvice::Kind::Halve) {
+                ShrinkRange(std::max<uint64_t>(1, blocks / 2), parsed->error_message, false);
+            } else {
+                LogWarning("EVM eth_getLogs {}..{} failed: code {}: {}", from, to, parsed->error_code, parsed->error_message);
+                UpdateStatus([&](FollowerStatus& s) { s.error = parsed->error_message; });
+            }
+            return std::nullopt;
+        }
+        std::vector<Log>& logs = parsed->logs;
 
         // The range's last block is checked by its child's parent hash (or by the target),
         // since it may hold no log whose blockHash would vouch for it.
         std::set<uint64_t> wanted{from, to};
         if (to < target.number) wanted.insert(to + 1);
-        for (const auto& log : *logs) {
+        for (const auto& log : logs) {
             if (log.block_number < from || log.block_number > to) {
                 NoteInconsistent(fmt::format("eth_getLogs {}..{} returned a log of block {}", from, to, log.block_number));
                 return std::nullopt;
             }
             wanted.insert(log.block_number);
         }
-        auto headers = HeadersByNumber(rpc, std::vector<uint64_t>(wanted.begin(), wanted.end()));
+        const auto headers_started = Clock::now();
+        auto headers = HeadersByNumber(rpc, parser, std::vector<uint64_t>(wanted.begin(), wanted.end()));
+        const double headers_s = Seconds(headers_started);
         if (!headers) return std::nullopt;
-        if (parent && headers->at(from).parent_hash != *parent) {
-            NoteInconsistent(fmt::format("block {} does not extend the final block {}", from, from - 1));
-            return std::nullopt;
-        }
         if (to < target.number && headers->at(to + 1).parent_hash != headers->at(to).hash) {
             NoteInconsistent(fmt::format("block {} is not the parent of block {}", to, to + 1));
             return std::nullopt;
@@ -890,19 +969,19 @@ struct EvmFollower::Impl {
             return std::nullopt;
         }
 
-        FetchedRange range{.from = from, .to = to};
-        range.events.reserve(logs->size());
-        for (size_t begin = 0; begin < logs->size();) {
+        const auto decode_started = Clock::now();
+        FetchedRange range{.from = from, .to = to, .parent_hash = headers->at(from).parent_hash};
+        range.events.reserve(logs.size());
+        for (size_t begin = 0; begin < logs.size();) {
             size_t end = begin;
-            while (end < logs->size() && (*logs)[end].block_number == (*logs)[begin].block_number) ++end;
-            const BlockHeader& header = headers->at((*logs)[begin].block_number);
+            while (end < logs.size() && logs[end].block_number == logs[begin].block_number) ++end;
+            const BlockHeader& header = headers->at(logs[begin].block_number);
             if (!range.events.empty() && range.events.back().origin->block_number >= header.number) {
                 NoteInconsistent(fmt::format("eth_getLogs {}..{} is not in block order", from, to));
                 return std::nullopt;
             }
-            std::vector<Log> block_logs(std::make_move_iterator(logs->begin() + static_cast<std::ptrdiff_t>(begin)),
-                                        std::make_move_iterator(logs->begin() + static_cast<std::ptrdiff_t>(end)));
-            if (auto error = DecodeBlockLogs(block_logs, header, range.events, range.raw_logs)) {
+            if (auto error = DecodeBlockLogs(std::span<const Log>(logs.data() + begin, end - begin), header, range.events,
+                                             range.raw_logs)) {
                 NoteInconsistent(*error);
                 return std::nullopt;
             }
@@ -911,14 +990,25 @@ struct EvmFollower::Impl {
         }
         range.block_hashes[from] = headers->at(from).hash;
         range.block_hashes[to] = headers->at(to).hash;
+        const double decode_s = Seconds(decode_started);
+        UpdateStatus([&](FollowerStatus& s) {
+            auto& t = s.catch_up;
+            t.logs_http_s += http_s;
+            t.logs_parse_s += parse_s;
+            t.headers_s += headers_s;
+            t.decode_s += decode_s;
+            ++t.ranges;
+        });
 
         // Aim the next range at logs_per_request_target logs, growing at most 2x a step.
-        const uint64_t aimed = logs->empty() ? blocks * 2
-                                             : blocks * options.logs_per_request_target / std::max<size_t>(1, logs->size());
+        std::lock_guard lock(range_mutex);
+        const uint64_t aimed = logs.empty() ? blocks * 2
+                                            : blocks * options.logs_per_request_target / std::max<size_t>(1, logs.size());
         if (++range_successes >= kRangeSoftCeilingSuccesses) range_soft_ceiling_blocks = UINT64_MAX;
         const uint64_t ceiling = std::min({options.range_blocks_max, range_ceiling_blocks, range_soft_ceiling_blocks});
         range_blocks = std::clamp<uint64_t>(std::min(aimed, range_blocks * 2), 1, ceiling);
-        UpdateStatus([&](FollowerStatus& s) { s.range_blocks = range_blocks; });
+        const uint64_t now_blocks = range_blocks;
+        UpdateStatus([&](FollowerStatus& s) { s.range_blocks = now_blocks; });
         return range;
     }
 
@@ -937,18 +1027,35 @@ struct EvmFollower::Impl {
         fetcher_rpc.latency_us_total += stats.latency_us_total;
     }
 
-    void ShrinkRange(uint64_t blocks, const std::string& why)
+    // `stated`: the node named a limit, which holds for the rest of the run; otherwise it
+    // said "too much", which depends on the logs: stay below that size for a while.
+    void ShrinkRange(uint64_t blocks, const std::string& why, bool stated)
     {
-        range_blocks = std::max<uint64_t>(1, blocks);
-        LogInfo("EVM eth_getLogs range limited by the node ({}); now {} blocks", why, range_blocks);
+        uint64_t now_blocks = 0;
+        {
+            std::lock_guard lock(range_mutex);
+            if (stated) {
+                range_ceiling_blocks = std::max<uint64_t>(1, blocks);
+            } else {
+                range_soft_ceiling_blocks = std::max<uint64_t>(1, blocks);
+                range_successes = 0;
+            }
+            range_blocks = std::max<uint64_t>(1, std::min(range_blocks, blocks));
+            now_blocks = range_blocks;
+        }
+        LogInfo("EVM eth_getLogs range limited by the node ({}); now {} blocks", why.substr(0, 200), now_blocks);
         UpdateStatus([&](FollowerStatus& s) {
             ++s.range_shrinks;
-            s.range_blocks = range_blocks;
+            s.range_blocks = now_blocks;
         });
     }
 
     bool AppendRange(const FetchedRange& range)
     {
+        if (cursor && range.parent_hash != cursor->block_hash) {
+            NoteInconsistent(fmt::format("block {} does not extend the final block {}", range.from, cursor->block_number));
+            return false;
+        }
         if (range.from <= options.start_block && options.start_block <= range.to) {
             auto it = range.block_hashes.find(options.start_block);
             if (it != range.block_hashes.end()) RememberStartHash(it->second);

@@ -42,13 +42,14 @@ struct FollowerOptions {
     FinalityRule finality{FinalityRule::Finalized};
     uint64_t finality_depth{0};           // FinalityRule::Depth
     uint32_t poll_interval_ms{2'000};
-    uint64_t range_blocks_initial{50};    // first eth_getLogs range of a catch-up
+    uint64_t range_blocks_initial{10};    // first eth_getLogs range of a catch-up
     uint64_t range_blocks_max{10'000};
-    uint64_t logs_per_request_target{10'000}; // the range adapts towards this many logs
+    uint64_t logs_per_request_target{5'000}; // the range adapts towards this many logs
     size_t logs_per_request_max{200'000};     // a larger answer is refused and the range halved
     size_t header_batch_max{100};             // eth_getBlockByNumber / eth_getLogs calls per HTTP batch
     uint64_t pending_blocks_max{2'000};       // unfinalized blocks followed ahead of the final one
     size_t prefetch_ranges_max{4};            // catch-up ranges fetched ahead of the database
+    size_t fetchers{2};                       // catch-up ranges fetched at the same time
     bool reconcile{true};
     uint32_t reconcile_interval_ms{60'000};
     std::filesystem::path identity_path;      // remembers chain id, start block and its hash
@@ -88,6 +89,20 @@ struct FollowerStatus {
     uint64_t range_blocks{0};
     RpcClientStats rpc;
     ReconcileStatus reconcile;
+    // Where catch-up time went, summed over catch-ups (seconds). The fetcher thread:
+    struct CatchUpTiming {
+        double logs_http_s{0};    // eth_getLogs: the HTTP exchange
+        double logs_parse_s{0};   // eth_getLogs: JSON text to logs (simdjson)
+        double headers_s{0};      // header batches, all included
+        double decode_s{0};       // checks and ABI decoding into ledger events
+        double queue_full_s{0};   // waiting for the database to take a range
+        // The follower thread:
+        double append_s{0};       // ledger appends
+        double queue_empty_s{0};  // waiting for the network
+        double wall_s{0};
+        uint64_t ranges{0};
+        uint64_t events{0};
+    } catch_up;
     // Block returned by the node -> its events in the pending overlay.
     double visible_latency_ms_p50{0};
     double visible_latency_ms_p99{0};

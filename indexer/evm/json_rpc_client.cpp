@@ -242,7 +242,7 @@ JsonRpcClient::Endpoint* JsonRpcClient::PickEndpoint()
     return m_endpoints[best].get();
 }
 
-RpcResult<nlohmann::json> JsonRpcClient::SendOnce(Endpoint& endpoint, const std::string& body, uint32_t& retry_after_ms)
+RpcResult<std::string> JsonRpcClient::SendOnce(Endpoint& endpoint, const std::string& body, uint32_t& retry_after_ms)
 {
     Body response{.limit_bytes = m_options.response_bytes_max};
     Headers headers;
@@ -271,27 +271,35 @@ RpcResult<nlohmann::json> JsonRpcClient::SendOnce(Endpoint& endpoint, const std:
         return RpcError{.kind = RpcError::Kind::RateLimited, .http_status = status, .message = "too many requests",
                         .endpoint = endpoint.name};
     }
-    auto parsed = nlohmann::json::parse(response.data, nullptr, /*allow_exceptions=*/false);
     if (status != 200) {
         // Some servers answer JSON-RPC errors with 4xx/5xx bodies; keep their message.
         ++m_stats.http_errors;
         std::string message = response.data.substr(0, 512);
+        auto parsed = nlohmann::json::parse(response.data, nullptr, /*allow_exceptions=*/false);
         if (parsed.is_object()) {
             auto rpc = ParseResponseObject(parsed, endpoint.name);
             if (!rpc) message = rpc.error().message;
         }
         return RpcError{.kind = RpcError::Kind::Http, .http_status = status, .message = message, .endpoint = endpoint.name};
     }
+    return std::move(response.data);
+}
+
+RpcResult<nlohmann::json> JsonRpcClient::Send(const std::string& body, size_t calls)
+{
+    auto raw = SendRaw(body, calls);
+    if (!raw) return raw.error();
+    auto parsed = nlohmann::json::parse(raw.value(), nullptr, /*allow_exceptions=*/false);
     if (parsed.is_discarded()) {
         ++m_stats.malformed;
         return RpcError{.kind = RpcError::Kind::Malformed,
-                        .message = fmt::format("response is not JSON ({} bytes)", response.data.size()),
-                        .endpoint = endpoint.name};
+                        .message = fmt::format("response is not JSON ({} bytes)", raw.value().size()),
+                        .endpoint = current_endpoint()};
     }
     return parsed;
 }
 
-RpcResult<nlohmann::json> JsonRpcClient::Send(const std::string& body, size_t calls)
+RpcResult<std::string> JsonRpcClient::SendRaw(const std::string& body, size_t calls)
 {
     if (m_endpoints.empty()) return RpcError{.kind = RpcError::Kind::Transport, .message = "no RPC endpoint configured"};
     m_stats.calls += calls;
@@ -338,7 +346,13 @@ RpcResult<nlohmann::json> JsonRpcClient::Call(std::string_view method, nlohmann:
     // Malformed answers are retried like transport errors: a proxy may cut a body short.
     for (uint32_t attempt = 0;; ++attempt) {
         auto response = Send(body, 1);
-        if (!response) return response.error();
+        if (!response) {
+            if (response.error().kind != RpcError::Kind::Malformed || attempt + 1 >= m_options.attempts_max) {
+                return response.error();
+            }
+            if (!PenalizeCurrent(attempt)) return RpcError{.kind = RpcError::Kind::Stopped, .message = "stopping"};
+            continue;
+        }
         const std::string endpoint = current_endpoint();
         if (!response->is_object() || response->value("id", nlohmann::json()) != nlohmann::json(id)) {
             ++m_stats.malformed;
@@ -354,6 +368,28 @@ RpcResult<nlohmann::json> JsonRpcClient::Call(std::string_view method, nlohmann:
         }
         return result;
     }
+}
+
+RpcResult<JsonRpcClient::RawAnswer> JsonRpcClient::CallRaw(std::string_view method, const nlohmann::json& params)
+{
+    const uint64_t id = m_next_id++;
+    const nlohmann::json request = {{"jsonrpc", "2.0"}, {"id", id}, {"method", method}, {"params", params}};
+    auto body = SendRaw(request.dump(), 1);
+    if (!body) return body.error();
+    return RawAnswer{id, std::move(body.value())};
+}
+
+RpcResult<JsonRpcClient::RawBatch> JsonRpcClient::BatchRaw(const std::vector<RpcRequest>& requests)
+{
+    const uint64_t first_id = m_next_id;
+    m_next_id += requests.size();
+    nlohmann::json array = nlohmann::json::array();
+    for (size_t i = 0; i < requests.size(); ++i) {
+        array.push_back({{"jsonrpc", "2.0"}, {"id", first_id + i}, {"method", requests[i].method}, {"params", requests[i].params}});
+    }
+    auto body = SendRaw(array.dump(), requests.size());
+    if (!body) return body.error();
+    return RawBatch{first_id, std::move(body.value())};
 }
 
 RpcResult<std::vector<RpcResult<nlohmann::json>>> JsonRpcClient::Batch(const std::vector<RpcRequest>& requests)
@@ -372,7 +408,13 @@ RpcResult<std::vector<RpcResult<nlohmann::json>>> JsonRpcClient::Batch(const std
     const std::string body = array.dump();
     for (uint32_t attempt = 0;; ++attempt) {
         auto response = Send(body, requests.size());
-        if (!response) return response.error();
+        if (!response) {
+            if (response.error().kind != RpcError::Kind::Malformed || attempt + 1 >= m_options.attempts_max) {
+                return response.error();
+            }
+            if (!PenalizeCurrent(attempt)) return RpcError{.kind = RpcError::Kind::Stopped, .message = "stopping"};
+            continue;
+        }
         const std::string endpoint = current_endpoint();
         std::optional<RpcError> malformed;
         std::vector<std::optional<RpcResult<nlohmann::json>>> slots(requests.size());

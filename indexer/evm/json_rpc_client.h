@@ -106,6 +106,19 @@ public:
     JsonRpcClient& operator=(const JsonRpcClient&) = delete;
 
     RpcResult<nlohmann::json> Call(std::string_view method, nlohmann::json params = nlohmann::json::array());
+    // The same exchange, but the body comes back unparsed (for answers of tens of MB that
+    // a faster parser reads): transport and HTTP errors are retried, nothing else is checked.
+    struct RawAnswer {
+        uint64_t id{0};
+        std::string body;
+    };
+    RpcResult<RawAnswer> CallRaw(std::string_view method, const nlohmann::json& params);
+    // A batch whose body comes back unparsed; its ids are first_id, first_id + 1, ...
+    struct RawBatch {
+        uint64_t first_id{0};
+        std::string body;
+    };
+    RpcResult<RawBatch> BatchRaw(const std::vector<RpcRequest>& requests);
     // One HTTP request; the results in request order, each its own value or error.
     RpcResult<std::vector<RpcResult<nlohmann::json>>> Batch(const std::vector<RpcRequest>& requests);
 
@@ -117,7 +130,8 @@ public:
 private:
     struct Endpoint;
     RpcResult<nlohmann::json> Send(const std::string& body, size_t calls);
-    RpcResult<nlohmann::json> SendOnce(Endpoint& endpoint, const std::string& body, uint32_t& retry_after_ms);
+    RpcResult<std::string> SendRaw(const std::string& body, size_t calls);
+    RpcResult<std::string> SendOnce(Endpoint& endpoint, const std::string& body, uint32_t& retry_after_ms);
     Endpoint* PickEndpoint();
     // A wrong answer from the endpoint in use: cool it down before the next attempt.
     bool PenalizeCurrent(uint32_t attempt);
