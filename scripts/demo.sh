@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job on an embedded default: set everything up, start a local anvil chain,
 # deploy the platform's contracts and make them busy with the workload generator,
-# then start bitacorad on a fresh data dir, show what it logged, and stop everything
-# cleanly. (bitacorad follows the chain once the EVM follower lands; see README.)
+# then start bitacorad on a fresh data dir following the chain: it catches up, follows a
+# second workload live, reconciles its projections with the contracts, and stops cleanly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -34,20 +34,44 @@ echo "== Running the workload generator: 3,000 orders through every path, 600 va
 datadir="$demo/bitacora"
 mkdir -p "$datadir"
 log="$datadir/regtest/debug.log"
+read -r escrow vault start_block < <(/usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))
+print(d["contracts"]["P2PEscrow"], d["contracts"]["YieldVault"], d["deploymentBlock"])' "$demo/deployment.json")
+# The settings a deployment would put in bitacora.conf, as flags.
+follow=(-chain=regtest -datadir="$datadir" -printtoconsole=0 -evmrpc="http://127.0.0.1:$port"
+        -escrow="$escrow" -vault="$vault" -evmstartblock="$start_block" -evmpollinterval=250
+        -evmreconcileinterval=5)
 echo
-echo "== Starting bitacorad -chain=regtest -datadir=$datadir"
-build/daemon/bitacorad -chain=regtest -datadir="$datadir" -debug=ledger -printtoconsole=0 &
+echo "== Starting bitacorad ${follow[*]}"
+build/daemon/bitacorad "${follow[@]}" &
 pid=$!
 pids+=("$pid")
-for _ in $(seq 1 300); do
-  grep -q "Initialization done" "$log" 2>/dev/null && break
-  kill -0 "$pid" 2>/dev/null || { echo "bitacorad exited during start-up"; exit 1; }
+for _ in $(seq 1 600); do
+  grep -q "EVM synced" "$log" 2>/dev/null && break
+  kill -0 "$pid" 2>/dev/null || { echo "bitacorad exited during start-up"; cat "$log"; exit 1; }
   sleep 0.1
 done
-grep -q "Initialization done" "$log" || { echo "bitacorad did not start within 30 s"; exit 1; }
+grep -q "EVM synced" "$log" || { echo "bitacorad did not catch up within 60 s"; cat "$log"; exit 1; }
+echo "== Caught up (final blocks in the log, the last 64 blocks pending, as anvil's finalized tag says):"
+grep -E "EVM (follower|chain|catch-up|synced)" "$log" | cut -c1-250
 
-echo "== bitacorad is running (pid $pid); its log so far:"
-cat "$log"
+echo
+echo "== Following live: a second workload (500 orders), then 64 blocks so that all of it is final"
+/usr/bin/python3 contracts/tools/workload.py --rpc "http://127.0.0.1:$port" --deployment "$demo/deployment.json" \
+  --seed 2 --orders 500 --vault-ops 100 --actors 20 --finalize 64 >/dev/null
+head=$(/usr/bin/python3 -c 'import json,sys,urllib.request
+r=urllib.request.urlopen(urllib.request.Request(sys.argv[1], json.dumps({"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}).encode(), {"Content-Type":"application/json"}))
+print(int(json.load(r)["result"], 16))' "http://127.0.0.1:$port")
+for _ in $(seq 1 300); do
+  grep -q "EVM synced: final block $((head - 64)) .*pending tip $head " "$log" && break
+  sleep 0.1
+done
+grep -q "EVM synced: final block $((head - 64)) .*pending tip $head " "$log" \
+  || { echo "bitacorad did not follow to block $head"; tail -n 20 "$log"; exit 1; }
+echo "== The last lines of the follower (head $head):"
+grep -E "EVM synced" "$log" | tail -n 2 | cut -c1-250
+echo "== Reconciliation with the contracts (eth_call at the final block):"
+grep -E "EVM reconcil|DRIFT" "$log" | tail -n 3 | cut -c1-250
+
 echo
 echo "== Sending SIGTERM"
 kill -TERM "$pid"
@@ -55,6 +79,9 @@ status=0
 wait "$pid" || status=$?
 echo "== bitacorad exited with status $status; the last lines of its log:"
 tail -n 4 "$log"
+echo
+echo "== What the ledger holds (bitacora-inspect on the stopped daemon's data dir):"
+printf 'summary\ntotals\norder 1\n' | build/daemon/bitacora-inspect "$datadir/regtest/ledger"
 echo
 echo "Kept for inspection: $demo (deployment.json, workload.json, anvil.log, bitacora/)"
 exit "$status"

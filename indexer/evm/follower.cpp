@@ -1154,7 +1154,7 @@ struct EvmFollower::Impl {
                        cursor->block_number, balance->ToDecimal(), totals.escrow_locked.ToDecimal(), shares->ToDecimal(),
                        totals.vault_shares.ToDecimal());
         } else {
-            LogDebug(log::Category::Evm, "Reconciled at block {}: escrow {} USDC units, vault shares {}", cursor->block_number,
+            LogInfo("EVM reconciled at block {}: escrow holds {} USDC units, all in open orders; vault shares {} match", cursor->block_number,
                      balance->ToDecimal(), shares->ToDecimal());
         }
         UpdateStatus([&](FollowerStatus& s) {
