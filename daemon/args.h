@@ -44,6 +44,7 @@ public:
 
     void AddArg(ArgSpec spec);
     const ArgSpec* FindSpec(std::string_view name) const;
+    const std::vector<ArgSpec>& specs() const { return m_specs; }
 
     Status ParseCommandLine(const std::vector<std::string>& args);
     // Reads a config file; a missing file is an error only when required.

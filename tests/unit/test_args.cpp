@@ -45,6 +45,23 @@ TEST_CASE("every option has help text and a category")
     CHECK(help.find("(default: 64)") != std::string::npos);
 }
 
+TEST_CASE("conf/bitacora.conf.example documents every key a config file may hold")
+{
+    const char* root = std::getenv("BITACORA_SOURCE_ROOT");
+    REQUIRE_MESSAGE(root != nullptr, "BITACORA_SOURCE_ROOT is set by meson");
+    std::ifstream file(std::string(root) + "/conf/bitacora.conf.example");
+    REQUIRE(file);
+    const std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+    ArgsManager args = DaemonArgs();
+    size_t documented = 0;
+    for (const auto& spec : args.specs()) {
+        if (spec.command_line_only) continue;
+        CHECK_MESSAGE(text.find("\n#" + spec.name + "=") != std::string::npos, spec.name);
+        ++documented;
+    }
+    CHECK(documented > 20);
+}
+
 TEST_CASE("command line values, negation and precedence over the file")
 {
     ArgsManager args = DaemonArgs();
