@@ -138,6 +138,56 @@ TEST_CASE("a log with any field missing or malformed is refused")
     CHECK_FALSE(ParseBlockHeader(json{{"number", "0x1"}, {"hash", "0x" + std::string(64, '1')}}));
 }
 
+TEST_CASE("eth_getLogs answers and header batches read with simdjson, every malformation refused")
+{
+    AnswerParser parser;
+    const json log = SampleLog();
+    const std::string good = json{{"jsonrpc", "2.0"}, {"id", 7}, {"result", json::array({log, log})}}.dump();
+    auto answer = parser.ParseGetLogs(good, 7, 10);
+    REQUIRE(answer);
+    REQUIRE(answer->logs.size() == 2);
+    const auto expected = ParseLog(log);
+    CHECK(answer->logs[0].log_index == expected->log_index);
+    CHECK(answer->logs[0].block_hash == expected->block_hash);
+    CHECK(answer->logs[0].topics == expected->topics);
+    CHECK(answer->logs[0].data == expected->data);
+
+    CHECK_FALSE(parser.ParseGetLogs(good, 8, 10));                        // another request's answer
+    CHECK_FALSE(parser.ParseGetLogs(good, 7, 1));                         // over the limit
+    CHECK_FALSE(parser.ParseGetLogs(good.substr(0, good.size() / 2), 7, 10)); // cut short
+    CHECK_FALSE(parser.ParseGetLogs("", 7, 10));
+    CHECK_FALSE(parser.ParseGetLogs(R"({"jsonrpc":"2.0","id":7})", 7, 10));
+    for (const char* field : {"address", "topics", "data", "blockNumber", "blockHash", "transactionHash", "logIndex"}) {
+        json broken = log;
+        broken[field] = "0xzz";
+        CHECK_MESSAGE(!parser.ParseGetLogs(json{{"jsonrpc", "2.0"}, {"id", 7}, {"result", json::array({broken})}}.dump(), 7, 10), field);
+        broken.erase(field);
+        CHECK_MESSAGE(!parser.ParseGetLogs(json{{"jsonrpc", "2.0"}, {"id", 7}, {"result", json::array({broken})}}.dump(), 7, 10), field);
+    }
+    auto error = parser.ParseGetLogs(
+        R"({"jsonrpc":"2.0","id":7,"error":{"code":-32005,"message":"query returned more than 10000 results","data":{"limit":10000}}})", 7, 10);
+    REQUIRE(error);
+    CHECK(error->is_error);
+    CHECK(error->error_code == -32005);
+    CHECK(error->error_message.starts_with("query returned more than 10000 results"));
+
+    const std::string hash = "0x" + std::string(64, '1');
+    auto header = [&](int id, int number) {
+        return json{{"jsonrpc", "2.0"}, {"id", id},
+                    {"result", {{"number", FormatQuantity(number)}, {"hash", hash}, {"parentHash", hash}, {"timestamp", "0x5"},
+                                {"transactions", json::array({hash, hash})}}}};
+    };
+    auto headers = parser.ParseHeaderBatch(json::array({header(11, 2), header(10, 1)}).dump(), 10, 2);
+    REQUIRE(headers);
+    CHECK((*headers)[0].number == 1); // in id order, whatever the answer's order
+    CHECK((*headers)[1].number == 2);
+    CHECK_FALSE(parser.ParseHeaderBatch(json::array({header(10, 1)}).dump(), 10, 2));                 // short
+    CHECK_FALSE(parser.ParseHeaderBatch(json::array({header(10, 1), header(10, 1)}).dump(), 10, 2));  // repeated id
+    CHECK_FALSE(parser.ParseHeaderBatch(json::array({header(10, 1), json{{"id", 11}, {"result", nullptr}}}).dump(), 10, 2));
+    CHECK_FALSE(parser.ParseHeaderBatch(
+        json::array({header(10, 1), json{{"id", 11}, {"error", {{"code", -32000}, {"message", "x"}}}}}).dump(), 10, 2));
+}
+
 TEST_CASE("platform logs decode into ledger events; anything else is kept raw")
 {
     Address escrow{};
