@@ -1,5 +1,6 @@
 #include "daemon/init.h"
 
+#include "daemon/api.h"
 #include "daemon/evm_options.h"
 
 #include "common/hex.h"
@@ -105,10 +106,16 @@ struct Node {
     fs::path pid_file;
     std::unique_ptr<ledger::Ledger> ledger;
     std::unique_ptr<evm::EvmFollower> evm_follower;
+    std::unique_ptr<rpc::RpcServer> api;
 
     void Shutdown()
     {
         LogInfo("Shutdown: in progress...");
+        if (api) {
+            LogInfo("Shutdown: stopping the RPC server");
+            api->Stop();
+            api.reset();
+        }
         if (evm_follower) {
             LogInfo("Shutdown: stopping the EVM follower");
             evm_follower->Stop();
@@ -154,9 +161,9 @@ void BlockShutdownSignals(sigset_t& set)
 const std::vector<ChainInfo>& Chains()
 {
     static const std::vector<ChainInfo> chains = {
-        {"base", "", "Base mainnet (EVM chain id 8453) anchored to Bitcoin mainnet", 8453},
-        {"base-sepolia", "base-sepolia", "Base Sepolia (EVM chain id 84532) anchored to a Bitcoin test network", 84532},
-        {"regtest", "regtest", "a local anvil chain anchored to a Bitcoin regtest node", 31337},
+        {"base", "", "Base mainnet (EVM chain id 8453) anchored to Bitcoin mainnet", 8453, 8931},
+        {"base-sepolia", "base-sepolia", "Base Sepolia (EVM chain id 84532) anchored to a Bitcoin test network", 84532, 18931},
+        {"regtest", "regtest", "a local anvil chain anchored to a Bitcoin regtest node", 31337, 28931},
     };
     return chains;
 }
@@ -216,6 +223,7 @@ void RegisterDaemonArgs(ArgsManager& args)
                          "remote input cannot fill the disk; debug lines are never limited",
                  .category = logging});
     RegisterEvmArgs(args);
+    RegisterRpcArgs(args);
 }
 
 int DaemonMain(int argc, char* argv[])
@@ -355,6 +363,19 @@ int DaemonMain(int argc, char* argv[])
     } else {
         LogInfo("EVM follower: off (no -evmrpc)");
     }
+
+    uint16_t default_rpc_port = 0;
+    for (const auto& chain : Chains()) {
+        if (chain.name == chain_name) default_rpc_port = chain.rpc_port;
+    }
+    auto api = StartApi(args, default_rpc_port, netdir, *node.ledger, node.evm_follower.get());
+    if (!api) {
+        LogError("{}", api.error());
+        node.Shutdown();
+        return InitError(api.error());
+    }
+    node.api = std::move(api.value());
+    if (node.api) LogInfo("RPC server on port {}", node.api->port());
 
     uint64_t watchdog_usec = 0;
     const bool watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0;

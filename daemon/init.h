@@ -16,6 +16,7 @@ struct ChainInfo {
     std::string datadir_subdir;
     std::string description;
     uint64_t evm_chain_id{0}; // what -evmchainid defaults to
+    uint16_t rpc_port{0};     // what -rpcport defaults to
 };
 const std::vector<ChainInfo>& Chains();
 

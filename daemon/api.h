@@ -1,0 +1,25 @@
+// The -rpc* options and the glue between bitacorad's parts and the API server: the
+// followers' state for bitacora_status and their metrics for GET /metrics.
+#pragma once
+
+#include "daemon/args.h"
+#include "indexer/evm/follower.h"
+#include "ledger/ledger.h"
+#include "rpc/server.h"
+
+#include <filesystem>
+#include <memory>
+
+namespace bitacora {
+
+void RegisterRpcArgs(ArgsManager& args);
+
+// nullptr with -noserver. An error names the option or the address that failed.
+Result<std::unique_ptr<rpc::RpcServer>> StartApi(const ArgsManager& args, uint16_t default_port,
+                                                 const std::filesystem::path& netdir, ledger::Ledger& ledger,
+                                                 const evm::EvmFollower* follower);
+
+nlohmann::json FollowerStatusJson(const evm::FollowerStatus& status);
+std::string FollowerMetrics(const evm::FollowerStatus& status);
+
+} // namespace bitacora

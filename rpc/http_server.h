@@ -1,0 +1,74 @@
+// The HTTP front of the JSON-RPC API, after Bitcoin Core's src/httpserver.cpp: one
+// libevent thread accepts connections and reads requests, a bounded work queue hands
+// them to worker threads, and a full queue is answered 503 at once. Every request gets
+// exactly one answer, also when the client went away meanwhile (then it is dropped),
+// and Stop() ends in order: no new connections, the queue drains, workers exit, the
+// event loop exits.
+#pragma once
+
+#include "common/result.h"
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace bitacora::rpc {
+
+struct HttpRequest {
+    std::string method; // "GET", "POST", ...
+    std::string path;   // without the query
+    std::string authorization;
+    std::string body;
+    std::string peer;   // "127.0.0.1:51234"
+};
+
+struct HttpResponse {
+    int status{200};
+    std::string content_type{"application/json"};
+    std::string body;
+    std::vector<std::pair<std::string, std::string>> headers;
+};
+
+struct HttpServerOptions {
+    std::vector<std::string> bind_addresses{"127.0.0.1", "::1"};
+    uint16_t port{0};                    // 0: a free port (tests); see bound_port()
+    size_t worker_threads{4};
+    size_t queue_depth_max{64};          // requests waiting for a worker; more are answered 503
+    size_t body_bytes_max{1u << 20};     // larger bodies are answered 413 by libevent
+    size_t header_bytes_max{8192};
+    int timeout_s{30};                   // reading a request, idle keep-alive connections
+    size_t connections_max{256};         // more are answered 503 and closed
+};
+
+struct HttpServerStats {
+    uint64_t requests{0};
+    uint64_t rejected_queue_full{0};
+    uint64_t rejected_connections{0};
+    uint64_t dropped_replies{0}; // the client left before its answer was ready
+    size_t queue_depth{0};
+    size_t connections{0};
+};
+
+class HttpServer {
+public:
+    // Runs on a worker thread; must not throw (a throw is answered 500).
+    using Handler = std::function<HttpResponse(const HttpRequest&)>;
+
+    static Result<std::unique_ptr<HttpServer>> Start(const HttpServerOptions& options, Handler handler);
+    ~HttpServer(); // Stop()
+    HttpServer(const HttpServer&) = delete;
+    HttpServer& operator=(const HttpServer&) = delete;
+
+    void Stop();
+    uint16_t bound_port() const;
+    HttpServerStats stats() const;
+
+private:
+    struct Impl;
+    explicit HttpServer(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> m_impl;
+};
+
+} // namespace bitacora::rpc

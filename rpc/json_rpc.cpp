@@ -1,0 +1,219 @@
+#include "rpc/json_rpc.h"
+
+#include "common/logging.h"
+
+#include <fmt/format.h>
+
+#include <charconv>
+
+namespace bitacora::rpc {
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+std::string_view TypeName(ParamType type)
+{
+    switch (type) {
+    case ParamType::String: return "a string";
+    case ParamType::Unsigned: return "an unsigned integer";
+    case ParamType::Bool: return "a boolean";
+    case ParamType::Object: return "an object";
+    case ParamType::Any: return "any value";
+    }
+    return "?";
+}
+
+// bitcoin-cli sends every argument it cannot tell apart as a string: "7", "true".
+std::optional<json> Coerce(const json& value, ParamType type)
+{
+    switch (type) {
+    case ParamType::Any: return value;
+    case ParamType::String:
+        if (value.is_string()) return value;
+        if (value.is_number_unsigned()) return json(std::to_string(value.get<uint64_t>())); // ids as numbers
+        return std::nullopt;
+    case ParamType::Unsigned: {
+        if (value.is_number_unsigned()) return value;
+        if (!value.is_string()) return std::nullopt;
+        const auto& text = value.get_ref<const std::string&>();
+        uint64_t number = 0;
+        const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), number);
+        if (ec != std::errc() || end != text.data() + text.size() || text.empty()) return std::nullopt;
+        return json(number);
+    }
+    case ParamType::Bool:
+        if (value.is_boolean()) return value;
+        if (value == "true" || value == "1") return json(true);
+        if (value == "false" || value == "0") return json(false);
+        return std::nullopt;
+    case ParamType::Object:
+        if (value.is_object()) return value;
+        if (value.is_string()) {
+            json parsed = json::parse(value.get<std::string>(), nullptr, false);
+            if (parsed.is_object()) return parsed;
+        }
+        return std::nullopt;
+    }
+    return std::nullopt;
+}
+
+json Response(const json& id, json result)
+{
+    return json{{"jsonrpc", "2.0"}, {"id", id}, {"result", std::move(result)}};
+}
+
+json ErrorResponse(const json& id, int code, const std::string& message, const json& data = nullptr)
+{
+    return json{{"jsonrpc", "2.0"}, {"id", id}, {"error", ErrorObject(code, message, data)}};
+}
+
+} // namespace
+
+json ErrorObject(int code, const std::string& message, const json& data)
+{
+    json error = {{"code", code}, {"message", message}};
+    if (!data.is_null()) error["data"] = data;
+    return error;
+}
+
+void Dispatcher::Add(MethodSpec method)
+{
+    m_index[method.name] = m_methods.size();
+    m_methods.push_back(std::move(method));
+}
+
+Params Dispatcher::ParseParams(const MethodSpec& method, const json& params) const
+{
+    std::vector<json> values(method.params.size());
+    if (params.is_null()) {
+        // Absent params: every parameter is absent.
+    } else if (params.is_array()) {
+        if (params.size() > method.params.size()) {
+            throw RpcException{kInvalidParams, fmt::format("{} takes at most {} params, got {}", method.name,
+                                                           method.params.size(), params.size())};
+        }
+        for (size_t i = 0; i < params.size(); ++i) values[i] = params[i];
+    } else if (params.is_object()) {
+        for (const auto& [key, value] : params.items()) {
+            size_t i = 0;
+            while (i < method.params.size() && method.params[i].name != key) ++i;
+            if (i == method.params.size()) throw RpcException{kInvalidParams, fmt::format("unknown param '{}'", key)};
+            values[i] = value;
+        }
+    } else {
+        throw RpcException{kInvalidParams, "params must be an array or an object"};
+    }
+    for (size_t i = 0; i < method.params.size(); ++i) {
+        const ParamSpec& spec = method.params[i];
+        if (values[i].is_null()) {
+            if (spec.required) throw RpcException{kInvalidParams, fmt::format("missing param '{}'", spec.name)};
+            continue;
+        }
+        auto coerced = Coerce(values[i], spec.type);
+        if (!coerced) {
+            throw RpcException{kInvalidParams, fmt::format("param '{}' must be {}", spec.name, TypeName(spec.type))};
+        }
+        values[i] = std::move(*coerced);
+    }
+    return Params(std::move(values));
+}
+
+json Dispatcher::HandleOne(const json& request, const CallContext& context, bool& notification, std::string& method_name,
+                           Clock::time_point deadline) const
+{
+    notification = false;
+    if (!request.is_object()) return ErrorResponse(nullptr, kInvalidRequest, "a request must be an object");
+    const auto id_it = request.find("id");
+    notification = id_it == request.end();
+    const json id = notification ? json(nullptr) : *id_it;
+    if (!id.is_null() && !id.is_string() && !id.is_number_integer()) {
+        notification = false;
+        return ErrorResponse(nullptr, kInvalidRequest, "id must be a string, an integer or null");
+    }
+    if (auto version = request.find("jsonrpc"); version != request.end() && *version != "2.0" && *version != "1.0") {
+        return ErrorResponse(id, kInvalidRequest, "jsonrpc must be \"2.0\"");
+    }
+    const auto method_it = request.find("method");
+    if (method_it == request.end() || !method_it->is_string()) {
+        return ErrorResponse(id, kInvalidRequest, "method must be a string");
+    }
+    method_name = method_it->get<std::string>();
+    const auto found = m_index.find(method_name);
+    if (found == m_index.end()) {
+        if (method_name.size() > 64) method_name.resize(64);
+        return ErrorResponse(id, kMethodNotFound, fmt::format("method '{}' not found", method_name));
+    }
+    const MethodSpec& method = m_methods[found->second];
+    if (method.access == Access::Write && !context.authenticated) {
+        return ErrorResponse(id, kAuthRequired, fmt::format("{} needs authentication", method.name));
+    }
+    if (method.access == Access::Read && !context.authenticated && !context.reads_open) {
+        return ErrorResponse(id, kAuthRequired, fmt::format("{} needs authentication", method.name));
+    }
+    if (Clock::now() > deadline) {
+        return ErrorResponse(id, kLimitExceeded, "request time limit exceeded before this call");
+    }
+    const json params = request.contains("params") ? request["params"] : json(nullptr);
+    if (params.dump().size() > m_limits.params_bytes_max) {
+        return ErrorResponse(id, kLimitExceeded, fmt::format("params larger than {} bytes", m_limits.params_bytes_max));
+    }
+    try {
+        const Params parsed = ParseParams(method, params);
+        return Response(id, method.handler(parsed));
+    } catch (const RpcException& e) {
+        return ErrorResponse(id, e.code, e.message, e.data);
+    } catch (const std::exception& e) {
+        LogError("RPC method {} failed: {}", method.name, e.what());
+        return ErrorResponse(id, kInternalError, "internal error");
+    }
+}
+
+DispatchResult Dispatcher::Handle(std::string_view body, const CallContext& context) const
+{
+    DispatchResult out;
+    const json request = json::parse(body, nullptr, /*allow_exceptions=*/false);
+    if (request.is_discarded()) {
+        out.body = ErrorResponse(nullptr, kParseError, "request is not valid JSON").dump();
+        return out;
+    }
+    const auto deadline = Clock::now() + m_limits.request_time_max;
+    if (!request.is_array()) {
+        bool notification = false;
+        std::string method;
+        json response = HandleOne(request, context, notification, method, deadline);
+        out.methods.push_back(method);
+        if (notification) {
+            out.http_status = 204;
+            return out;
+        }
+        out.body = response.dump(-1, ' ', false, json::error_handler_t::replace);
+        return out;
+    }
+    if (request.empty()) {
+        out.body = ErrorResponse(nullptr, kInvalidRequest, "empty batch").dump();
+        return out;
+    }
+    if (request.size() > m_limits.batch_length_max) {
+        out.body = ErrorResponse(nullptr, kLimitExceeded,
+                                 fmt::format("batch of {} exceeds the limit of {}", request.size(), m_limits.batch_length_max))
+                       .dump();
+        return out;
+    }
+    json responses = json::array();
+    for (const auto& item : request) {
+        bool notification = false;
+        std::string method;
+        json response = HandleOne(item, context, notification, method, deadline);
+        out.methods.push_back(method);
+        if (!notification) responses.push_back(std::move(response));
+    }
+    if (responses.empty()) {
+        out.http_status = 204;
+        return out;
+    }
+    out.body = responses.dump(-1, ' ', false, json::error_handler_t::replace);
+    return out;
+}
+
+} // namespace bitacora::rpc

@@ -1,0 +1,113 @@
+// JSON-RPC 2.0 (https://www.jsonrpc.org/specification) over a method table: single and
+// batch requests, notifications (no id: no answer; a batch of only notifications is
+// answered 204), positional or named params. It also takes what bitcoin-cli sends
+// (../shared/fixtures/bitcoind/bitcoin-cli-request.json): "jsonrpc" 1.0 or absent, a
+// string id, and numbers or booleans written as strings.
+//
+// Every malformed, oversized or hostile request gets a JSON-RPC error; a handler that
+// throws anything but RpcException is answered -32603 and logged.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace bitacora::rpc {
+
+// The standard codes and ours (documented in docs/api.md).
+enum ErrorCode : int {
+    kParseError = -32700,
+    kInvalidRequest = -32600,
+    kMethodNotFound = -32601,
+    kInvalidParams = -32602,
+    kInternalError = -32603,
+    kNotFound = -32001,          // no such order, event, tree size ...
+    kAuthRequired = -32002,      // a write method without credentials
+    kLimitExceeded = -32003,     // batch length, params size, request time
+    kNotAvailable = -32004,      // the feature is off (no checkpoint key, no follower)
+};
+
+struct RpcException {
+    int code;
+    std::string message;
+    nlohmann::json data = nullptr;
+};
+
+enum class ParamType { String, Unsigned, Bool, Object, Any };
+
+struct ParamSpec {
+    std::string name;
+    ParamType type{ParamType::String};
+    bool required{true};
+    std::string help;
+};
+
+// The params of one call, in the order of the method's ParamSpecs; absent ones are null.
+class Params {
+public:
+    explicit Params(std::vector<nlohmann::json> values) : m_values(std::move(values)) {}
+    bool Has(size_t i) const { return i < m_values.size() && !m_values[i].is_null(); }
+    const nlohmann::json& operator[](size_t i) const { return m_values.at(i); }
+    std::string String(size_t i) const { return m_values.at(i).get<std::string>(); }
+    uint64_t Unsigned(size_t i) const { return m_values.at(i).get<uint64_t>(); }
+    bool Bool(size_t i, bool fallback) const { return Has(i) ? m_values[i].get<bool>() : fallback; }
+
+private:
+    std::vector<nlohmann::json> m_values;
+};
+
+enum class Access { Read, Write };
+
+struct MethodSpec {
+    std::string name;        // "escrow_getOrder"
+    Access access{Access::Read};
+    std::vector<ParamSpec> params;
+    std::string summary;     // one line, for help and docs/api.md
+    std::string result;      // what the result holds
+    std::function<nlohmann::json(const Params&)> handler;
+};
+
+struct DispatchLimits {
+    size_t batch_length_max{100};
+    size_t params_bytes_max{64 * 1024};
+    std::chrono::milliseconds request_time_max{10'000};
+};
+
+struct CallContext {
+    bool authenticated{false};
+    bool reads_open{false}; // read methods without credentials
+};
+
+struct DispatchResult {
+    int http_status{200};
+    std::string body; // empty with 204
+    std::vector<std::string> methods; // the methods called, for metrics
+};
+
+class Dispatcher {
+public:
+    explicit Dispatcher(DispatchLimits limits = {}) : m_limits(limits) {}
+    void Add(MethodSpec method);
+    const std::vector<MethodSpec>& methods() const { return m_methods; }
+    DispatchResult Handle(std::string_view body, const CallContext& context) const;
+
+private:
+    nlohmann::json HandleOne(const nlohmann::json& request, const CallContext& context, bool& notification,
+                             std::string& method_name, std::chrono::steady_clock::time_point deadline) const;
+    Params ParseParams(const MethodSpec& method, const nlohmann::json& params) const;
+
+    DispatchLimits m_limits;
+    std::vector<MethodSpec> m_methods;
+    std::map<std::string, size_t, std::less<>> m_index;
+};
+
+nlohmann::json ErrorObject(int code, const std::string& message, const nlohmann::json& data = nullptr);
+
+} // namespace bitacora::rpc

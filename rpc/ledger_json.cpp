@@ -1,0 +1,139 @@
+#include "rpc/ledger_json.h"
+
+#include "common/hex.h"
+
+namespace bitacora::rpc {
+namespace {
+
+using nlohmann::json;
+
+template <class... Ts>
+struct Overloaded : Ts... {
+    using Ts::operator()...;
+};
+template <class... Ts>
+Overloaded(Ts...) -> Overloaded<Ts...>;
+
+std::string Addr(const ledger::Address& a) { return HexEncode0x(a); }
+std::string Dec(const UInt256& v) { return v.ToDecimal(); }
+
+} // namespace
+
+json OrderJson(const ledger::OrderRecord& o)
+{
+    json history = json::array();
+    for (const auto& entry : o.history) history.push_back({{"index", entry.index}, {"kind", ledger::EventKindName(entry.kind)}});
+    json anomalies = json::array();
+    for (const auto& anomaly : o.anomalies) anomalies.push_back({{"index", anomaly.index}, {"reason", anomaly.reason}});
+    return {{"orderId", Dec(o.order_id)},
+            {"state", ledger::OrderStateName(o.state)},
+            {"stateCode", static_cast<int>(o.state)},
+            {"seller", Addr(o.seller)},
+            {"buyer", Addr(o.buyer)},
+            {"amount", Dec(o.amount)},
+            {"expiry", o.expiry},
+            {"paymentProof", HexEncode0x(o.payment_proof)},
+            {"disputedBy", Addr(o.disputed_by)},
+            {"history", history},
+            {"historyDropped", o.history_dropped},
+            {"anomalies", anomalies},
+            {"anomaliesDropped", o.anomalies_dropped}};
+}
+
+json PositionJson(const ledger::VaultPosition& p)
+{
+    return {{"shares", Dec(p.shares)},
+            {"assetsIn", Dec(p.assets_in)},
+            {"assetsOut", Dec(p.assets_out)},
+            {"costBasis", Dec(p.cost_basis)},
+            {"realizedYield", p.realized_yield.ToSignedDecimal()}};
+}
+
+json TotalsJson(const ledger::Totals& t)
+{
+    return {{"escrowLocked", Dec(t.escrow_locked)},   {"vaultAssetsIn", Dec(t.vault_assets_in)},
+            {"vaultAssetsOut", Dec(t.vault_assets_out)}, {"vaultShares", Dec(t.vault_shares)},
+            {"orders", t.orders},                        {"ordersOpen", t.orders_open},
+            {"anomalies", t.anomalies},                  {"offchainEvents", t.offchain_events},
+            {"anchorEvents", t.anchor_events},           {"escrowPaused", t.escrow_paused}};
+}
+
+json EventJson(const ledger::Event& event)
+{
+    json out = {{"kind", ledger::EventKindName(event.kind())}};
+    if (event.origin) {
+        const auto& o = *event.origin;
+        out["origin"] = {{"chainId", o.chain_id},           {"blockNumber", o.block_number},
+                         {"blockHash", HexEncode0x(o.block_hash)}, {"transactionHash", HexEncode0x(o.tx_hash)},
+                         {"logIndex", o.log_index},          {"contract", Addr(o.contract)}};
+    }
+    json fields = std::visit(
+        Overloaded{
+            [](const ledger::OrderCreated& e) -> json {
+                return {{"orderId", Dec(e.order_id)}, {"seller", Addr(e.seller)}, {"buyer", Addr(e.buyer)},
+                        {"amount", Dec(e.amount)}, {"expiry", e.expiry}};
+            },
+            [](const ledger::PaymentConfirmed& e) -> json {
+                return {{"orderId", Dec(e.order_id)}, {"buyer", Addr(e.buyer)}, {"paymentProof", HexEncode0x(e.payment_proof)}};
+            },
+            [](const ledger::OrderReleased& e) -> json {
+                return {{"orderId", Dec(e.order_id)}, {"seller", Addr(e.seller)}, {"buyer", Addr(e.buyer)}, {"amount", Dec(e.amount)}};
+            },
+            [](const ledger::OrderCancelled& e) -> json {
+                return {{"orderId", Dec(e.order_id)}, {"seller", Addr(e.seller)}, {"amount", Dec(e.amount)}};
+            },
+            [](const ledger::OrderExpired& e) -> json {
+                return {{"orderId", Dec(e.order_id)}, {"seller", Addr(e.seller)}, {"caller", Addr(e.caller)}, {"amount", Dec(e.amount)}};
+            },
+            [](const ledger::OrderDisputed& e) -> json {
+                return {{"orderId", Dec(e.order_id)}, {"disputedBy", Addr(e.disputed_by)}, {"byBuyer", e.by_buyer}};
+            },
+            [](const ledger::DisputeResolved& e) -> json {
+                return {{"orderId", Dec(e.order_id)}, {"arbiter", Addr(e.arbiter)}, {"favorBuyer", e.favor_buyer},
+                        {"recipient", Addr(e.recipient)}, {"amount", Dec(e.amount)}};
+            },
+            [](const ledger::ReputationChanged& e) -> json {
+                return {{"seller", Addr(e.seller)}, {"previous", e.previous}, {"current", e.current}};
+            },
+            [](const ledger::EscrowPaused& e) -> json { return {{"account", Addr(e.account)}, {"paused", e.paused}}; },
+            [](const ledger::RoleChanged& e) -> json {
+                return {{"role", HexEncode0x(e.role)}, {"account", Addr(e.account)}, {"sender", Addr(e.sender)}, {"granted", e.granted}};
+            },
+            [](const ledger::VaultDeposit& e) -> json {
+                return {{"sender", Addr(e.sender)}, {"owner", Addr(e.owner)}, {"assets", Dec(e.assets)}, {"shares", Dec(e.shares)}};
+            },
+            [](const ledger::VaultWithdraw& e) -> json {
+                return {{"sender", Addr(e.sender)}, {"receiver", Addr(e.receiver)}, {"owner", Addr(e.owner)},
+                        {"assets", Dec(e.assets)}, {"shares", Dec(e.shares)}};
+            },
+            [](const ledger::VaultTransfer& e) -> json { return {{"from", Addr(e.from)}, {"to", Addr(e.to)}, {"value", Dec(e.value)}}; },
+            [](const ledger::OffchainEvent& e) -> json {
+                return {{"offchainKind", e.kind}, {"idempotencyKey", e.idempotency_key},
+                        {"payload", std::string(e.payload.begin(), e.payload.end())}, {"submitter", HexEncode0x(e.submitter)},
+                        {"signature", HexEncode0x(e.signature)}};
+            },
+            [](const ledger::AnchorEvent& e) -> json {
+                return {{"state", e.state}, {"anchoredSize", e.anchored_size}, {"anchoredRoot", HexEncode(e.anchored_root)},
+                        {"txid", HexEncode(e.txid)}, {"blockHeight", e.block_height}, {"blockHash", HexEncode(e.block_hash)}};
+            },
+            [](const ledger::RawEvmLog& e) -> json {
+                json topics = json::array();
+                for (const auto& topic : e.topics) topics.push_back(HexEncode0x(topic));
+                return {{"topics", topics}, {"data", HexEncode0x(e.data)}};
+            },
+        },
+        event.body);
+    out["fields"] = std::move(fields);
+    return out;
+}
+
+json CheckpointJson(const ledger::Checkpoint& c)
+{
+    return {{"treeSize", c.tree_size},
+            {"root", HexEncode(c.root)},
+            {"timestamp", c.timestamp},
+            {"publicKey", HexEncode(c.public_key)},
+            {"signature", HexEncode(c.signature)}};
+}
+
+} // namespace bitacora::rpc

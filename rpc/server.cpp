@@ -1,0 +1,157 @@
+#include "rpc/server.h"
+
+#include "common/logging.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <map>
+#include <mutex>
+
+namespace bitacora::rpc {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct MethodMetrics {
+    uint64_t calls{0};
+    double seconds{0};
+};
+
+} // namespace
+
+struct RpcServer::Impl {
+    RpcServerOptions options;
+    Dispatcher dispatcher;
+    Authenticator auth;
+    std::function<std::string()> extra_metrics;
+    std::function<bool()> ready;
+    std::unique_ptr<HttpServer> http;
+
+    std::mutex metrics_mutex;
+    std::map<std::string, MethodMetrics> by_method; // GUARDED_BY(metrics_mutex)
+    std::map<int, uint64_t> by_status;              // GUARDED_BY(metrics_mutex)
+    uint64_t auth_failures{0};                      // GUARDED_BY(metrics_mutex)
+
+    explicit Impl(const RpcServerOptions& o) : options(o), dispatcher(o.limits) {}
+
+    HttpResponse Handle(const HttpRequest& request)
+    {
+        HttpResponse response = Route(request);
+        std::lock_guard lock(metrics_mutex);
+        ++by_status[response.status];
+        return response;
+    }
+
+    HttpResponse Route(const HttpRequest& request)
+    {
+        if (request.method == "GET" && request.path == "/health") {
+            const bool ok = !ready || ready();
+            return {.status = ok ? 200 : 503, .body = ok ? R"({"status":"ready"})" : R"({"status":"starting"})"};
+        }
+        if (request.method == "GET" && request.path == "/metrics") {
+            return {.content_type = "text/plain; version=0.0.4", .body = Metrics()};
+        }
+        if (request.path != "/") return {.status = 404, .body = R"({"error":"not found"})"};
+        if (request.method != "POST") {
+            return {.status = 405, .body = R"({"error":"JSON-RPC requests are POSTed to /"})", .headers = {{"Allow", "POST"}}};
+        }
+        CallContext context{.authenticated = false, .reads_open = options.reads_open};
+        if (!request.authorization.empty()) {
+            if (!auth.Check(request.authorization)) {
+                {
+                    std::lock_guard lock(metrics_mutex);
+                    ++auth_failures;
+                }
+                LogWarning("RPC: incorrect credentials from {}", request.peer);
+                return {.status = 401, .body = "", .headers = {{"WWW-Authenticate", "Basic realm=\"jsonrpc\""}}};
+            }
+            context.authenticated = true;
+        } else if (!options.reads_open) {
+            return {.status = 401, .body = "", .headers = {{"WWW-Authenticate", "Basic realm=\"jsonrpc\""}}};
+        }
+        const auto started = Clock::now();
+        DispatchResult result = dispatcher.Handle(request.body, context);
+        const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+        {
+            std::lock_guard lock(metrics_mutex);
+            for (const auto& method : result.methods) {
+                // Unknown names are counted together: a client must not grow this map.
+                const bool known = std::any_of(dispatcher.methods().begin(), dispatcher.methods().end(),
+                                               [&](const MethodSpec& m) { return m.name == method; });
+                auto& m = by_method[known ? method : "(unknown)"];
+                ++m.calls;
+                m.seconds += seconds / static_cast<double>(result.methods.size());
+            }
+        }
+        return {.status = result.http_status, .body = std::move(result.body)};
+    }
+
+    std::string Metrics()
+    {
+        std::string out;
+        const HttpServerStats s = http ? http->stats() : HttpServerStats{};
+        out += "# HELP bitacora_rpc_http_requests_total HTTP requests received.\n# TYPE bitacora_rpc_http_requests_total counter\n";
+        out += fmt::format("bitacora_rpc_http_requests_total {}\n", s.requests);
+        out += "# HELP bitacora_rpc_rejected_total Requests refused before a worker saw them.\n# TYPE bitacora_rpc_rejected_total counter\n";
+        out += fmt::format("bitacora_rpc_rejected_total{{reason=\"queue_full\"}} {}\n", s.rejected_queue_full);
+        out += fmt::format("bitacora_rpc_rejected_total{{reason=\"connections\"}} {}\n", s.rejected_connections);
+        out += "# HELP bitacora_rpc_queue_depth Requests waiting for a worker.\n# TYPE bitacora_rpc_queue_depth gauge\n";
+        out += fmt::format("bitacora_rpc_queue_depth {}\n", s.queue_depth);
+        out += "# HELP bitacora_rpc_connections Open HTTP connections.\n# TYPE bitacora_rpc_connections gauge\n";
+        out += fmt::format("bitacora_rpc_connections {}\n", s.connections);
+        std::lock_guard lock(metrics_mutex);
+        out += "# HELP bitacora_rpc_calls_total JSON-RPC calls by method.\n# TYPE bitacora_rpc_calls_total counter\n";
+        for (const auto& [method, m] : by_method) out += fmt::format("bitacora_rpc_calls_total{{method=\"{}\"}} {}\n", method, m.calls);
+        out += "# HELP bitacora_rpc_call_seconds_total Time spent in JSON-RPC calls by method.\n# TYPE bitacora_rpc_call_seconds_total counter\n";
+        for (const auto& [method, m] : by_method) {
+            out += fmt::format("bitacora_rpc_call_seconds_total{{method=\"{}\"}} {:.6f}\n", method, m.seconds);
+        }
+        out += "# HELP bitacora_rpc_responses_total HTTP responses by status.\n# TYPE bitacora_rpc_responses_total counter\n";
+        for (const auto& [status, count] : by_status) out += fmt::format("bitacora_rpc_responses_total{{status=\"{}\"}} {}\n", status, count);
+        out += "# HELP bitacora_rpc_auth_failures_total Requests with wrong credentials.\n# TYPE bitacora_rpc_auth_failures_total counter\n";
+        out += fmt::format("bitacora_rpc_auth_failures_total {}\n", auth_failures);
+        if (extra_metrics) out += extra_metrics();
+        return out;
+    }
+};
+
+RpcServer::RpcServer(std::unique_ptr<Impl> impl) : m_impl(std::move(impl)) {}
+
+Result<std::unique_ptr<RpcServer>> RpcServer::Start(const RpcServerOptions& options, MethodContext methods,
+                                                    std::function<std::string()> extra_metrics, std::function<bool()> ready)
+{
+    auto impl = std::make_unique<Impl>(options);
+    impl->extra_metrics = std::move(extra_metrics);
+    impl->ready = std::move(ready);
+    for (const auto& entry : options.rpcauth) {
+        if (auto status = impl->auth.AddRpcAuth(entry); !status) return Error{status.error()};
+    }
+    if (!options.cookie_path.empty()) {
+        if (auto status = impl->auth.WriteCookie(options.cookie_path); !status) return Error{status.error()};
+    }
+    RegisterMethods(impl->dispatcher, std::move(methods));
+    Impl* raw = impl.get();
+    auto http = HttpServer::Start(options.http, [raw](const HttpRequest& request) { return raw->Handle(request); });
+    if (!http) {
+        impl->auth.RemoveCookie();
+        return Error{http.error()};
+    }
+    impl->http = std::move(http.value());
+    return std::unique_ptr<RpcServer>(new RpcServer(std::move(impl)));
+}
+
+RpcServer::~RpcServer() { Stop(); }
+
+void RpcServer::Stop()
+{
+    if (m_impl->http) {
+        m_impl->http->Stop();
+        m_impl->http.reset();
+    }
+    m_impl->auth.RemoveCookie();
+}
+
+uint16_t RpcServer::port() const { return m_impl->http ? m_impl->http->bound_port() : 0; }
+
+} // namespace bitacora::rpc
