@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include <arpa/inet.h>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -22,6 +23,8 @@
 
 namespace bitacora::rpc {
 namespace {
+
+constexpr int kReplyGraceS = 2;
 
 const char* ReasonPhrase(int status)
 {
@@ -70,6 +73,9 @@ struct HttpServer::Impl {
     // Event thread only.
     std::set<evhttp_connection*> connections;
     std::map<evhttp_connection*, WorkItem*> in_flight;
+    size_t replies_unsent{0}; // replies handed to libevent and not yet written out
+    std::chrono::steady_clock::time_point exit_deadline;
+    event* exit_timer{nullptr};
 
     mutable std::mutex stats_mutex;
     HttpServerStats stats;                // GUARDED_BY(stats_mutex)
@@ -182,6 +188,8 @@ struct HttpServer::Impl {
             evhttp_add_header(headers, "Content-Type", item->response.content_type.c_str());
         }
         for (const auto& [name, value] : item->response.headers) evhttp_add_header(headers, name.c_str(), value.c_str());
+        ++self->replies_unsent;
+        evhttp_request_set_on_complete_cb(item->req, &Impl::OnReplyWritten, self);
         evhttp_send_reply(item->req, item->response.status, ReasonPhrase(item->response.status), buffer);
         evbuffer_free(buffer);
     }
@@ -217,10 +225,29 @@ struct HttpServer::Impl {
         self->sockets.clear();
     }
 
+    static void OnReplyWritten(evhttp_request*, void* arg)
+    {
+        auto* self = static_cast<Impl*>(arg);
+        if (self->replies_unsent > 0) --self->replies_unsent;
+    }
+
+    // Exits the loop once the last replies are written out (or after a grace period, for
+    // clients that do not read).
     static void OnExit(evutil_socket_t, short, void* arg)
     {
-        // Replies scheduled before this one are already active and run first.
-        event_base_loopexit(static_cast<Impl*>(arg)->base, nullptr);
+        auto* self = static_cast<Impl*>(arg);
+        if (self->exit_timer == nullptr) {
+            self->exit_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(kReplyGraceS);
+            self->exit_timer = evtimer_new(self->base, &Impl::OnExit, self);
+        }
+        if (self->replies_unsent == 0 || std::chrono::steady_clock::now() > self->exit_deadline) {
+            event_free(self->exit_timer);
+            self->exit_timer = nullptr;
+            event_base_loopexit(self->base, nullptr);
+            return;
+        }
+        const timeval poll{0, 10'000};
+        evtimer_add(self->exit_timer, &poll);
     }
 };
 
@@ -274,7 +301,9 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& o
     if (!failures.empty()) LogWarning("RPC server could not bind {}", failures);
     m.port = port;
 
-    m.event_thread = std::thread([&m] { event_base_dispatch(m.base); });
+    // The loop must outlive its listeners: Stop() removes them first and still needs the
+    // loop to send the last replies.
+    m.event_thread = std::thread([&m] { event_base_loop(m.base, EVLOOP_NO_EXIT_ON_EMPTY); });
     for (size_t i = 0; i < std::max<size_t>(1, options.worker_threads); ++i) {
         m.workers.emplace_back([&m] { m.WorkerLoop(); });
     }

@@ -1,0 +1,301 @@
+// The API's building blocks on real loopback sockets: the HTTP server's bounded queue
+// (503 when full), answers dropped for clients that left, the connection limit and an
+// ordered stop; the JSON-RPC dispatcher's codes, batches, notifications and bitcoin-cli
+// style params; and rpcauth/cookie credentials.
+#include "rpc/auth.h"
+#include "rpc/http_server.h"
+#include "rpc/json_rpc.h"
+
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+#include <arpa/inet.h>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <future>
+#include <mutex>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <thread>
+#include <unistd.h>
+
+using namespace bitacora;
+using namespace bitacora::rpc;
+using nlohmann::json;
+
+namespace {
+
+int Connect(uint16_t port)
+{
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+    return fd;
+}
+
+void SendRequest(int fd, const std::string& path, const std::string& body)
+{
+    const std::string request = "POST " + path + " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+                                std::to_string(body.size()) + "\r\n\r\n" + body;
+    REQUIRE(::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size()));
+}
+
+// Reads one response; returns "<status> <body>".
+std::string ReadResponse(int fd)
+{
+    std::string data;
+    char buffer[4096];
+    for (;;) {
+        const auto end = data.find("\r\n\r\n");
+        if (end != std::string::npos) {
+            const auto cl = data.find("Content-Length: ");
+            const size_t length = cl == std::string::npos ? 0 : std::stoul(data.substr(cl + 16));
+            if (data.size() >= end + 4 + length) return data.substr(9, 3) + " " + data.substr(end + 4, length);
+        }
+        const ssize_t n = ::recv(fd, buffer, sizeof(buffer), 0);
+        if (n <= 0) return data.size() >= 12 ? data.substr(9, 3) : "closed";
+        data.append(buffer, static_cast<size_t>(n));
+    }
+}
+
+std::string Exchange(uint16_t port, const std::string& body, const std::string& path = "/")
+{
+    const int fd = Connect(port);
+    SendRequest(fd, path, body);
+    std::string out = ReadResponse(fd);
+    ::close(fd);
+    return out;
+}
+
+// A handler that holds every request until released.
+struct Gate {
+    std::mutex mutex;
+    std::condition_variable cv;
+    bool open{false};
+    std::atomic<int> entered{0};
+    HttpResponse Handle(const HttpRequest& request)
+    {
+        ++entered;
+        std::unique_lock lock(mutex);
+        cv.wait(lock, [&] { return open; });
+        return {.body = request.body};
+    }
+    void Open()
+    {
+        std::lock_guard lock(mutex);
+        open = true;
+        cv.notify_all();
+    }
+};
+
+HttpServerOptions SmallServer()
+{
+    HttpServerOptions options;
+    options.bind_addresses = {"127.0.0.1"};
+    options.worker_threads = 1;
+    options.queue_depth_max = 1;
+    return options;
+}
+
+void WaitFor(const std::function<bool()>& condition)
+{
+    for (int i = 0; i < 500 && !condition(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    REQUIRE(condition());
+}
+
+} // namespace
+
+TEST_CASE("a full work queue is answered 503 at once; queued requests are still answered")
+{
+    Gate gate;
+    auto server = HttpServer::Start(SmallServer(), [&](const HttpRequest& r) { return gate.Handle(r); });
+    REQUIRE(server);
+    const uint16_t port = (*server)->bound_port();
+    const int busy = Connect(port);
+    SendRequest(busy, "/", "first");
+    WaitFor([&] { return gate.entered == 1; }); // the only worker holds it
+    const int queued = Connect(port);
+    SendRequest(queued, "/", "second");
+    WaitFor([&] { return (*server)->stats().queue_depth == 1; });
+    CHECK(Exchange(port, "third").starts_with("503"));
+    CHECK((*server)->stats().rejected_queue_full == 1);
+    gate.Open();
+    CHECK(ReadResponse(busy) == "200 first");
+    CHECK(ReadResponse(queued) == "200 second");
+    ::close(busy);
+    ::close(queued);
+}
+
+TEST_CASE("an answer for a client that left is dropped, and the server goes on")
+{
+    Gate gate;
+    auto server = HttpServer::Start(SmallServer(), [&](const HttpRequest& r) { return gate.Handle(r); });
+    REQUIRE(server);
+    const uint16_t port = (*server)->bound_port();
+    const int gone = Connect(port);
+    SendRequest(gone, "/", "bye");
+    WaitFor([&] { return gate.entered == 1; });
+    ::close(gone);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100)); // libevent sees the close
+    gate.Open();
+    WaitFor([&] { return (*server)->stats().dropped_replies == 1 || Exchange(port, "x") == "200 x"; });
+    CHECK(Exchange(port, "still here") == "200 still here");
+}
+
+TEST_CASE("connections over the limit are answered 503; stop answers what was queued")
+{
+    HttpServerOptions options = SmallServer();
+    options.connections_max = 2;
+    options.queue_depth_max = 8;
+    Gate gate;
+    auto server = HttpServer::Start(options, [&](const HttpRequest& r) { return gate.Handle(r); });
+    REQUIRE(server);
+    const uint16_t port = (*server)->bound_port();
+    const int a = Connect(port);
+    SendRequest(a, "/", "a");
+    const int b = Connect(port);
+    SendRequest(b, "/", "b");
+    WaitFor([&] { return (*server)->stats().connections == 2; });
+    CHECK(Exchange(port, "c").starts_with("503"));
+    CHECK((*server)->stats().rejected_connections == 1);
+    // Stop while a and b wait: both still get their answers.
+    auto stopped = std::async(std::launch::async, [&] { (*server)->Stop(); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    gate.Open();
+    stopped.get();
+    CHECK(ReadResponse(a) == "200 a");
+    CHECK(ReadResponse(b) == "200 b");
+    ::close(a);
+    ::close(b);
+}
+
+TEST_CASE("bodies over the limit are refused by the server, not the handler")
+{
+    HttpServerOptions options = SmallServer();
+    options.body_bytes_max = 1024;
+    std::atomic<int> handled{0};
+    auto server = HttpServer::Start(options, [&](const HttpRequest& r) {
+        ++handled;
+        return HttpResponse{.body = r.body};
+    });
+    REQUIRE(server);
+    CHECK(Exchange((*server)->bound_port(), std::string(4096, 'x')).starts_with("413"));
+    CHECK(handled == 0);
+    CHECK(Exchange((*server)->bound_port(), "small") == "200 small");
+}
+
+namespace {
+
+Dispatcher TestDispatcher(DispatchLimits limits = {})
+{
+    Dispatcher d(limits);
+    d.Add({.name = "test_echo",
+           .params = {{"text", ParamType::String, true, ""}, {"count", ParamType::Unsigned, false, ""},
+                      {"flag", ParamType::Bool, false, ""}},
+           .handler = [](const Params& p) -> json {
+               return {{"text", p.String(0)}, {"count", p.Has(1) ? p.Unsigned(1) : 0}, {"flag", p.Bool(2, false)}};
+           }});
+    d.Add({.name = "test_fail", .handler = [](const Params&) -> json { throw RpcException{kNotFound, "nothing here"}; }});
+    d.Add({.name = "test_throw", .handler = [](const Params&) -> json { throw std::runtime_error("boom"); }});
+    d.Add({.name = "test_write", .access = Access::Write, .handler = [](const Params&) -> json { return "written"; }});
+    return d;
+}
+
+json Call(const Dispatcher& d, const std::string& body, CallContext context = {.authenticated = true})
+{
+    const auto result = d.Handle(body, context);
+    REQUIRE(result.http_status == 200);
+    return json::parse(result.body);
+}
+
+} // namespace
+
+TEST_CASE("the dispatcher answers every JSON-RPC error code")
+{
+    const Dispatcher d = TestDispatcher();
+    CHECK(Call(d, "{")["error"]["code"] == kParseError);
+    CHECK(Call(d, "42")["error"]["code"] == kInvalidRequest);
+    CHECK(Call(d, "[]")["error"]["code"] == kInvalidRequest);
+    CHECK(Call(d, R"({"jsonrpc":"2.0","id":1})")["error"]["code"] == kInvalidRequest);
+    CHECK(Call(d, R"({"jsonrpc":"2.0","id":{},"method":"test_echo"})")["error"]["code"] == kInvalidRequest);
+    CHECK(Call(d, R"({"jsonrpc":"3.0","id":1,"method":"test_echo"})")["error"]["code"] == kInvalidRequest);
+    CHECK(Call(d, R"({"jsonrpc":"2.0","id":1,"method":"nope"})")["error"]["code"] == kMethodNotFound);
+    CHECK(Call(d, R"({"jsonrpc":"2.0","id":1,"method":"test_echo"})")["error"]["code"] == kInvalidParams);
+    CHECK(Call(d, R"({"jsonrpc":"2.0","id":1,"method":"test_echo","params":[1,2,3,4]})")["error"]["code"] == kInvalidParams);
+    CHECK(Call(d, R"({"jsonrpc":"2.0","id":1,"method":"test_echo","params":["a","-1"]})")["error"]["code"] == kInvalidParams);
+    CHECK(Call(d, R"({"jsonrpc":"2.0","id":1,"method":"test_echo","params":{"bogus":1}})")["error"]["code"] == kInvalidParams);
+    CHECK(Call(d, R"({"jsonrpc":"2.0","id":1,"method":"test_fail"})")["error"]["code"] == kNotFound);
+    CHECK(Call(d, R"({"jsonrpc":"2.0","id":1,"method":"test_throw"})")["error"]["code"] == kInternalError);
+    const json ok = Call(d, R"({"jsonrpc":"2.0","id":7,"method":"test_echo","params":{"text":"hi","count":3}})");
+    CHECK(ok["id"] == 7);
+    CHECK(ok["result"]["count"] == 3);
+}
+
+TEST_CASE("bitcoin-cli's request (string id, numbers as strings) is understood")
+{
+    const Dispatcher d = TestDispatcher();
+    // ../shared/fixtures/bitcoind/bitcoin-cli-request.json, with our test method.
+    const json answer = Call(d, R"({"method":"test_echo","params":["7","12","true"],"id":"1","jsonrpc":"2.0"})");
+    CHECK(answer["id"] == "1");
+    CHECK(answer["result"]["text"] == "7");
+    CHECK(answer["result"]["count"] == 12);
+    CHECK(answer["result"]["flag"] == true);
+    CHECK(Call(d, R"({"method":"test_echo","params":["x"],"id":2,"jsonrpc":"1.0"})")["result"]["text"] == "x");
+}
+
+TEST_CASE("batches, notifications, auth and limits")
+{
+    const Dispatcher d = TestDispatcher({.batch_length_max = 3});
+    const json batch = Call(d, R"([{"jsonrpc":"2.0","id":1,"method":"test_echo","params":["a"]},
+                                   {"jsonrpc":"2.0","method":"test_echo","params":["notification"]},
+                                   {"jsonrpc":"2.0","id":2,"method":"nope"}])");
+    REQUIRE(batch.size() == 2);
+    CHECK(batch[0]["result"]["text"] == "a");
+    CHECK(batch[1]["error"]["code"] == kMethodNotFound);
+    const auto only_notifications = d.Handle(R"([{"jsonrpc":"2.0","method":"test_echo","params":["n"]}])", {.authenticated = true});
+    CHECK(only_notifications.http_status == 204);
+    CHECK(only_notifications.body.empty());
+    CHECK(d.Handle(R"({"jsonrpc":"2.0","method":"test_echo","params":["n"]})", {.authenticated = true}).http_status == 204);
+    CHECK(Call(d, R"([1,2,3,4])")["error"]["code"] == kLimitExceeded);
+
+    CHECK(Call(d, R"({"jsonrpc":"2.0","id":1,"method":"test_write"})", {.authenticated = false, .reads_open = true})["error"]["code"] ==
+          kAuthRequired);
+    CHECK(Call(d, R"({"jsonrpc":"2.0","id":1,"method":"test_echo","params":["r"]})", {.authenticated = false, .reads_open = true})
+              ["result"]["text"] == "r");
+    CHECK(Call(d, R"({"jsonrpc":"2.0","id":1,"method":"test_echo","params":["r"]})", {.authenticated = false})["error"]["code"] ==
+          kAuthRequired);
+    CHECK(Call(d, R"({"jsonrpc":"2.0","id":1,"method":"test_write"})")["result"] == "written");
+
+    const Dispatcher small = TestDispatcher({.params_bytes_max = 16});
+    CHECK(Call(small, R"({"jsonrpc":"2.0","id":1,"method":"test_echo","params":["this is longer than sixteen"]})")["error"]["code"] ==
+          kLimitExceeded);
+}
+
+TEST_CASE("rpcauth in bitcoind's format and a 0600 cookie")
+{
+    // HMAC-SHA256(key="salt", "password"), as share/rpcauth/rpcauth.py computes it.
+    CHECK(HmacSha256Hex("key", "The quick brown fox jumps over the lazy dog") ==
+          "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8");
+    Authenticator auth;
+    CHECK_FALSE(auth.AddRpcAuth("nosalt"));
+    CHECK_FALSE(auth.AddRpcAuth("u:salt$1234"));
+    REQUIRE(auth.AddRpcAuth("u:salt$" + HmacSha256Hex("salt", "p")));
+    CHECK(auth.Check("Basic dTpw")); // "u:p", the fixture's header
+    CHECK_FALSE(auth.Check("Basic dTpx")); // "u:q"
+    CHECK_FALSE(auth.Check("Bearer dTpw"));
+    CHECK_FALSE(auth.Check("Basic !!!!"));
+
+    const auto path = std::filesystem::temp_directory_path() / ("bitacora-cookie-" + std::to_string(::getpid()));
+    REQUIRE(auth.WriteCookie(path));
+    struct stat st{};
+    REQUIRE(::stat(path.c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0600);
+    auth.RemoveCookie();
+    CHECK_FALSE(std::filesystem::exists(path));
+}
