@@ -665,7 +665,9 @@ struct EvmFollower::Impl {
             status.raw_logs += raw;
         }
         PublishPending();
-        return to < std::min(head.number, limit) ? Next::Now : Next::Poll;
+        if (to < std::min(head.number, limit)) return Next::Now;
+        UpdateStatus([](FollowerStatus& s) { s.state = FollowerStatus::State::Following; });
+        return Next::Poll;
     }
 
     // Logs of one block, checked against its header and ordered by log index.

@@ -1,0 +1,300 @@
+"""The JSON-RPC API over real HTTP, on a daemon following a real anvil: every read method
+against the contracts' own answers, proofs checked with an independent RFC 9162
+verifier, every error code, authentication, limits, /health and /metrics, and the exact
+request bitcoin-cli sends plus `cast rpc` as real clients."""
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from evm_chain import Platform, read_log, start_follower, wait_synced_at  # noqa: E402
+from harness import check, main, wait_for  # noqa: E402
+
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "fixtures")
+SALT = "5f1d"
+
+
+def rpcauth(user, password):
+    return f"{user}:{SALT}${hmac.new(SALT.encode(), password.encode(), 'sha256').hexdigest()}"
+
+
+class Api:
+    def __init__(self, datadir):
+        log = wait_for(lambda: re.search(r"RPC server on port (\d+)", read_log(datadir)), 30, "the RPC server")
+        self.port = int(log.group(1))
+        self.url = f"http://127.0.0.1:{self.port}/"
+        with open(os.path.join(datadir, "regtest", ".cookie")) as f:
+            self.cookie = f.read().strip()
+
+    def post(self, body, credentials="cookie", path="/", method="POST"):
+        """Returns (HTTP status, parsed body or None)."""
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        request = urllib.request.Request(self.url.rstrip("/") + path, data=data if method == "POST" else None,
+                                         method=method, headers={"Content-Type": "application/json"})
+        if credentials:
+            secret = self.cookie if credentials == "cookie" else credentials
+            request.add_header("Authorization", "Basic " + base64.b64encode(secret.encode()).decode())
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                text = answer.read()
+                return answer.status, (json.loads(text) if text else None)
+        except urllib.error.HTTPError as e:
+            text = e.read()
+            try:
+                return e.code, json.loads(text) if text else None
+            except ValueError:
+                return e.code, None
+
+    def call(self, method, *params, credentials="cookie"):
+        status, answer = self.post({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}, credentials)
+        check(status == 200, f"{method}: HTTP {status}")
+        if "error" in answer:
+            raise RuntimeError(f"{method}: {answer['error']}")
+        return answer["result"]
+
+    def error(self, method, *params):
+        status, answer = self.post({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)})
+        check(status == 200 and "error" in answer, f"{method} should fail: {status} {answer}")
+        return answer["error"]["code"]
+
+
+def _h(data):
+    return hashlib.sha256(data).digest()
+
+
+def verify_inclusion(index, size, leaf, path, root):
+    """RFC 9162 section 2.1.3.2, written from the RFC."""
+    if index >= size:
+        return False
+    fn, sn, r = index, size - 1, _h(b"\x00" + leaf)
+    for p in path:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            r = _h(b"\x01" + p + r)
+            if not fn & 1:
+                while not fn & 1 and fn != 0:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            r = _h(b"\x01" + r + p)
+        fn >>= 1
+        sn >>= 1
+    return sn == 0 and r == root
+
+
+def verify_consistency(first, second, first_root, second_root, path):
+    """RFC 9162 section 2.1.4.2."""
+    if first == second:
+        return not path and first_root == second_root
+    if first == 0 or first > second:
+        return False
+    if first & (first - 1) == 0:
+        path = [first_root] + path
+    fn, sn = first - 1, second - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    if not path:
+        return False
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr = _h(b"\x01" + c + fr)
+            sr = _h(b"\x01" + c + sr)
+            if not fn & 1:
+                while not fn & 1 and fn != 0:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            sr = _h(b"\x01" + sr + c)
+        fn >>= 1
+        sn >>= 1
+    return fr == first_root and sr == second_root and sn == 0
+
+
+def _started(options, tmp, extra=(), waves=3):
+    platform = Platform(options, tmp, seed=21)
+    platform.waves(waves)
+    platform.mine(70)
+    datadir = os.path.join(tmp, "node")
+    daemon = start_follower(options, platform, datadir,
+                            extra=["-rpcport=0", f"-rpcauth={rpcauth('u', 'p')}", *extra])
+    wait_synced_at(datadir, platform, daemon=daemon)
+    return platform, daemon, datadir, Api(datadir)
+
+
+def test_read_methods_agree_with_the_contracts_and_proofs_verify(options, tmp):
+    platform, daemon, datadir, api = _started(options, tmp)
+    try:
+        status = api.call("bitacora_status")
+        size = status["ledger"]["size"]
+        check(size > 100, f"ledger size {size}")
+        evm = status["sources"]["evm"]
+        check(evm["state"] == "following" and evm["finalBlock"] == platform.head()[0] - 64, f"evm status {evm}")
+        check(evm["reconciliation"]["checked"] and evm["reconciliation"]["escrowMatches"], "reconciliation in status")
+
+        escrow, vault, evmlib = platform.escrow_art, platform.vault_art, platform.evm
+        for order_id in (1, 7, 30):
+            order = api.call("escrow_getOrder", str(order_id))
+            raw = platform.rpc.call("eth_call", {"to": platform.escrow,
+                                                 "data": escrow.calldata("getOrder(uint256)", evmlib.enc_uint(order_id))},
+                                    "latest")
+            words = [raw[2 + 64 * k:2 + 64 * (k + 1)] for k in range(7)]
+            check(order["stateCode"] == int(words[2], 16), f"order {order_id} state")
+            check(order["amount"] == str(int(words[4], 16)), f"order {order_id} amount is a decimal string")
+            check(order["status"] == "final", f"order {order_id} is final")
+            check(order["history"] and order["history"][0]["kind"] == "order_created", "order history")
+        check(api.error("escrow_getOrder", "999999") == -32001, "unknown order")
+
+        actor = platform.workload.actors[0]
+        position = api.call("vault_getPosition", actor)
+        shares = int(platform.rpc.call("eth_call", {"to": platform.vault, "data": vault.calldata(
+            "balanceOf(address)", evmlib.enc_address(actor))}, "latest"), 16)
+        check(int(position["shares"]) == shares, "vault position shares")
+        reputation = api.call("escrow_getReputation", actor)
+        expected = int(platform.rpc.call("eth_call", {"to": platform.escrow, "data": escrow.calldata(
+            "reputation(address)", evmlib.enc_address(actor))}, "latest"), 16)
+        check(reputation["reputation"] == expected, "reputation")
+        totals = api.call("ledger_getTotals")
+        check(totals["orders"] == 60 and totals["escrowLocked"] == "0", f"totals {totals}")
+
+        event = api.call("ledger_getEvent", 0)
+        check(event["status"] == "final" and event["leaf"].startswith("01"), "event 0")
+        checkpoint = api.call("ledger_getCheckpoint")
+        check(checkpoint["treeSize"] == size and len(checkpoint["signature"]) == 128, "checkpoint")
+        root = bytes.fromhex(checkpoint["root"])
+        for index in (0, 1, size // 2, size - 1):
+            proof = api.call("ledger_getInclusionProof", index)
+            check(verify_inclusion(index, size, bytes.fromhex(proof["leaf"]), [bytes.fromhex(p) for p in proof["path"]],
+                                   root), f"inclusion proof of {index}")
+            check(proof["leaf"] == api.call("ledger_getEvent", index)["leaf"], "proof leaf is the event's leaf")
+        old = api.call("ledger_getInclusionProof", 3, 10)
+        check(old["treeSize"] == 10 and verify_inclusion(3, 10, bytes.fromhex(old["leaf"]),
+                                                         [bytes.fromhex(p) for p in old["path"]],
+                                                         bytes.fromhex(old["root"])), "proof at an older size")
+        for first in (1, 7, 64, size // 3):
+            proof = api.call("ledger_getConsistencyProof", first, size)
+            check(verify_consistency(first, size, bytes.fromhex(proof["firstRoot"]), bytes.fromhex(proof["secondRoot"]),
+                                     [bytes.fromhex(p) for p in proof["path"]]), f"consistency {first}->{size}")
+            check(proof["secondRoot"] == checkpoint["root"], "consistency proof ends at the checkpoint's root")
+        check(api.error("ledger_getInclusionProof", size, size) == -32001, "index past the end")
+        names = {m["name"] for m in api.call("rpc_methods")}
+        check({"bitacora_status", "escrow_getOrder", "ledger_getInclusionProof"} <= names, f"methods {names}")
+    finally:
+        daemon.stop()
+        platform.stop()
+
+
+def test_pending_records_say_so_until_final(options, tmp):
+    platform, daemon, datadir, api = _started(options, tmp, waves=1)
+    try:
+        platform.waves(1)  # 20 new orders, in blocks that are not final yet
+        wait_synced_at(datadir, platform, daemon=daemon)
+        order = api.call("escrow_getOrder", "25")
+        check(order["status"] == "pending", f"order 25 should be pending: {order['status']}")
+        check(api.error("escrow_getOrder", "25", False) == -32001, "a pending-only order is not in the final view")
+        platform.mine(70)
+        wait_synced_at(datadir, platform, daemon=daemon)
+        check(api.call("escrow_getOrder", "25")["status"] == "final", "order 25 final after 64 blocks")
+    finally:
+        daemon.stop()
+        platform.stop()
+
+
+def test_every_error_code_auth_and_limit(options, tmp):
+    platform, daemon, datadir, api = _started(options, tmp, extra=["-rpcmaxbody=4096", "-rpcmaxbatch=5"], waves=1)
+    try:
+        status, answer = api.post(b"{not json")
+        check(status == 200 and answer["error"]["code"] == -32700, "parse error")
+        check(api.post(b"[]")[1]["error"]["code"] == -32600, "empty batch")
+        check(api.post({"jsonrpc": "2.0", "id": 1})[1]["error"]["code"] == -32600, "no method")
+        check(api.error("nope_nothing") == -32601, "unknown method")
+        check(api.error("escrow_getOrder") == -32602, "missing param")
+        check(api.error("escrow_getOrder", "not a number") == -32602, "bad param")
+        check(api.error("vault_getPosition", "0x1234") == -32602, "bad address")
+        check(api.error("escrow_getOrder", "424242") == -32001, "not found")
+        batch = [{"jsonrpc": "2.0", "id": i, "method": "bitacora_status"} for i in range(6)]
+        check(api.post(batch)[1]["error"]["code"] == -32003, "batch over the limit")
+        status, answer = api.post([{"jsonrpc": "2.0", "id": 1, "method": "bitacora_status"},
+                                   {"jsonrpc": "2.0", "method": "bitacora_status"},
+                                   {"jsonrpc": "2.0", "id": 2, "method": "nope"}])
+        check(status == 200 and [a["id"] for a in answer] == [1, 2], "a batch answers all but notifications")
+        check(api.post({"jsonrpc": "2.0", "method": "bitacora_status"})[0] == 204, "a notification gets 204")
+        check(api.post(b"x" * 8192)[0] == 413, "a body over -rpcmaxbody is refused")
+
+        check(api.post({"jsonrpc": "2.0", "id": 1, "method": "bitacora_status"}, credentials=None)[0] == 401,
+              "no credentials")
+        check(api.post({"jsonrpc": "2.0", "id": 1, "method": "bitacora_status"}, credentials="u:wrong")[0] == 401,
+              "wrong password")
+        check(api.call("bitacora_status", credentials="u:p")["ledger"]["size"] > 0, "rpcauth credentials")
+
+        check(api.post(b"", path="/health", method="GET")[0] == 200, "health")
+        request = urllib.request.Request(api.url + "metrics")
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            metrics = answer.read().decode()
+        for name in ('bitacora_sync_final_block{source="evm"}', 'bitacora_rpc_calls_total{method="escrow_getOrder"}',
+                     "bitacora_rpc_auth_failures_total 1", "bitacora_reorgs_total", "bitacora_rpc_queue_depth"):
+            check(name in metrics, f"{name} not in /metrics")
+        check(api.post(b"{}", method="GET")[0] == 405, "GET / is refused")
+        check(api.post(b"{}", path="/wallet/x")[0] == 404, "unknown path")
+        # The server is still up and answering after all of that.
+        check(api.call("bitacora_status")["ledger"]["size"] > 0, "still serving")
+    finally:
+        daemon.stop()
+        platform.stop()
+    cookie = os.path.join(datadir, "regtest", ".cookie")
+    check(not os.path.exists(cookie), "the cookie is removed at shutdown")
+
+
+def test_bitcoin_cli_request_and_cast_rpc_are_real_clients(options, tmp):
+    platform, daemon, datadir, api = _started(options, tmp, waves=1)
+    try:
+        with open(os.path.join(FIXTURES, "bitcoind", "bitcoin-cli-request.json")) as f:
+            fixture = json.load(f)
+        raw = (fixture["http_head"] + "\r\n\r\n" + fixture["http_body"]).encode()
+        with socket.create_connection(("127.0.0.1", api.port), timeout=10) as s:
+            s.sendall(raw)
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        check(head.startswith(b"HTTP/1.1 200"), f"bitcoin-cli's request: {head[:40]!r}")
+        answer = json.loads(body)
+        check(answer["id"] == "1" and answer["result"]["orderId"] == "7", f"bitcoin-cli's answer: {answer}")
+
+        cast = os.path.join(options.contracts, "node_modules", ".bin", "cast")
+        url = f"http://{api.cookie}@127.0.0.1:{api.port}"
+        out = subprocess.run([cast, "rpc", "--rpc-url", url, "escrow_getOrder", "7"], capture_output=True, text=True,
+                             timeout=60)
+        check(out.returncode == 0, f"cast rpc failed: {out.stderr}")
+        check(json.loads(out.stdout)["orderId"] == "7", f"cast rpc answer: {out.stdout}")
+        out = subprocess.run([cast, "rpc", "--rpc-url", url, "ledger_getInclusionProof", "3"], capture_output=True,
+                             text=True, timeout=60)
+        check(out.returncode == 0 and "path" in json.loads(out.stdout), f"cast rpc proof: {out.stdout} {out.stderr}")
+    finally:
+        daemon.stop()
+        platform.stop()
+
+
+if __name__ == "__main__":
+    main([
+        test_read_methods_agree_with_the_contracts_and_proofs_verify,
+        test_pending_records_say_so_until_final,
+        test_every_error_code_auth_and_limit,
+        test_bitcoin_cli_request_and_cast_rpc_are_real_clients,
+    ])
