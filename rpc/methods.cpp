@@ -172,6 +172,31 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
                        {"secondRoot", HexEncode(*second_root)}, {"path", path}};
            }});
 
+    d.Add({.name = "ledger_getProofBundle",
+           .params = {{"index", ParamType::Unsigned, true, "ledger index of the event"}},
+           .summary = "What an auditor needs to check one event offline: the event, its leaf, an inclusion proof to "
+                      "a freshly signed checkpoint, and the checkpoint (bitacora-cli verifyproof checks it).",
+           .result = "{version: 1, index, event, proof: {index, treeSize, leaf, path, root}, checkpoint}",
+           .handler = [&ledger](const Params& p) -> json {
+               const uint64_t index = p.Unsigned(0);
+               const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                   std::chrono::system_clock::now().time_since_epoch());
+               auto checkpoint = ledger.SignCheckpoint(static_cast<uint64_t>(now.count()));
+               if (!checkpoint) throw RpcException{kNotAvailable, checkpoint.error()};
+               auto proof = ledger.ProveInclusion(index, checkpoint->tree_size);
+               if (!proof) throw RpcException{kNotFound, proof.error()};
+               const auto event = ledger::DecodeEvent(proof->leaf);
+               if (!event) throw RpcException{kInternalError, "stored leaf does not decode: " + event.error()};
+               json path = json::array();
+               for (const auto& node : proof->path) path.push_back(HexEncode(node));
+               return {{"version", 1},
+                       {"index", index},
+                       {"event", EventJson(*event)},
+                       {"proof", {{"index", proof->index}, {"treeSize", proof->tree_size}, {"leaf", HexEncode(proof->leaf)},
+                                  {"path", path}, {"root", HexEncode(proof->root)}}},
+                       {"checkpoint", CheckpointJson(*checkpoint)}};
+           }});
+
     d.Add({.name = "rpc_methods",
            .summary = "Every method with its params, access and summary (what bitacora-cli help prints).",
            .result = "[{name, access, params: [{name, type, required, help}], summary, result}]",

@@ -291,10 +291,93 @@ def test_bitcoin_cli_request_and_cast_rpc_are_real_clients(options, tmp):
         platform.stop()
 
 
+def _flip_hex(text):
+    return ("0" if text[0] != "0" else "1") + text[1:]
+
+
+def _tampered(bundle):
+    """Every field of a proof bundle changed in turn: (what, bundle)."""
+    import copy
+    out = []
+    def variant(what, change):
+        b = copy.deepcopy(bundle)
+        change(b)
+        out.append((what, b))
+    variant("proof.leaf", lambda b: b["proof"].update(leaf=b["proof"]["leaf"][:-2] + "ff"))
+    for i in range(len(bundle["proof"]["path"])):
+        variant(f"proof.path[{i}]", lambda b, i=i: b["proof"]["path"].__setitem__(i, _flip_hex(b["proof"]["path"][i])))
+    variant("proof.path (one dropped)", lambda b: b["proof"]["path"].pop())
+    variant("proof.root", lambda b: b["proof"].update(root=_flip_hex(b["proof"]["root"])))
+    variant("proof.index", lambda b: b["proof"].update(index=b["proof"]["index"] + 1))
+    variant("proof.treeSize", lambda b: b["proof"].update(treeSize=b["proof"]["treeSize"] + 1))
+    variant("index", lambda b: b.update(index=b["index"] + 1))
+    variant("event.kind", lambda b: b["event"].update(kind="anchor"))
+    variant("checkpoint.root", lambda b: b["checkpoint"].update(root=_flip_hex(b["checkpoint"]["root"])))
+    variant("checkpoint.treeSize", lambda b: b["checkpoint"].update(treeSize=b["checkpoint"]["treeSize"] + 1))
+    variant("checkpoint.timestamp", lambda b: b["checkpoint"].update(timestamp=b["checkpoint"]["timestamp"] + 1))
+    variant("checkpoint.signature", lambda b: b["checkpoint"].update(signature=_flip_hex(b["checkpoint"]["signature"])))
+    variant("checkpoint.publicKey", lambda b: b["checkpoint"].update(publicKey=_flip_hex(b["checkpoint"]["publicKey"])))
+    variant("version", lambda b: b.update(version=2))
+    return out
+
+
+def test_bitacora_cli_calls_methods_and_verifies_proofs_offline(options, tmp):
+    platform, daemon, datadir, api = _started(options, tmp, waves=1)
+    cli = os.path.join(os.path.dirname(options.bitacorad), "bitacora-cli")
+    base = [cli, "-chain=regtest", f"-datadir={datadir}", f"-rpcport={api.port}"]
+
+    def run(*args, expect=0, command=None):
+        out = subprocess.run(command or [*base, *args], capture_output=True, text=True, timeout=60)
+        check(out.returncode == expect, f"bitacora-cli {' '.join(args)}: exit {out.returncode}: {out.stdout} {out.stderr}")
+        return out.stdout, out.stderr
+
+    try:
+        check(json.loads(run("escrow_getOrder", "7")[0])["orderId"] == "7", "positional call with the cookie")
+        check(json.loads(run("-named", "escrow_getOrder", "orderId=7", "includePending=false")[0])["status"] == "final",
+              "named call")
+        status = json.loads(run(command=[cli, f"-rpcport={api.port}", "-rpcuser=u", "-rpcpassword=p",
+                                         "bitacora_status"])[0])
+        check(status["ledger"]["size"] > 0, "rpcuser/rpcpassword")
+        run(command=[cli, f"-rpcport={api.port}", "-rpcuser=u", "-rpcpassword=nope", "bitacora_status"], expect=1)
+        listing = run("help")[0]
+        check("escrow_getOrder orderId ( includePending )" in listing and "verifyproof" in listing, "help lists methods")
+        check("Arguments:" in run("help", "ledger_getInclusionProof")[0], "help for one method")
+        _, err = run("escrow_getOrder", "4242424", expect=127)
+        check("error code: -32001" in err, f"errors go to stderr with their code: {err}")
+
+        key = status["ledger"]["checkpointKey"]
+        size = status["ledger"]["size"]
+        bundles = []
+        for index in (0, size // 2, size - 1):
+            path = os.path.join(tmp, f"proof-{index}.json")
+            with open(path, "w") as f:
+                f.write(run("ledger_getProofBundle", str(index))[0])
+            bundles.append(path)
+    finally:
+        daemon.stop()
+        platform.stop()
+    # Offline from here: no daemon, no node.
+    for path in bundles:
+        out, _ = run("verifyproof", path, f"-checkpointkey={key}", command=[cli, "verifyproof", path, f"-checkpointkey={key}"])
+        check(out.startswith("VALID"), f"a genuine bundle verifies: {out}")
+    run(command=[cli, "verifyproof", bundles[0], "-checkpointkey=" + _flip_hex(key)], expect=1)
+    with open(bundles[1]) as f:
+        bundle = json.load(f)
+    variants = _tampered(bundle)
+    check(len(variants) >= 14, "every field is tampered with")
+    for what, changed in variants:
+        path = os.path.join(tmp, "tampered.json")
+        with open(path, "w") as f:
+            json.dump(changed, f)
+        out = subprocess.run([cli, "verifyproof", path, f"-checkpointkey={key}"], capture_output=True, text=True, timeout=30)
+        check(out.returncode == 1 and out.stdout.startswith("INVALID"), f"tampered {what} was accepted: {out.stdout}")
+
+
 if __name__ == "__main__":
     main([
         test_read_methods_agree_with_the_contracts_and_proofs_verify,
         test_pending_records_say_so_until_final,
         test_every_error_code_auth_and_limit,
         test_bitcoin_cli_request_and_cast_rpc_are_real_clients,
+        test_bitacora_cli_calls_methods_and_verifies_proofs_offline,
     ])
