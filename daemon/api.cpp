@@ -56,10 +56,30 @@ void RegisterRpcArgs(ArgsManager& args)
     args.AddArg({.name = "rpctimeout", .type = ArgType::Int, .default_text = std::to_string(kRpcTimeoutSDefault),
                  .help = "Seconds to read a request and to keep an idle connection", .category = rpc, .min = 1,
                  .max = 3600});
+    args.AddArg({.name = "zmqpubevent", .type = ArgType::String,
+                 .help = "Publish ledger events on a ZMQ PUB socket at this address (e.g. tcp://127.0.0.1:28932): "
+                         "topics final.<kind> and rollback.<kind>, bitcoind's three-part framing with a per-topic "
+                         "sequence number. Off by default",
+                 .category = "ZeroMQ notification options"});
+    args.AddArg({.name = "zmqpubeventhwm", .type = ArgType::Int, .default_text = "100000",
+                 .help = "Messages queued per ZMQ subscriber before the newest are dropped",
+                 .category = "ZeroMQ notification options", .min = 1, .max = 10'000'000});
     args.AddArg({.name = "rpcmaxrequestms", .type = ArgType::Int, .default_text = std::to_string(kRpcMaxRequestMsDefault),
                  .help = "Calls of a batch that start later than this many milliseconds after the request are "
                          "answered with an error",
                  .category = rpc, .min = 1, .max = 600'000});
+}
+
+Result<std::unique_ptr<rpc::ZmqPublisher>> StartZmq(const ArgsManager& args, ledger::Ledger& ledger)
+{
+    const std::string endpoint = args.GetString("zmqpubevent", "");
+    if (endpoint.empty()) return std::unique_ptr<rpc::ZmqPublisher>{};
+    auto publisher = rpc::ZmqPublisher::Start({.endpoint = endpoint,
+                                               .high_water_mark = static_cast<int>(args.GetInt("zmqpubeventhwm", 100'000))});
+    if (!publisher) return Error{publisher.error()};
+    rpc::ZmqPublisher* raw = publisher->get();
+    ledger.SetListener([raw](const ledger::LedgerNotice& notice) { raw->Notify(notice); });
+    return std::move(publisher.value());
 }
 
 nlohmann::json FollowerStatusJson(const evm::FollowerStatus& s)

@@ -6,6 +6,7 @@
 #include "indexer/evm/follower.h"
 #include "ledger/ledger.h"
 #include "rpc/server.h"
+#include "rpc/zmq_publisher.h"
 
 #include <filesystem>
 #include <memory>
@@ -18,6 +19,9 @@ void RegisterRpcArgs(ArgsManager& args);
 Result<std::unique_ptr<rpc::RpcServer>> StartApi(const ArgsManager& args, uint16_t default_port,
                                                  const std::filesystem::path& netdir, ledger::Ledger& ledger,
                                                  const evm::EvmFollower* follower);
+
+// nullptr without -zmqpubevent; the publisher listens to the ledger from now on.
+Result<std::unique_ptr<rpc::ZmqPublisher>> StartZmq(const ArgsManager& args, ledger::Ledger& ledger);
 
 nlohmann::json FollowerStatusJson(const evm::FollowerStatus& status);
 std::string FollowerMetrics(const evm::FollowerStatus& status);

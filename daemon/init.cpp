@@ -107,6 +107,7 @@ struct Node {
     std::unique_ptr<ledger::Ledger> ledger;
     std::unique_ptr<evm::EvmFollower> evm_follower;
     std::unique_ptr<rpc::RpcServer> api;
+    std::unique_ptr<rpc::ZmqPublisher> zmq;
 
     void Shutdown()
     {
@@ -120,6 +121,12 @@ struct Node {
             LogInfo("Shutdown: stopping the EVM follower");
             evm_follower->Stop();
             evm_follower.reset();
+        }
+        if (zmq) {
+            LogInfo("Shutdown: stopping the ZMQ publisher");
+            if (ledger) ledger->SetListener(nullptr);
+            zmq->Stop();
+            zmq.reset();
         }
         if (ledger) {
             LogInfo("Shutdown: closing database");
@@ -336,6 +343,14 @@ int DaemonMain(int argc, char* argv[])
         LogInfo("Projection state hash before rebuild {}, after {}{}", HexEncode(*before), HexEncode(*after),
                 *before == *after ? "" : " (DIFFERENT: the stored projections did not match the log)");
     }
+
+    auto zmq = StartZmq(args, *node.ledger);
+    if (!zmq) {
+        LogError("{}", zmq.error());
+        node.Shutdown();
+        return InitError(zmq.error());
+    }
+    node.zmq = std::move(zmq.value());
 
     uint64_t default_chain_id = 0;
     for (const auto& chain : Chains()) {

@@ -369,6 +369,9 @@ Result<AppendResult> Ledger::AppendLocked(const std::vector<Event>& events, cons
         nodes.push_back(node.hash);
     }
     LogDebug(log::Category::Ledger, "Appended {} events at {}; size {}", events.size(), first_index, m.frontier.size());
+    if (m_listener && !events.empty()) {
+        m_listener(LedgerNotice{.type = LedgerNotice::Type::Appended, .first_index = first_index, .events = events});
+    }
     if (!m.pending.empty()) RebuildOverlayLocked();
     return AppendResult{first_index, m.frontier.size(), m.frontier.Root()};
 }
@@ -731,9 +734,21 @@ void Ledger::RollbackPending(const std::string& source, uint64_t block_number)
     auto it = m_impl->pending.find(source);
     if (it == m_impl->pending.end()) return;
     auto& blocks = it->second;
-    while (!blocks.empty() && blocks.back().number > block_number) blocks.pop_back();
+    LedgerNotice notice{.type = LedgerNotice::Type::RolledBack, .source = source};
+    while (!blocks.empty() && blocks.back().number > block_number) {
+        auto& dropped = blocks.back().events;
+        notice.events.insert(notice.events.begin(), dropped.begin(), dropped.end());
+        blocks.pop_back();
+    }
     if (blocks.empty()) m_impl->pending.erase(it);
     RebuildOverlayLocked();
+    if (m_listener && !notice.events.empty()) m_listener(notice);
+}
+
+void Ledger::SetListener(LedgerListener listener)
+{
+    LOCK(m_mutex);
+    m_listener = std::move(listener);
 }
 
 void Ledger::DropFinalizedPending(const std::string& source, uint64_t block_number)

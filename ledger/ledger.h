@@ -24,6 +24,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -71,6 +72,17 @@ struct PendingBlock {
     Hash256 hash{};
     std::vector<Event> events;
 };
+
+// What changed, for listeners (the ZMQ publisher): events appended to the final log, or
+// pending events a reorg took back.
+struct LedgerNotice {
+    enum class Type { Appended, RolledBack };
+    Type type{Type::Appended};
+    uint64_t first_index{0};  // Appended: the index of events[0]
+    std::string source;       // RolledBack: whose pending blocks
+    std::vector<Event> events;
+};
+using LedgerListener = std::function<void(const LedgerNotice&)>;
 
 class Ledger {
 public:
@@ -127,6 +139,10 @@ public:
     void DropFinalizedPending(const std::string& source, uint64_t block_number) LOCKS_EXCLUDED(m_mutex);
     std::vector<PendingBlock> GetPending(const std::string& source) const LOCKS_EXCLUDED(m_mutex);
 
+    // Called under the ledger's lock after every append and rollback, in log order; it
+    // must only hand the notice on (a bounded queue), never call back into the ledger.
+    void SetListener(LedgerListener listener) LOCKS_EXCLUDED(m_mutex);
+
 private:
     struct Impl;
     explicit Ledger(std::unique_ptr<Impl> impl);
@@ -137,6 +153,7 @@ private:
     std::unique_ptr<Impl> m_impl;
     uint32_t m_schema_version{0};
     mutable Mutex m_mutex;
+    LedgerListener m_listener GUARDED_BY(m_mutex);
 };
 
 } // namespace bitacora::ledger

@@ -373,6 +373,59 @@ def test_bitacora_cli_calls_methods_and_verifies_proofs_offline(options, tmp):
         check(out.returncode == 1 and out.stdout.startswith("INVALID"), f"tampered {what} was accepted: {out.stdout}")
 
 
+def test_zmq_subscribers_see_every_final_event_once_in_order(options, tmp):
+    import zmq
+    from harness import free_port
+    platform = Platform(options, tmp, seed=23)
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    context = zmq.Context()
+    sub = context.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.setsockopt(zmq.RCVHWM, 0)
+    datadir = os.path.join(tmp, "node")
+    daemon = start_follower(options, platform, datadir, extra=["-rpcport=0", f"-zmqpubevent={endpoint}"])
+    try:
+        sub.connect(endpoint)
+        wait_for(lambda: "EVM synced" in read_log(datadir), 60, "the follower")  # nothing final yet
+        platform.waves(3)
+        reorged, head_hash = platform.head()
+        wait_for(lambda: f"pending tip {reorged} {head_hash}" in read_log(datadir), 60, "the follower at the head")
+        platform.rpc.call("anvil_reorg", 3, [])  # takes back pending events: rollback.* messages
+        platform.resync_workload()
+        platform.waves(1)
+        platform.mine(70)
+        synced = wait_synced_at(datadir, platform, daemon=daemon)
+        size = int(synced["size"])
+        messages = []
+        sequences = {}
+        poller = zmq.Poller()
+        poller.register(sub, zmq.POLLIN)
+        finals = 0
+        while finals < size and poller.poll(10_000):
+            topic, body, seq = sub.recv_multipart()
+            check(len(seq) == 4, "the sequence number is 4 bytes")
+            number = int.from_bytes(seq, "little")
+            expected = sequences.get(topic, 0)
+            check(number == expected, f"topic {topic!r}: sequence {number}, expected {expected}")
+            sequences[topic] = number + 1
+            message = json.loads(body)
+            messages.append((topic.decode(), message))
+            finals += topic.startswith(b"final.")
+        final = [m for t, m in messages if t.startswith("final.")]
+        check([m["index"] for m in final] == list(range(size)), "every final event once, in log order")
+        check(all(t == "final." + m["event"]["kind"] for t, m in messages if t.startswith("final.")), "topic per kind")
+        rolled_back = [m for t, m in messages if t.startswith("rollback.")]
+        check(rolled_back and all(m["status"] == "rolledBack" for m in rolled_back),
+              f"a reorg of 3 blocks at {reorged} published its pending events as rolled back")
+        api = Api(datadir)
+        check(final[5]["leaf"] == api.call("ledger_getEvent", 5)["leaf"], "a message carries the event's leaf")
+    finally:
+        daemon.stop()
+        sub.close(linger=0)
+        context.term()
+        platform.stop()
+
+
 if __name__ == "__main__":
     main([
         test_read_methods_agree_with_the_contracts_and_proofs_verify,
@@ -380,4 +433,5 @@ if __name__ == "__main__":
         test_every_error_code_auth_and_limit,
         test_bitcoin_cli_request_and_cast_rpc_are_real_clients,
         test_bitacora_cli_calls_methods_and_verifies_proofs_offline,
+        test_zmq_subscribers_see_every_final_event_once_in_order,
     ])
