@@ -56,6 +56,15 @@ void RegisterRpcArgs(ArgsManager& args)
     args.AddArg({.name = "rpctimeout", .type = ArgType::Int, .default_text = std::to_string(kRpcTimeoutSDefault),
                  .help = "Seconds to read a request and to keep an idle connection", .category = rpc, .min = 1,
                  .max = 3600});
+    args.AddArg({.name = "backendkey", .type = ArgType::List,
+                 .help = "x-only public key (64 hex digits) of the platform's backend allowed to sign off-chain events "
+                         "(ledger_submitEvent); repeat for several. None: submission is off",
+                 .category = rpc,
+                 .validate = [](std::string_view value) -> std::optional<std::string> {
+                     std::array<uint8_t, 32> key{};
+                     if (value.size() == 64 && HexDecodeExact(value, key)) return std::nullopt;
+                     return "expected 64 hex digits";
+                 }});
     args.AddArg({.name = "zmqpubevent", .type = ArgType::String,
                  .help = "Publish ledger events on a ZMQ PUB socket at this address (e.g. tcp://127.0.0.1:28932): "
                          "topics final.<kind> and rollback.<kind>, bitcoind's three-part framing with a per-topic "
@@ -169,6 +178,11 @@ Result<std::unique_ptr<rpc::RpcServer>> StartApi(const ArgsManager& args, uint16
         options.cookie_path = cookie.is_absolute() ? cookie : netdir / cookie;
     }
     rpc::MethodContext methods{.ledger = &ledger};
+    for (const auto& text : args.GetList("backendkey")) {
+        std::array<uint8_t, 32> key{};
+        HexDecodeExact(text, key); // validated when parsed
+        methods.backend_keys.push_back(key);
+    }
     if (follower != nullptr) {
         methods.sources = [follower] { return nlohmann::json{{"evm", FollowerStatusJson(follower->status())}}; };
     }

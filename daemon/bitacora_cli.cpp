@@ -196,7 +196,7 @@ int Help(const Options& o)
         return 0;
     }
     if (!wanted.empty()) return Fail(fmt::format("help: unknown command: {}", wanted));
-    std::printf("\nOffline:\nverifyproof FILE ( -checkpointkey=HEX )\n");
+    std::printf("\nOffline:\nverifyproof FILE ( -checkpointkey=HEX )\n-signkey=FILE signoffchain KIND IDEMPOTENCYKEY PAYLOADJSON\n");
     return 0;
 }
 
@@ -269,6 +269,29 @@ int VerifyProof(const Options& o)
     return 0;
 }
 
+// What the backend does before ledger_submitEvent, for tests and for trying the API:
+// canonical payload, signing hash, BIP-340 signature with a key file (created if absent).
+int SignOffchain(const Options& o)
+{
+    if (o.positional.size() != 4 || !o.flags.count("signkey")) {
+        return Fail("usage: bitacora-cli -signkey=FILE signoffchain KIND IDEMPOTENCYKEY PAYLOADJSON", kExitUsage);
+    }
+    const json payload = json::parse(o.positional[3], nullptr, false);
+    if (!payload.is_object()) return Fail("PAYLOADJSON must be a JSON object", kExitUsage);
+    auto signer = ledger::CheckpointSigner::LoadOrCreate(Flag(o, "signkey"));
+    if (!signer) return Fail(signer.error());
+    ledger::OffchainEvent event;
+    event.kind = o.positional[1];
+    event.idempotency_key = o.positional[2];
+    const std::string canonical = payload.dump(); // keys sorted, no whitespace
+    event.payload.assign(canonical.begin(), canonical.end());
+    event.submitter = (*signer)->public_key();
+    const auto signature = (*signer)->SignHash(ledger::OffchainSigningHash(event));
+    Print(json{{"kind", event.kind}, {"idempotencyKey", event.idempotency_key}, {"payload", payload},
+               {"submitter", HexEncode(event.submitter)}, {"signature", HexEncode(signature)}});
+    return 0;
+}
+
 } // namespace
 
 int main(int argc, char* argv[])
@@ -288,6 +311,7 @@ int main(int argc, char* argv[])
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const std::string& method = o.positional[0];
     if (method == "verifyproof") return VerifyProof(o);
+    if (method == "signoffchain") return SignOffchain(o);
     if (method == "help") return Help(o);
     json params = json::array();
     if (o.flags.count("named")) {

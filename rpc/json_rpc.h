@@ -32,6 +32,8 @@ enum ErrorCode : int {
     kAuthRequired = -32002,      // a write method without credentials
     kLimitExceeded = -32003,     // batch length, params size, request time
     kNotAvailable = -32004,      // the feature is off (no checkpoint key, no follower)
+    kConflict = -32005,          // an idempotency key reused for a different event
+    kForbidden = -32006,         // a submitter key the operator did not configure
 };
 
 struct RpcException {

@@ -2,9 +2,11 @@
 
 #include "common/hex.h"
 #include "rpc/ledger_json.h"
+#include "rpc/offchain.h"
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 
 namespace bitacora::rpc {
@@ -195,6 +197,49 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
                        {"proof", {{"index", proof->index}, {"treeSize", proof->tree_size}, {"leaf", HexEncode(proof->leaf)},
                                   {"path", path}, {"root", HexEncode(proof->root)}}},
                        {"checkpoint", CheckpointJson(*checkpoint)}};
+           }});
+
+    d.Add({.name = "ledger_submitEvent",
+           .access = Access::Write,
+           .params = {{"kind", ParamType::String, true, "offer.posted, offer.matched, offer.cancelled or dispute.note"},
+                      {"idempotencyKey", ParamType::String, true, "1 to 128 bytes; a retry with the same key and event "
+                                                                  "returns the first index"},
+                      {"payload", ParamType::Object, true, "the kind's fields, string values only"},
+                      {"submitter", ParamType::String, true, "the backend's x-only public key (hex), one of -backendkey"},
+                      {"signature", ParamType::String, true, "BIP-340 signature (hex) of the off-chain signing hash"}},
+           .summary = "Appends an off-chain event of the platform's backend to the final log, once per idempotency key; "
+                      "the ledger is fsynced before the answer.",
+           .result = "{index, idempotencyKey, status: \"final\"}; -32602 schema or signature, -32005 key reused for "
+                     "another event, -32006 submitter not configured",
+           .handler = [&ledger, keys = context.backend_keys](const Params& p) -> json {
+               if (keys.empty()) throw RpcException{kNotAvailable, "off-chain submission is off: no -backendkey configured"};
+               ledger::OffchainEvent event;
+               event.kind = p.String(0);
+               event.idempotency_key = p.String(1);
+               auto payload = CanonicalOffchainPayload(event.kind, p[2]);
+               if (!payload) throw RpcException{kInvalidParams, payload.error()};
+               event.payload.assign(payload->begin(), payload->end());
+               if (!HexDecodeExact(p.String(3), event.submitter)) {
+                   throw RpcException{kInvalidParams, "submitter must be a 32-byte hex x-only key"};
+               }
+               if (std::find(keys.begin(), keys.end(), event.submitter) == keys.end()) {
+                   throw RpcException{kForbidden, "submitter is not a configured backend key (-backendkey)"};
+               }
+               if (!HexDecodeExact(p.String(4), event.signature)) {
+                   throw RpcException{kInvalidParams, "signature must be 64 bytes of hex"};
+               }
+               if (event.idempotency_key.empty() || event.idempotency_key.size() > 128) {
+                   throw RpcException{kInvalidParams, "idempotencyKey must be 1 to 128 bytes"};
+               }
+               if (!ledger::VerifySchnorr(event.submitter, ledger::OffchainSigningHash(event), event.signature)) {
+                   throw RpcException{kInvalidParams, "signature does not verify for the submitter key"};
+               }
+               auto index = ledger.AppendOffchain(event);
+               if (!index) {
+                   if (index.error().find("already used") != std::string::npos) throw RpcException{kConflict, index.error()};
+                   throw RpcException{kInternalError, index.error()};
+               }
+               return {{"index", *index}, {"idempotencyKey", event.idempotency_key}, {"status", "final"}};
            }});
 
     d.Add({.name = "rpc_methods",

@@ -6,7 +6,9 @@
 #include "ledger/ledger.h"
 #include "rpc/json_rpc.h"
 
+#include <array>
 #include <functional>
+#include <vector>
 
 namespace bitacora::rpc {
 
@@ -14,6 +16,8 @@ struct MethodContext {
     ledger::Ledger* ledger{nullptr};
     // The followers' state for bitacora_status (sync heights, reorgs, drift); may be empty.
     std::function<nlohmann::json()> sources;
+    // x-only keys allowed to sign off-chain events (-backendkey); none: submission is off.
+    std::vector<std::array<uint8_t, 32>> backend_keys;
 };
 
 void RegisterMethods(Dispatcher& dispatcher, MethodContext context);

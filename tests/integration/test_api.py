@@ -426,6 +426,59 @@ def test_zmq_subscribers_see_every_final_event_once_in_order(options, tmp):
         platform.stop()
 
 
+def test_submitted_offchain_events_are_checked_signed_and_idempotent(options, tmp):
+    cli = os.path.join(os.path.dirname(options.bitacorad), "bitacora-cli")
+    key_file = os.path.join(tmp, "backend.key")
+
+    def sign(kind, key, payload, keyfile=key_file):
+        out = subprocess.run([cli, f"-signkey={keyfile}", "signoffchain", kind, key, json.dumps(payload)],
+                             capture_output=True, text=True, timeout=30)
+        check(out.returncode == 0, f"signoffchain: {out.stderr}")
+        return json.loads(out.stdout)
+
+    offer = {"offerId": "o-1", "seller": "0x" + "ab" * 20, "amount": "250000000", "fiatCurrency": "EUR", "price": "92"}
+    first = sign("offer.posted", "k-1", offer)
+    platform, daemon, datadir, api = _started(options, tmp, extra=[f"-backendkey={first['submitter']}"], waves=1)
+    try:
+        def submit(params, credentials="cookie"):
+            status, answer = api.post({"jsonrpc": "2.0", "id": 1, "method": "ledger_submitEvent", "params": params},
+                                      credentials)
+            check(status == 200, f"HTTP {status}")
+            return answer
+
+        size = api.call("bitacora_status")["ledger"]["size"]
+        answer = submit(first)
+        check(answer.get("result", {}).get("index") == size, f"appended at the end of the log: {answer}")
+        again = submit(first)
+        check(again["result"]["index"] == size, "a retry returns the first index")
+        check(api.call("bitacora_status")["ledger"]["size"] == size + 1, "a retry appends nothing")
+        event = api.call("ledger_getEvent", size)["event"]
+        check(event["kind"] == "offchain" and event["fields"]["offchainKind"] == "offer.posted", "stored event")
+        check(json.loads(event["fields"]["payload"]) == offer, "stored payload")
+
+        other = sign("offer.posted", "k-1", dict(offer, price="93"))
+        check(submit(other)["error"]["code"] == -32005, "an idempotency key reused for another event")
+        forged = dict(first, idempotencyKey="k-2")  # the signature covers the key
+        check(submit(forged)["error"]["code"] == -32602, "a signature over another event")
+        stranger = sign("offer.posted", "k-3", offer, keyfile=os.path.join(tmp, "stranger.key"))
+        check(submit(stranger)["error"]["code"] == -32006, "a submitter that is not configured")
+        for kind, payload in (("offer.posted", dict(offer, amount="12.5")),
+                              ("offer.posted", {k: v for k, v in offer.items() if k != "seller"}),
+                              ("offer.posted", dict(offer, extra="x")),
+                              ("offer.posted", dict(offer, fiatCurrency="euro")),
+                              ("dispute.note", {"orderId": "7", "author": "0x" + "ab" * 20, "noteHash": "0x12"}),
+                              ("offer.exploded", {"offerId": "o-1"})):
+            bad = sign(kind, "k-bad", payload)
+            check(submit(bad)["error"]["code"] == -32602, f"schema: {kind} {payload}")
+        note = sign("dispute.note", "k-4", {"orderId": "7", "author": "0x" + "cd" * 20, "noteHash": "0x" + "11" * 32})
+        check("result" in submit(note), "a dispute note")
+        status, _ = api.post({"jsonrpc": "2.0", "id": 1, "method": "ledger_submitEvent", "params": first}, credentials=None)
+        check(status == 401, "writes need credentials")
+    finally:
+        daemon.stop()
+        platform.stop()
+
+
 if __name__ == "__main__":
     main([
         test_read_methods_agree_with_the_contracts_and_proofs_verify,
@@ -434,4 +487,5 @@ if __name__ == "__main__":
         test_bitcoin_cli_request_and_cast_rpc_are_real_clients,
         test_bitacora_cli_calls_methods_and_verifies_proofs_offline,
         test_zmq_subscribers_see_every_final_event_once_in_order,
+        test_submitted_offchain_events_are_checked_signed_and_idempotent,
     ])
