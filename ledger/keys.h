@@ -37,6 +37,7 @@ inline constexpr const char* kProjectionsFamily = "proj";
 inline constexpr std::string_view kSchemaVersion = "schema_version";
 inline constexpr std::string_view kTreeSize = "tree_size";
 inline constexpr std::string_view kCursorPrefix = "cursor/";
+inline constexpr std::string_view kProjectionVersion = "projection_version";
 
 inline std::string U64(uint64_t v)
 {
@@ -72,5 +73,13 @@ inline std::string Position(const Address& a) { return "v" + std::string(a.begin
 inline std::string Totals() { return "t"; }
 inline std::string Idempotency(std::string_view key) { return "i" + std::string(key); }
 inline std::string Anchor(uint64_t anchored_size) { return "a" + U64(anchored_size); }
+// Secondary indexes (empty values): orders by seller and by buyer, in order-id order.
+inline constexpr std::string_view kOrdersBySellerPrefix = "S";
+inline constexpr std::string_view kOrdersByBuyerPrefix = "B";
+inline std::string OrderByParty(std::string_view prefix, const Address& party, const UInt256& id)
+{
+    const auto be = id.ToBigEndian();
+    return std::string(prefix) + std::string(party.begin(), party.end()) + std::string(be.begin(), be.end());
+}
 
 } // namespace bitacora::ledger::keys

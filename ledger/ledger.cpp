@@ -304,6 +304,21 @@ Result<std::unique_ptr<Ledger>> Ledger::Open(const std::filesystem::path& dir, c
         LogWarning("A projection rebuild was interrupted; rebuilding again");
         if (auto rebuilt = ledger->RebuildProjections(); !rebuilt) return Error{rebuilt.error()};
     }
+    // Projections of an older layout (fewer indexes) are recomputed from the log.
+    const auto projection_version = m.Get(m.meta, std::string(keys::kProjectionVersion));
+    const uint32_t stored_projection = projection_version ? static_cast<uint32_t>(std::stoul(*projection_version)) : 0;
+    if (stored_projection < kProjectionVersion) {
+        if (m.frontier.size() > 0) {
+            LogInfo("Projections are version {}, this release writes version {}: rebuilding them from the log",
+                    stored_projection, kProjectionVersion);
+            if (auto status = ledger->RebuildProjections(); !status) return Error{status.error()};
+        }
+        rocksdb::WriteOptions write_options;
+        write_options.sync = true;
+        const auto written =
+            m.db->Put(write_options, m.meta, std::string(keys::kProjectionVersion), std::to_string(kProjectionVersion));
+        if (!written.ok()) return Error{fmt::format("cannot record the projection version: {}", written.ToString())};
+    }
     return ledger;
 }
 
@@ -551,6 +566,40 @@ Result<Hash256> Ledger::StateHash() const
     m_impl->db->ReleaseSnapshot(snapshot);
     if (!status.ok()) return Error{fmt::format("reading projections failed: {}", status.ToString())};
     return hasher.Finalize();
+}
+
+std::vector<UInt256> Ledger::OrdersByParty(bool by_seller, const Address& party, const std::optional<UInt256>& after,
+                                           size_t limit) const
+{
+    const std::string_view prefix_tag = by_seller ? keys::kOrdersBySellerPrefix : keys::kOrdersByBuyerPrefix;
+    const std::string prefix = std::string(prefix_tag) + std::string(party.begin(), party.end());
+    const std::string start = after ? keys::OrderByParty(prefix_tag, party, *after) : prefix;
+    std::vector<UInt256> out;
+    std::unique_ptr<rocksdb::Iterator> it(m_impl->db->NewIterator(rocksdb::ReadOptions(), m_impl->proj));
+    for (it->Seek(start); it->Valid() && out.size() < limit; it->Next()) {
+        const auto key = it->key();
+        if (!key.starts_with(prefix)) break;
+        if (after && key.ToStringView() == start) continue;
+        if (key.size() != prefix.size() + 32) continue;
+        out.push_back(UInt256::FromBigEndian(
+            std::span<const uint8_t, 32>(reinterpret_cast<const uint8_t*>(key.data()) + prefix.size(), 32)));
+    }
+    return out;
+}
+
+std::vector<OrderRecord> Ledger::OrdersAfter(const std::optional<UInt256>& after, size_t limit) const
+{
+    const std::string start = after ? keys::Order(*after) : std::string("o");
+    std::vector<OrderRecord> out;
+    std::unique_ptr<rocksdb::Iterator> it(m_impl->db->NewIterator(rocksdb::ReadOptions(), m_impl->proj));
+    for (it->Seek(start); it->Valid() && out.size() < limit; it->Next()) {
+        const auto key = it->key();
+        if (key.size() != 33 || key[0] != 'o') break;
+        if (after && key.ToStringView() == start) continue;
+        auto order = OrderRecord::Decode(AsSpan(it->value().ToString()));
+        if (order) out.push_back(std::move(*order));
+    }
+    return out;
 }
 
 Status Ledger::RebuildProjections()

@@ -87,6 +87,9 @@ using LedgerListener = std::function<void(const LedgerNotice&)>;
 class Ledger {
 public:
     static constexpr uint32_t kSchemaVersion = 1;
+    // Bumped when the projections gain or change keys; an older database rebuilds its
+    // projections from the log when opened.
+    static constexpr uint32_t kProjectionVersion = 2;
     static constexpr size_t kAppendEventsMax = 100'000;
 
     static Result<std::unique_ptr<Ledger>> Open(const std::filesystem::path& dir, const LedgerOptions& options);
@@ -121,6 +124,12 @@ public:
     std::optional<VaultPosition> GetPosition(const Address& owner, bool include_pending) LOCKS_EXCLUDED(m_mutex);
     std::optional<uint8_t> GetReputation(const Address& seller, bool include_pending) LOCKS_EXCLUDED(m_mutex);
     Totals GetTotals(bool include_pending) LOCKS_EXCLUDED(m_mutex);
+    // Orders (final view) by seller or buyer, in order-id order, after `after` (exclusive),
+    // at most `limit`: the ids. Stable under appends: new orders have higher ids.
+    std::vector<UInt256> OrdersByParty(bool by_seller, const Address& party, const std::optional<UInt256>& after,
+                                       size_t limit) const;
+    // All orders (final view) after `after`, at most `limit`.
+    std::vector<OrderRecord> OrdersAfter(const std::optional<UInt256>& after, size_t limit) const;
     // SHA-256 over every projection entry in key order: equal states, equal hashes.
     Result<Hash256> StateHash() const;
     // Recomputes every projection from the log (bitacorad -rebuild).

@@ -206,6 +206,8 @@ private:
         order.buyer = e.buyer;
         order.amount = e.amount;
         order.expiry = e.expiry;
+        m_state.Put(keys::OrderByParty(keys::kOrdersBySellerPrefix, e.seller, e.order_id), std::string());
+        m_state.Put(keys::OrderByParty(keys::kOrdersByBuyerPrefix, e.buyer, e.order_id), std::string());
         UpdateTotals([&](Totals& t) {
             t.escrow_locked = Add(t.escrow_locked, e.amount);
             ++t.orders;

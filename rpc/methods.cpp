@@ -43,6 +43,9 @@ json WithStatus(const std::optional<T>& final_view, const std::optional<T>& pend
     return out;
 }
 
+constexpr uint64_t kPageMax = 1'000;
+constexpr size_t kScanMax = 10'000; // records looked at per call; a cursor continues
+
 const ParamSpec kIncludePending{"includePending", ParamType::Bool, false,
                                 "true (default): include unfinalized blocks and say \"pending\" where they change the record"};
 
@@ -102,6 +105,159 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
                if (out.is_null()) throw RpcException{kNotFound, fmt::format("no position of {}", HexEncode0x(owner))};
                out["owner"] = HexEncode0x(owner);
                return out;
+           }});
+
+    d.Add({.name = "escrow_getOrders",
+           .params = {{"filter", ParamType::Object, false,
+                       "{seller?, buyer?, state? (awaiting_payment, awaiting_delivery, disputed, complete, refunded), "
+                       "expiryFrom?, expiryTo? (unix seconds, inclusive)}"},
+                      {"cursor", ParamType::String, false, "nextCursor of the previous page; absent for the first"},
+                      {"limit", ParamType::Unsigned, false, "orders per page, 1 to 1000 (default 100)"}},
+           .summary = "Orders of the final log matching a filter, in order-id order, a page at a time. Pages are "
+                      "stable while the log grows: new orders have higher ids and come on later pages.",
+           .result = "{orders: [order], nextCursor: string or null (null: no more)}",
+           .handler = [&ledger](const Params& p) -> json {
+               const json filter = p.Has(0) ? p[0] : json::object();
+               std::optional<ledger::Address> seller, buyer;
+               std::optional<std::string> state;
+               std::optional<uint64_t> expiry_from, expiry_to;
+               for (const auto& [key, value] : filter.items()) {
+                   if (key == "seller" || key == "buyer") {
+                       ledger::Address address{};
+                       if (!value.is_string() || value.get<std::string>().size() != 42 ||
+                           !HexDecodeExact(value.get<std::string>(), address)) {
+                           throw RpcException{kInvalidParams, fmt::format("filter.{} must be an address", key)};
+                       }
+                       (key == "seller" ? seller : buyer) = address;
+                   } else if (key == "state") {
+                       bool known = false;
+                       for (int code = 1; code <= 5; ++code) {
+                           known = known || value == ledger::OrderStateName(static_cast<ledger::OrderState>(code));
+                       }
+                       if (!known) throw RpcException{kInvalidParams, "filter.state is not an order state"};
+                       state = value.get<std::string>();
+                   } else if (key == "expiryFrom" || key == "expiryTo") {
+                       if (!value.is_number_unsigned()) throw RpcException{kInvalidParams, fmt::format("filter.{} must be unix seconds", key)};
+                       (key == "expiryFrom" ? expiry_from : expiry_to) = value.get<uint64_t>();
+                   } else {
+                       throw RpcException{kInvalidParams, fmt::format("unknown filter '{}'", key)};
+                   }
+               }
+               std::optional<UInt256> after;
+               if (p.Has(1)) {
+                   after = UInt256::FromDecimal(p.String(1));
+                   if (!after) throw RpcException{kInvalidParams, "cursor is not one this method returned"};
+               }
+               const uint64_t limit = p.Has(2) ? p.Unsigned(2) : 100;
+               if (limit == 0 || limit > kPageMax) throw RpcException{kInvalidParams, "limit must be 1 to 1000"};
+               auto matches = [&](const ledger::OrderRecord& o) {
+                   return (!seller || o.seller == *seller) && (!buyer || o.buyer == *buyer) &&
+                          (!state || ledger::OrderStateName(o.state) == *state) &&
+                          (!expiry_from || o.expiry >= *expiry_from) && (!expiry_to || o.expiry <= *expiry_to);
+               };
+               // At most kScanMax orders are looked at per call; the cursor says where to go on.
+               json orders = json::array();
+               std::optional<UInt256> last;
+               size_t scanned = 0;
+               bool exhausted = false;
+               while (orders.size() < limit && scanned < kScanMax && !exhausted) {
+                   const size_t batch = std::min<size_t>(kScanMax - scanned, 256);
+                   std::vector<ledger::OrderRecord> candidates;
+                   if (seller || buyer) {
+                       for (const auto& id : ledger.OrdersByParty(seller.has_value(), seller ? *seller : *buyer,
+                                                                 last ? last : after, batch)) {
+                           if (auto order = ledger.GetOrder(id, false)) candidates.push_back(std::move(*order));
+                       }
+                   } else {
+                       candidates = ledger.OrdersAfter(last ? last : after, batch);
+                   }
+                   exhausted = candidates.size() < batch;
+                   for (const auto& order : candidates) {
+                       ++scanned;
+                       last = order.order_id;
+                       if (!matches(order)) continue;
+                       json item = OrderJson(order);
+                       item["status"] = "final";
+                       orders.push_back(std::move(item));
+                       if (orders.size() == limit) break;
+                   }
+               }
+               const bool more = !exhausted || (last && orders.size() == limit);
+               return {{"orders", orders}, {"nextCursor", more && last ? json(last->ToDecimal()) : json(nullptr)}};
+           }});
+
+    d.Add({.name = "escrow_getOrderEvents",
+           .params = {{"orderId", ParamType::String, true, "decimal order id"}},
+           .summary = "The events of one order in the final log, in log order (the order's history).",
+           .result = "{orderId, events: [{index, event, leaf}]}",
+           .handler = [&ledger](const Params& p) -> json {
+               const UInt256 id = OrderId(p, 0);
+               const auto order = ledger.GetOrder(id, false);
+               if (!order) throw RpcException{kNotFound, fmt::format("no final order {}", id.ToDecimal())};
+               json events = json::array();
+               for (const auto& entry : order->history) {
+                   const auto leaf = ledger.GetLeaf(entry.index);
+                   if (!leaf) continue;
+                   const auto event = ledger::DecodeEvent(*leaf);
+                   if (!event) continue;
+                   events.push_back({{"index", entry.index}, {"event", EventJson(*event)}, {"leaf", HexEncode(*leaf)}});
+               }
+               return {{"orderId", id.ToDecimal()}, {"events", events}, {"historyDropped", order->history_dropped}};
+           }});
+
+    d.Add({.name = "ledger_getEvents",
+           .params = {{"fromIndex", ParamType::Unsigned, true, "first ledger index"},
+                      {"limit", ParamType::Unsigned, false, "events, 1 to 1000 (default 100)"},
+                      {"fromBlock", ParamType::Unsigned, false, "only EVM events of blocks from this one"},
+                      {"toBlock", ParamType::Unsigned, false, "only EVM events of blocks up to this one"}},
+           .summary = "Events of the final log from an index on, optionally only those of an EVM block range (the "
+                      "first matching index is found by binary search: the log is in block order).",
+           .result = "{events: [{index, event, leaf}], nextIndex: number or null}",
+           .handler = [&ledger](const Params& p) -> json {
+               uint64_t index = p.Unsigned(0);
+               const uint64_t limit = p.Has(1) ? p.Unsigned(1) : 100;
+               if (limit == 0 || limit > kPageMax) throw RpcException{kInvalidParams, "limit must be 1 to 1000"};
+               const bool by_block = p.Has(2) || p.Has(3);
+               const uint64_t from_block = p.Has(2) ? p.Unsigned(2) : 0;
+               const uint64_t to_block = p.Has(3) ? p.Unsigned(3) : UINT64_MAX;
+               const uint64_t size = ledger.size();
+               auto block_of = [&](uint64_t i) -> std::optional<uint64_t> {
+                   // The block of event i, or of the next EVM event after it (off-chain ones have none).
+                   for (uint64_t j = i; j < size && j < i + kScanMax; ++j) {
+                       const auto leaf = ledger.GetLeaf(j);
+                       if (!leaf) return std::nullopt;
+                       const auto event = ledger::DecodeEvent(*leaf);
+                       if (event && event->origin) return event->origin->block_number;
+                   }
+                   return std::nullopt;
+               };
+               if (from_block > 0) {
+                   uint64_t low = index, high = size;
+                   while (low < high) {
+                       const uint64_t mid = low + (high - low) / 2;
+                       const auto block = block_of(mid);
+                       if (block && *block < from_block) low = mid + 1;
+                       else high = mid;
+                   }
+                   index = low;
+               }
+               json events = json::array();
+               size_t scanned = 0;
+               for (; index < size && events.size() < limit && scanned < kScanMax; ++index, ++scanned) {
+                   const auto leaf = ledger.GetLeaf(index);
+                   if (!leaf) break;
+                   const auto event = ledger::DecodeEvent(*leaf);
+                   if (!event) throw RpcException{kInternalError, "stored leaf does not decode"};
+                   if (by_block) {
+                       if (!event->origin) continue;
+                       if (event->origin->block_number > to_block) {
+                           index = size; // past the range: done
+                           break;
+                       }
+                   }
+                   events.push_back({{"index", index}, {"event", EventJson(*event)}, {"leaf", HexEncode(*leaf)}});
+               }
+               return {{"events", events}, {"nextIndex", index < size ? json(index) : json(nullptr)}};
            }});
 
     d.Add({.name = "ledger_getTotals",

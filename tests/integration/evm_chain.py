@@ -76,7 +76,7 @@ class Platform:
     def follower_args(self, url=None, extra=()):
         return ["-chain=regtest", "-printtoconsole=0", f"-evmrpc={url or self.anvil.url}",
                 f"-escrow={self.escrow}", f"-vault={self.vault}",
-                f"-evmstartblock={self.deployment['deploymentBlock']}", "-evmpollinterval=100", *extra]
+                f"-evmstartblock={self.deployment['deploymentBlock']}", "-evmpollinterval=100", "-rpcport=0", *extra]
 
 
 def start_follower(options, platform, datadir, url=None, extra=()):

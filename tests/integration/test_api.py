@@ -479,6 +479,63 @@ def test_submitted_offchain_events_are_checked_signed_and_idempotent(options, tm
         platform.stop()
 
 
+def test_order_lists_filter_and_paginate_stably_while_the_log_grows(options, tmp):
+    import threading
+    platform, daemon, datadir, api = _started(options, tmp, waves=2)
+    try:
+        # Page through all orders (7 a page) while more waves are followed and finalized.
+        stop = threading.Event()
+
+        def grow():
+            for _ in range(4):
+                platform.waves(1)
+                platform.mine(30)
+            stop.set()
+        grower = threading.Thread(target=grow)
+        grower.start()
+        seen = []
+        cursor = None
+        while True:
+            page = api.call("escrow_getOrders", {}, cursor, 7)
+            seen += [int(o["orderId"]) for o in page["orders"]]
+            check(all(o["status"] == "final" for o in page["orders"]), "listed orders are final")
+            cursor = page["nextCursor"]
+            if cursor is None:
+                if stop.is_set():
+                    break
+                cursor = str(seen[-1]) if seen else None  # caught up: wait for more and go on
+        grower.join()
+        check(seen == sorted(set(seen)), "pages never repeat or reorder an order")
+        check(seen == list(range(1, len(seen) + 1)), "no order is skipped")
+        platform.mine(70)
+        wait_synced_at(datadir, platform, daemon=daemon)
+        total = api.call("ledger_getTotals")["orders"]
+        rest = api.call("escrow_getOrders", {}, str(seen[-1]), 1000)
+        check(seen + [int(o["orderId"]) for o in rest["orders"]] == list(range(1, total + 1)), "all orders, once")
+
+        seller = api.call("escrow_getOrder", "3")["seller"]
+        by_seller = api.call("escrow_getOrders", {"seller": seller}, None, 1000)["orders"]
+        check(by_seller and all(o["seller"] == seller for o in by_seller), "filter by seller")
+        everything = api.call("escrow_getOrders", {}, None, 1000)["orders"]
+        check(len(by_seller) == sum(o["seller"] == seller for o in everything), "the seller index is complete")
+        done = api.call("escrow_getOrders", {"state": "complete", "buyer": everything[0]["buyer"]}, None, 1000)["orders"]
+        check(all(o["state"] == "complete" and o["buyer"] == everything[0]["buyer"] for o in done), "state and buyer")
+        check(api.error("escrow_getOrders", {"state": "lost"}) == -32602, "unknown state")
+
+        history = api.call("escrow_getOrderEvents", "3")["events"]
+        check(history[0]["event"]["kind"] == "order_created" and history[0]["event"]["fields"]["orderId"] == "3",
+              "an order's events")
+        block = history[0]["event"]["origin"]["blockNumber"]
+        in_block = api.call("ledger_getEvents", 0, 1000, block, block)["events"]
+        check(in_block and all(e["event"]["origin"]["blockNumber"] == block for e in in_block), "events of a block")
+        check(history[0]["index"] in [e["index"] for e in in_block], "the order's creation is among its block's events")
+        page = api.call("ledger_getEvents", 10, 5)
+        check([e["index"] for e in page["events"]] == list(range(10, 15)) and page["nextIndex"] == 15, "by index")
+    finally:
+        daemon.stop()
+        platform.stop()
+
+
 if __name__ == "__main__":
     main([
         test_read_methods_agree_with_the_contracts_and_proofs_verify,
@@ -488,4 +545,5 @@ if __name__ == "__main__":
         test_bitacora_cli_calls_methods_and_verifies_proofs_offline,
         test_zmq_subscribers_see_every_final_event_once_in_order,
         test_submitted_offchain_events_are_checked_signed_and_idempotent,
+        test_order_lists_filter_and_paginate_stably_while_the_log_grows,
     ])

@@ -38,6 +38,9 @@ std::string g_signature;
 json Example(const rpc::ParamSpec& param)
 {
     if (param.name == "kind") return "offer.posted";
+    if (param.name == "filter") return json{{"state", "complete"}};
+    if (param.name == "limit") return 2;
+    if (param.name == "fromIndex") return 4;
     if (param.name == "idempotencyKey") return "k-1";
     if (param.name == "payload") return kOffer;
     if (param.name == "submitter") return g_submitter;
