@@ -3,6 +3,7 @@
 #pragma once
 
 #include <mutex>
+#include <shared_mutex>
 
 #if defined(__clang__)
 #define BITACORA_TSA(x) __attribute__((x))
@@ -18,6 +19,9 @@
 #define UNLOCK_FUNCTION(...) BITACORA_TSA(release_capability(__VA_ARGS__))
 #define EXCLUSIVE_LOCKS_REQUIRED(...) BITACORA_TSA(requires_capability(__VA_ARGS__))
 #define LOCKS_EXCLUDED(...) BITACORA_TSA(locks_excluded(__VA_ARGS__))
+#define SHARED_LOCK_FUNCTION(...) BITACORA_TSA(acquire_shared_capability(__VA_ARGS__))
+#define SHARED_UNLOCK_FUNCTION(...) BITACORA_TSA(release_shared_capability(__VA_ARGS__))
+#define SHARED_LOCKS_REQUIRED(...) BITACORA_TSA(requires_shared_capability(__VA_ARGS__))
 
 namespace bitacora {
 
@@ -31,15 +35,39 @@ private:
     std::mutex m_mutex;
 };
 
+// Many readers or one writer: the ledger serves API reads from several threads.
+class LOCKABLE SharedMutex {
+public:
+    void lock() EXCLUSIVE_LOCK_FUNCTION() { m_mutex.lock(); }
+    void unlock() UNLOCK_FUNCTION() { m_mutex.unlock(); }
+    void lock_shared() SHARED_LOCK_FUNCTION() { m_mutex.lock_shared(); }
+    void unlock_shared() SHARED_UNLOCK_FUNCTION() { m_mutex.unlock_shared(); }
+
+private:
+    std::shared_mutex m_mutex;
+};
+
+template <typename M>
 class SCOPED_LOCKABLE LockGuard {
 public:
-    explicit LockGuard(Mutex& mutex) EXCLUSIVE_LOCK_FUNCTION(mutex) : m_mutex(mutex) { m_mutex.lock(); }
+    explicit LockGuard(M& mutex) EXCLUSIVE_LOCK_FUNCTION(mutex) : m_mutex(mutex) { m_mutex.lock(); }
     ~LockGuard() UNLOCK_FUNCTION() { m_mutex.unlock(); }
     LockGuard(const LockGuard&) = delete;
     LockGuard& operator=(const LockGuard&) = delete;
 
 private:
-    Mutex& m_mutex;
+    M& m_mutex;
+};
+
+class SCOPED_LOCKABLE ReadLockGuard {
+public:
+    explicit ReadLockGuard(SharedMutex& mutex) SHARED_LOCK_FUNCTION(mutex) : m_mutex(mutex) { m_mutex.lock_shared(); }
+    ~ReadLockGuard() UNLOCK_FUNCTION() { m_mutex.unlock_shared(); }
+    ReadLockGuard(const ReadLockGuard&) = delete;
+    ReadLockGuard& operator=(const ReadLockGuard&) = delete;
+
+private:
+    SharedMutex& m_mutex;
 };
 
 } // namespace bitacora
@@ -47,3 +75,4 @@ private:
 #define BITACORA_CONCAT_INNER(a, b) a##b
 #define BITACORA_CONCAT(a, b) BITACORA_CONCAT_INNER(a, b)
 #define LOCK(mutex) ::bitacora::LockGuard BITACORA_CONCAT(lock_guard_, __LINE__)(mutex)
+#define READ_LOCK(mutex) ::bitacora::ReadLockGuard BITACORA_CONCAT(read_lock_guard_, __LINE__)(mutex)

@@ -420,19 +420,19 @@ Result<uint64_t> Ledger::AppendOffchain(const OffchainEvent& event)
 
 uint64_t Ledger::size() const
 {
-    LOCK(m_mutex);
+    READ_LOCK(m_mutex);
     return m_impl->frontier.size();
 }
 
 Hash256 Ledger::root() const
 {
-    LOCK(m_mutex);
+    READ_LOCK(m_mutex);
     return m_impl->frontier.Root();
 }
 
 Result<Hash256> Ledger::RootAt(uint64_t tree_size) const
 {
-    LOCK(m_mutex);
+    READ_LOCK(m_mutex);
     if (tree_size > m_impl->frontier.size()) {
         return Error{fmt::format("tree size {} is beyond the log's {}", tree_size, m_impl->frontier.size())};
     }
@@ -458,7 +458,7 @@ Result<Bytes> Ledger::GetLeaf(uint64_t index) const
 
 Result<InclusionProof> Ledger::ProveInclusion(uint64_t index, uint64_t tree_size) const
 {
-    LOCK(m_mutex);
+    READ_LOCK(m_mutex);
     if (tree_size > m_impl->frontier.size()) {
         return Error{fmt::format("tree size {} is beyond the log's {}", tree_size, m_impl->frontier.size())};
     }
@@ -477,7 +477,7 @@ Result<InclusionProof> Ledger::ProveInclusion(uint64_t index, uint64_t tree_size
 
 Result<std::vector<Hash256>> Ledger::ProveConsistency(uint64_t old_size, uint64_t new_size) const
 {
-    LOCK(m_mutex);
+    READ_LOCK(m_mutex);
     if (old_size > new_size) return Error{fmt::format("old size {} exceeds new size {}", old_size, new_size)};
     if (new_size > m_impl->frontier.size()) {
         return Error{fmt::format("tree size {} is beyond the log's {}", new_size, m_impl->frontier.size())};
@@ -512,7 +512,7 @@ private:
 
 std::optional<OrderRecord> Ledger::GetOrder(const UInt256& order_id, bool include_pending)
 {
-    LOCK(m_mutex);
+    READ_LOCK(m_mutex);
     if (include_pending && m_impl->overlay) return ReadOrder(*m_impl->overlay, order_id);
     FinalView view(m_impl->ProjectionReader());
     return ReadOrder(view, order_id);
@@ -520,7 +520,7 @@ std::optional<OrderRecord> Ledger::GetOrder(const UInt256& order_id, bool includ
 
 std::optional<VaultPosition> Ledger::GetPosition(const Address& owner, bool include_pending)
 {
-    LOCK(m_mutex);
+    READ_LOCK(m_mutex);
     if (include_pending && m_impl->overlay) return ReadPosition(*m_impl->overlay, owner);
     FinalView view(m_impl->ProjectionReader());
     return ReadPosition(view, owner);
@@ -528,7 +528,7 @@ std::optional<VaultPosition> Ledger::GetPosition(const Address& owner, bool incl
 
 std::optional<uint8_t> Ledger::GetReputation(const Address& seller, bool include_pending)
 {
-    LOCK(m_mutex);
+    READ_LOCK(m_mutex);
     if (include_pending && m_impl->overlay) return ReadReputation(*m_impl->overlay, seller);
     FinalView view(m_impl->ProjectionReader());
     return ReadReputation(view, seller);
@@ -536,7 +536,7 @@ std::optional<uint8_t> Ledger::GetReputation(const Address& seller, bool include
 
 Totals Ledger::GetTotals(bool include_pending)
 {
-    LOCK(m_mutex);
+    READ_LOCK(m_mutex);
     if (include_pending && m_impl->overlay) return ReadTotals(*m_impl->overlay);
     FinalView view(m_impl->ProjectionReader());
     return ReadTotals(view);
@@ -571,6 +571,7 @@ Result<Hash256> Ledger::StateHash() const
 std::vector<UInt256> Ledger::OrdersByParty(bool by_seller, const Address& party, const std::optional<UInt256>& after,
                                            size_t limit) const
 {
+    READ_LOCK(m_mutex); // a rebuild swaps the projections' column family
     const std::string_view prefix_tag = by_seller ? keys::kOrdersBySellerPrefix : keys::kOrdersByBuyerPrefix;
     const std::string prefix = std::string(prefix_tag) + std::string(party.begin(), party.end());
     const std::string start = after ? keys::OrderByParty(prefix_tag, party, *after) : prefix;
@@ -589,6 +590,7 @@ std::vector<UInt256> Ledger::OrdersByParty(bool by_seller, const Address& party,
 
 std::vector<OrderRecord> Ledger::OrdersAfter(const std::optional<UInt256>& after, size_t limit) const
 {
+    READ_LOCK(m_mutex);
     const std::string start = after ? keys::Order(*after) : std::string("o");
     std::vector<OrderRecord> out;
     std::unique_ptr<rocksdb::Iterator> it(m_impl->db->NewIterator(rocksdb::ReadOptions(), m_impl->proj));
@@ -815,7 +817,7 @@ void Ledger::DropFinalizedPending(const std::string& source, uint64_t block_numb
 
 std::vector<PendingBlock> Ledger::GetPending(const std::string& source) const
 {
-    LOCK(m_mutex);
+    READ_LOCK(m_mutex);
     auto it = m_impl->pending.find(source);
     if (it == m_impl->pending.end()) return {};
     return it->second;

@@ -161,7 +161,8 @@ private:
 
     std::unique_ptr<Impl> m_impl;
     uint32_t m_schema_version{0};
-    mutable Mutex m_mutex;
+    // Exclusive for writes, shared for reads: API workers read in parallel.
+    mutable SharedMutex m_mutex;
     LedgerListener m_listener GUARDED_BY(m_mutex);
 };
 

@@ -120,7 +120,7 @@ Params Dispatcher::ParseParams(const MethodSpec& method, const json& params) con
 }
 
 json Dispatcher::HandleOne(const json& request, const CallContext& context, bool& notification, std::string& method_name,
-                           Clock::time_point deadline) const
+                           Clock::time_point deadline, size_t body_bytes) const
 {
     notification = false;
     if (!request.is_object()) return ErrorResponse(nullptr, kInvalidRequest, "a request must be an object");
@@ -154,8 +154,11 @@ json Dispatcher::HandleOne(const json& request, const CallContext& context, bool
     if (Clock::now() > deadline) {
         return ErrorResponse(id, kLimitExceeded, "request time limit exceeded before this call");
     }
-    const json params = request.contains("params") ? request["params"] : json(nullptr);
-    if (params.dump().size() > m_limits.params_bytes_max) {
+    static const json kNoParams;
+    const auto params_it = request.find("params");
+    const json& params = params_it != request.end() ? *params_it : kNoParams;
+    // Params cannot be larger than the body they came in: measure only big bodies.
+    if (body_bytes > m_limits.params_bytes_max && params.dump().size() > m_limits.params_bytes_max) {
         return ErrorResponse(id, kLimitExceeded, fmt::format("params larger than {} bytes", m_limits.params_bytes_max));
     }
     try {
@@ -181,7 +184,7 @@ DispatchResult Dispatcher::Handle(std::string_view body, const CallContext& cont
     if (!request.is_array()) {
         bool notification = false;
         std::string method;
-        json response = HandleOne(request, context, notification, method, deadline);
+        json response = HandleOne(request, context, notification, method, deadline, body.size());
         out.methods.push_back(method);
         if (notification) {
             out.http_status = 204;
@@ -204,7 +207,7 @@ DispatchResult Dispatcher::Handle(std::string_view body, const CallContext& cont
     for (const auto& item : request) {
         bool notification = false;
         std::string method;
-        json response = HandleOne(item, context, notification, method, deadline);
+        json response = HandleOne(item, context, notification, method, deadline, body.size());
         out.methods.push_back(method);
         if (!notification) responses.push_back(std::move(response));
     }

@@ -102,7 +102,8 @@ public:
 
 private:
     nlohmann::json HandleOne(const nlohmann::json& request, const CallContext& context, bool& notification,
-                             std::string& method_name, std::chrono::steady_clock::time_point deadline) const;
+                             std::string& method_name, std::chrono::steady_clock::time_point deadline,
+                             size_t body_bytes) const;
     Params ParseParams(const MethodSpec& method, const nlohmann::json& params) const;
 
     DispatchLimits m_limits;
