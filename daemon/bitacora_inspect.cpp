@@ -7,6 +7,7 @@
 #include "common/logging.h"
 #include "indexer/evm/chain.h"
 #include "ledger/ledger.h"
+#include "rpc/ledger_json.h"
 
 #include <nlohmann/json.hpp>
 
@@ -19,23 +20,6 @@ using namespace bitacora;
 using nlohmann::json;
 
 namespace {
-
-json OrderJson(const ledger::OrderRecord& o)
-{
-    json history = json::array();
-    for (const auto& entry : o.history) history.push_back({{"index", entry.index}, {"kind", ledger::EventKindName(entry.kind)}});
-    return {{"orderId", o.order_id.ToDecimal()},
-            {"state", static_cast<int>(o.state)},
-            {"stateName", ledger::OrderStateName(o.state)},
-            {"seller", evm::FormatAddress(o.seller)},
-            {"buyer", evm::FormatAddress(o.buyer)},
-            {"amount", o.amount.ToDecimal()},
-            {"expiry", o.expiry},
-            {"paymentProof", HexEncode0x(o.payment_proof)},
-            {"disputedBy", evm::FormatAddress(o.disputed_by)},
-            {"history", history},
-            {"anomalies", o.anomalies.size() + o.anomalies_dropped}};
-}
 
 json Answer(ledger::Ledger& ledger, const std::string& line)
 {
@@ -51,16 +35,13 @@ json Answer(ledger::Ledger& ledger, const std::string& line)
         return out;
     }
     if (command == "totals") {
-        const auto t = ledger.GetTotals(false);
-        return {{"escrowLocked", t.escrow_locked.ToDecimal()}, {"vaultAssetsIn", t.vault_assets_in.ToDecimal()},
-                {"vaultAssetsOut", t.vault_assets_out.ToDecimal()}, {"vaultShares", t.vault_shares.ToDecimal()},
-                {"orders", t.orders}, {"ordersOpen", t.orders_open}, {"anomalies", t.anomalies}};
+        return rpc::TotalsJson(ledger.GetTotals(false));
     }
     if (command == "order") {
         const auto id = UInt256::FromDecimal(argument);
         if (!id) return {{"error", "order needs a decimal id"}};
         const auto order = ledger.GetOrder(*id, false);
-        return order ? OrderJson(*order) : json{{"orderId", argument}, {"found", false}};
+        return order ? rpc::OrderJson(*order) : json{{"orderId", argument}, {"found", false}};
     }
     if (command == "position" || command == "reputation") {
         const auto address = evm::ParseAddress(argument);
@@ -71,8 +52,9 @@ json Answer(ledger::Ledger& ledger, const std::string& line)
         }
         const auto p = ledger.GetPosition(*address, false);
         if (!p) return {{"owner", argument}, {"found", false}};
-        return {{"owner", argument}, {"shares", p->shares.ToDecimal()}, {"assetsIn", p->assets_in.ToDecimal()},
-                {"assetsOut", p->assets_out.ToDecimal()}, {"costBasis", p->cost_basis.ToDecimal()}};
+        json out = rpc::PositionJson(*p);
+        out["owner"] = argument;
+        return out;
     }
     if (command == "leaf") {
         const auto index = std::strtoull(argument.c_str(), nullptr, 10);

@@ -37,7 +37,7 @@ log="$datadir/regtest/debug.log"
 read -r escrow vault start_block < <(/usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))
 print(d["contracts"]["P2PEscrow"], d["contracts"]["YieldVault"], d["deploymentBlock"])' "$demo/deployment.json")
 # The settings a deployment would put in bitacora.conf, as flags.
-follow=(-chain=regtest -datadir="$datadir" -printtoconsole=0 -evmrpc="http://127.0.0.1:$port"
+follow=(-chain=regtest -datadir="$datadir" -printtoconsole=0 -rpcport=0 -evmrpc="http://127.0.0.1:$port"
         -escrow="$escrow" -vault="$vault" -evmstartblock="$start_block" -evmpollinterval=250
         -evmreconcileinterval=5)
 echo
@@ -73,15 +73,36 @@ echo "== Reconciliation with the contracts (eth_call at the final block):"
 grep -E "EVM reconcil|DRIFT" "$log" | tail -n 3 | cut -c1-250
 
 echo
+echo "== Querying the running daemon with bitacora-cli (cookie auth from the data dir)"
+rpcport=$(grep -o "RPC server on port [0-9]*" "$log" | grep -o "[0-9]*$")
+cli=(build/daemon/bitacora-cli -chain=regtest -datadir="$datadir" -rpcport="$rpcport")
+echo "\$ bitacora-cli escrow_getOrder 7"
+"${cli[@]}" escrow_getOrder 7
+seller=$("${cli[@]}" escrow_getOrder 7 | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["seller"])')
+echo "\$ bitacora-cli -named escrow_getOrders filter='{\"seller\":\"$seller\"}' limit=3   (first page)"
+"${cli[@]}" -named escrow_getOrders filter="{\"seller\":\"$seller\"}" limit=3 \
+  | /usr/bin/python3 -c 'import json,sys; r=json.load(sys.stdin); print(json.dumps({"orders": [{k: o[k] for k in ("orderId", "state", "amount")} for o in r["orders"]], "nextCursor": r["nextCursor"]}, indent=2))'
+echo "\$ bitacora-cli vault_getPosition $seller"
+"${cli[@]}" vault_getPosition "$seller" || true
+echo "\$ bitacora-cli ledger_getCheckpoint"
+"${cli[@]}" ledger_getCheckpoint
+key=$("${cli[@]}" bitacora_status | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["ledger"]["checkpointKey"])')
+echo "\$ bitacora-cli ledger_getProofBundle 1234 > proof.json; bitacora-cli verifyproof proof.json -checkpointkey=$key"
+"${cli[@]}" ledger_getProofBundle 1234 > "$demo/proof.json"
+
+echo
 echo "== Sending SIGTERM"
 kill -TERM "$pid"
 status=0
 wait "$pid" || status=$?
 echo "== bitacorad exited with status $status; the last lines of its log:"
-tail -n 4 "$log"
+tail -n 5 "$log"
+echo
+echo "== The proof, verified offline (the daemon is stopped):"
+build/daemon/bitacora-cli verifyproof "$demo/proof.json" -checkpointkey="$key"
 echo
 echo "== What the ledger holds (bitacora-inspect on the stopped daemon's data dir):"
-printf 'summary\ntotals\norder 1\n' | build/daemon/bitacora-inspect "$datadir/regtest/ledger"
+printf 'summary\ntotals\n' | build/daemon/bitacora-inspect "$datadir/regtest/ledger"
 echo
-echo "Kept for inspection: $demo (deployment.json, workload.json, anvil.log, bitacora/)"
+echo "Kept for inspection: $demo (deployment.json, workload.json, anvil.log, proof.json, bitacora/)"
 exit "$status"

@@ -158,10 +158,10 @@ def check_projections_match_contracts(options, platform, datadir, block="latest"
         seller, expiry, state, buyer, amount = ("0x" + words[0][-40:], int(words[1], 16), int(words[2], 16),
                                                 "0x" + words[3][-40:], int(words[4], 16))
         check(order.get("found", True), f"order {i} is missing from the ledger")
-        check(order["state"] == state, f"order {i}: ledger state {order['stateName']}, contract {state}")
+        check(order["stateCode"] == state, f"order {i}: ledger state {order['state']}, contract {state}")
         check(order["seller"] == seller.lower() and order["buyer"] == buyer.lower(), f"order {i} parties")
         check(int(order["amount"]) == amount and order["expiry"] == expiry, f"order {i} amount/expiry")
-        check(order["anomalies"] == 0, f"order {i} has anomalies")
+        check(not order["anomalies"] and order["anomaliesDropped"] == 0, f"order {i} has anomalies")
     for actor, position, raw in zip(actors, positions, results[len(ids):len(ids) + len(actors)]):
         shares = int(raw, 16)
         ledger_shares = int(position["shares"]) if position.get("found", True) else 0
