@@ -74,7 +74,9 @@ Result<std::string> CanonicalOffchainPayload(const std::string& kind, const nloh
         return Error{fmt::format("unknown kind '{}'; expected one of: {}", kind, known)};
     }
     if (!payload.is_object()) return Error{"payload must be a JSON object"};
-    for (const auto& [key, value] : payload.items()) {
+    for (const auto& item : payload.items()) {
+        const std::string& key = item.key();
+        const auto& value = item.value();
         const auto it = std::find_if(schema->second.begin(), schema->second.end(),
                                      [&](const FieldSpec& f) { return key == f.name; });
         if (it == schema->second.end()) return Error{fmt::format("{} has no field '{}'", kind, key)};

@@ -23,12 +23,8 @@ Result<T> Required(const nlohmann::json& object, const char* name, Parse parse)
     return std::move(parsed.value());
 }
 
-} // namespace
-
-Result<uint64_t> ParseQuantity(const nlohmann::json& value)
+Result<uint64_t> QuantityText(std::string_view text)
 {
-    if (!value.is_string()) return Error{"quantity is not a string"};
-    const auto& text = value.get_ref<const std::string&>();
     if (text.size() < 3 || text[0] != '0' || (text[1] != 'x' && text[1] != 'X')) return Error{"quantity is not 0x-hex"};
     if (text.size() > 2 + 16) return Error{"quantity exceeds 64 bits"};
     uint64_t out = 0;
@@ -42,6 +38,14 @@ Result<uint64_t> ParseQuantity(const nlohmann::json& value)
         out = (out << 4) | static_cast<uint64_t>(digit);
     }
     return out;
+}
+
+} // namespace
+
+Result<uint64_t> ParseQuantity(const nlohmann::json& value)
+{
+    if (!value.is_string()) return Error{"quantity is not a string"};
+    return QuantityText(value.get_ref<const std::string&>());
 }
 
 std::string FormatQuantity(uint64_t value)
@@ -145,24 +149,6 @@ Result<std::vector<Log>> ParseLogs(const nlohmann::json& logs, size_t logs_max)
 namespace {
 
 namespace sj = simdjson::dom;
-
-Result<uint64_t> QuantityText(std::string_view text)
-{
-    // The same rules as ParseQuantity, on a string_view.
-    if (text.size() < 3 || text[0] != '0' || (text[1] != 'x' && text[1] != 'X')) return Error{"quantity is not 0x-hex"};
-    if (text.size() > 2 + 16) return Error{"quantity exceeds 64 bits"};
-    uint64_t out = 0;
-    for (size_t i = 2; i < text.size(); ++i) {
-        const char c = text[i];
-        int digit = -1;
-        if (c >= '0' && c <= '9') digit = c - '0';
-        else if (c >= 'a' && c <= 'f') digit = c - 'a' + 10;
-        else if (c >= 'A' && c <= 'F') digit = c - 'A' + 10;
-        if (digit < 0) return Error{"quantity is not 0x-hex"};
-        out = (out << 4) | static_cast<uint64_t>(digit);
-    }
-    return out;
-}
 
 std::optional<std::string> ReadLog(sj::object object, Log& log)
 {

@@ -97,6 +97,15 @@ RpcResult<nlohmann::json> ParseResponseObject(nlohmann::json& object, const std:
     return std::move(*result);
 }
 
+std::string BatchBody(const std::vector<RpcRequest>& requests, uint64_t first_id)
+{
+    nlohmann::json array = nlohmann::json::array();
+    for (size_t i = 0; i < requests.size(); ++i) {
+        array.push_back({{"jsonrpc", "2.0"}, {"id", first_id + i}, {"method", requests[i].method}, {"params", requests[i].params}});
+    }
+    return array.dump();
+}
+
 } // namespace
 
 std::string_view RpcErrorKindName(RpcError::Kind kind)
@@ -207,6 +216,13 @@ bool JsonRpcClient::SleepMs(uint64_t ms)
         std::this_thread::sleep_for(std::min<Clock::duration>(until - Clock::now(), std::chrono::milliseconds(20)));
     }
     return !(m_stopping && m_stopping());
+}
+
+std::optional<RpcError> JsonRpcClient::RetryOrGiveUp(const RpcError& error, uint32_t attempt)
+{
+    if (error.kind != RpcError::Kind::Malformed || attempt + 1 >= m_options.attempts_max) return error;
+    if (!PenalizeCurrent(attempt)) return RpcError{.kind = RpcError::Kind::Stopped, .message = "stopping"};
+    return std::nullopt;
 }
 
 bool JsonRpcClient::PenalizeCurrent(uint32_t attempt)
@@ -347,10 +363,7 @@ RpcResult<nlohmann::json> JsonRpcClient::Call(std::string_view method, nlohmann:
     for (uint32_t attempt = 0;; ++attempt) {
         auto response = Send(body, 1);
         if (!response) {
-            if (response.error().kind != RpcError::Kind::Malformed || attempt + 1 >= m_options.attempts_max) {
-                return response.error();
-            }
-            if (!PenalizeCurrent(attempt)) return RpcError{.kind = RpcError::Kind::Stopped, .message = "stopping"};
+            if (auto give_up = RetryOrGiveUp(response.error(), attempt)) return *give_up;
             continue;
         }
         const std::string endpoint = current_endpoint();
@@ -383,11 +396,7 @@ RpcResult<JsonRpcClient::RawBatch> JsonRpcClient::BatchRaw(const std::vector<Rpc
 {
     const uint64_t first_id = m_next_id;
     m_next_id += requests.size();
-    nlohmann::json array = nlohmann::json::array();
-    for (size_t i = 0; i < requests.size(); ++i) {
-        array.push_back({{"jsonrpc", "2.0"}, {"id", first_id + i}, {"method", requests[i].method}, {"params", requests[i].params}});
-    }
-    auto body = SendRaw(array.dump(), requests.size());
+    auto body = SendRaw(BatchBody(requests, first_id), requests.size());
     if (!body) return body.error();
     return RawBatch{first_id, std::move(body.value())};
 }
@@ -401,18 +410,11 @@ RpcResult<std::vector<RpcResult<nlohmann::json>>> JsonRpcClient::Batch(const std
     }
     const uint64_t first_id = m_next_id;
     m_next_id += requests.size();
-    nlohmann::json array = nlohmann::json::array();
-    for (size_t i = 0; i < requests.size(); ++i) {
-        array.push_back({{"jsonrpc", "2.0"}, {"id", first_id + i}, {"method", requests[i].method}, {"params", requests[i].params}});
-    }
-    const std::string body = array.dump();
+    const std::string body = BatchBody(requests, first_id);
     for (uint32_t attempt = 0;; ++attempt) {
         auto response = Send(body, requests.size());
         if (!response) {
-            if (response.error().kind != RpcError::Kind::Malformed || attempt + 1 >= m_options.attempts_max) {
-                return response.error();
-            }
-            if (!PenalizeCurrent(attempt)) return RpcError{.kind = RpcError::Kind::Stopped, .message = "stopping"};
+            if (auto give_up = RetryOrGiveUp(response.error(), attempt)) return *give_up;
             continue;
         }
         const std::string endpoint = current_endpoint();

@@ -135,6 +135,9 @@ private:
     Endpoint* PickEndpoint();
     // A wrong answer from the endpoint in use: cool it down before the next attempt.
     bool PenalizeCurrent(uint32_t attempt);
+    // After a failed send: the error to give up with, or nullopt to ask again (a
+    // malformed answer with attempts left).
+    std::optional<RpcError> RetryOrGiveUp(const RpcError& error, uint32_t attempt);
     bool SleepMs(uint64_t ms);
 
     RpcClientOptions m_options;
