@@ -60,7 +60,12 @@ std::optional<json> Coerce(const json& value, ParamType type)
 
 json Response(const json& id, json result)
 {
-    return json{{"jsonrpc", "2.0"}, {"id", id}, {"result", std::move(result)}};
+    // Not an initializer list: its elements are const and would deep-copy the result.
+    json response = json::object();
+    response["jsonrpc"] = "2.0";
+    response["id"] = id;
+    response["result"] = std::move(result);
+    return response;
 }
 
 json ErrorResponse(const json& id, int code, const std::string& message, const json& data = nullptr)

@@ -305,10 +305,14 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
                const uint64_t size = p.Has(1) ? p.Unsigned(1) : ledger.size();
                auto proof = ledger.ProveInclusion(p.Unsigned(0), size);
                if (!proof) throw RpcException{kNotFound, proof.error()};
-               json path = json::array();
+               json out = json::object();
+               out["index"] = proof->index;
+               out["treeSize"] = proof->tree_size;
+               out["leaf"] = HexEncode(proof->leaf);
+               json& path = out["path"] = json::array();
                for (const auto& node : proof->path) path.push_back(HexEncode(node));
-               return {{"index", proof->index}, {"treeSize", proof->tree_size}, {"leaf", HexEncode(proof->leaf)},
-                       {"path", path}, {"root", HexEncode(proof->root)}};
+               out["root"] = HexEncode(proof->root);
+               return out;
            }});
 
     d.Add({.name = "ledger_getConsistencyProof",

@@ -1122,8 +1122,19 @@ struct EvmFollower::Impl {
             now - last_reconcile < std::chrono::milliseconds(options.reconcile_interval_ms)) {
             return;
         }
-        last_reconcile = now;
         const Hash256 block_hash = cursor->block_hash;
+        // The start block is the first deployment block: the contracts may come a few
+        // blocks later. Until both have code there is nothing to compare yet.
+        for (const Address& contract : {options.escrow, options.vault}) {
+            auto code = client->Call("eth_getCode", json::array({FormatAddress(contract),
+                                                                 json{{"blockHash", HexEncode0x(block_hash)}}}));
+            if (code && code->is_string() && (code->get<std::string>() == "0x" || code->get<std::string>().empty())) {
+                LogDebug(log::Category::Evm, "Reconciliation waits: {} has no code at block {}", FormatAddress(contract),
+                         cursor->block_number);
+                return;
+            }
+        }
+        last_reconcile = now;
         if (!usdc) {
             auto token = CallUint(options.escrow, Selector("usdc()"), block_hash);
             if (!token) {

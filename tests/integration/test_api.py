@@ -19,7 +19,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from evm_chain import Platform, read_log, start_follower, wait_synced_at  # noqa: E402
 from harness import check, main, wait_for  # noqa: E402
 
-FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "fixtures")
+# A copy of ../shared/fixtures/bitcoind/bitcoin-cli-request.json: CI clones this repository alone.
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures")
 SALT = "5f1d"
 
 
@@ -261,7 +262,7 @@ def test_every_error_code_auth_and_limit(options, tmp):
 def test_bitcoin_cli_request_and_cast_rpc_are_real_clients(options, tmp):
     platform, daemon, datadir, api = _started(options, tmp, waves=1)
     try:
-        with open(os.path.join(FIXTURES, "bitcoind", "bitcoin-cli-request.json")) as f:
+        with open(os.path.join(FIXTURES, "bitcoin-cli-request.json")) as f:
             fixture = json.load(f)
         raw = (fixture["http_head"] + "\r\n\r\n" + fixture["http_body"]).encode()
         with socket.create_connection(("127.0.0.1", api.port), timeout=10) as s:
