@@ -73,6 +73,14 @@ inline std::string Position(const Address& a) { return "v" + std::string(a.begin
 inline std::string Totals() { return "t"; }
 inline std::string Idempotency(std::string_view key) { return "i" + std::string(key); }
 inline std::string Anchor(uint64_t anchored_size) { return "a" + U64(anchored_size); }
+// Account index (empty values): events of an account that are not events of its
+// orders (vault operations, reputation, roles), in log order. Order events are found
+// through the orders-by-party indexes below and the orders' histories.
+inline constexpr std::string_view kAccountEventsPrefix = "A";
+inline std::string AccountEvent(const Address& account, uint64_t index)
+{
+    return std::string(kAccountEventsPrefix) + std::string(account.begin(), account.end()) + U64(index);
+}
 // Secondary indexes (empty values): orders by seller and by buyer, in order-id order.
 inline constexpr std::string_view kOrdersBySellerPrefix = "S";
 inline constexpr std::string_view kOrdersByBuyerPrefix = "B";

@@ -588,6 +588,23 @@ std::vector<UInt256> Ledger::OrdersByParty(bool by_seller, const Address& party,
     return out;
 }
 
+std::vector<uint64_t> Ledger::AccountEvents(const Address& account, std::optional<uint64_t> after, size_t limit) const
+{
+    READ_LOCK(m_mutex);
+    const std::string prefix = std::string(keys::kAccountEventsPrefix) + std::string(account.begin(), account.end());
+    const std::string start = after ? keys::AccountEvent(account, *after) : prefix;
+    std::vector<uint64_t> out;
+    std::unique_ptr<rocksdb::Iterator> it(m_impl->db->NewIterator(rocksdb::ReadOptions(), m_impl->proj));
+    for (it->Seek(start); it->Valid() && out.size() < limit; it->Next()) {
+        const auto key = it->key();
+        if (!key.starts_with(prefix) || key.size() != prefix.size() + 8) break;
+        const uint64_t index = keys::ParseU64(std::string_view(key.data() + prefix.size(), 8));
+        if (after && index <= *after) continue;
+        out.push_back(index);
+    }
+    return out;
+}
+
 std::vector<OrderRecord> Ledger::OrdersAfter(const std::optional<UInt256>& after, size_t limit) const
 {
     READ_LOCK(m_mutex);

@@ -89,7 +89,7 @@ public:
     static constexpr uint32_t kSchemaVersion = 1;
     // Bumped when the projections gain or change keys; an older database rebuilds its
     // projections from the log when opened.
-    static constexpr uint32_t kProjectionVersion = 2;
+    static constexpr uint32_t kProjectionVersion = 3;
     static constexpr size_t kAppendEventsMax = 100'000;
 
     static Result<std::unique_ptr<Ledger>> Open(const std::filesystem::path& dir, const LedgerOptions& options);
@@ -128,6 +128,9 @@ public:
     // at most `limit`: the ids. Stable under appends: new orders have higher ids.
     std::vector<UInt256> OrdersByParty(bool by_seller, const Address& party, const std::optional<UInt256>& after,
                                        size_t limit) const;
+    // Indices of an account's events that are not its orders' events (vault, reputation,
+    // roles), after `after`, at most `limit`, in log order.
+    std::vector<uint64_t> AccountEvents(const Address& account, std::optional<uint64_t> after, size_t limit) const;
     // All orders (final view) after `after`, at most `limit`.
     std::vector<OrderRecord> OrdersAfter(const std::optional<UInt256>& after, size_t limit) const;
     // SHA-256 over every projection entry in key order: equal states, equal hashes.

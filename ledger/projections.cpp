@@ -113,6 +113,7 @@ public:
 
     void Run()
     {
+        IndexAccounts();
         std::visit(Overloaded{
                        [&](const OrderCreated& e) { Created(e); },
                        [&](const PaymentConfirmed& e) {
@@ -243,6 +244,31 @@ private:
 
     VaultPosition LoadPosition(const Address& owner) { return ReadPosition(m_state, owner).value_or(VaultPosition{}); }
     void SavePosition(const Address& owner, const VaultPosition& p) { m_state.Put(keys::Position(owner), ToString(p.Encode())); }
+
+    // Events that are not an order's: indexed under each account they name (not the
+    // zero address of mints and burns).
+    void IndexAccounts()
+    {
+        std::array<const Address*, 3> accounts{};
+        std::visit(Overloaded{
+                       [&](const VaultDeposit& e) { accounts = {&e.sender, &e.owner, nullptr}; },
+                       [&](const VaultWithdraw& e) { accounts = {&e.sender, &e.receiver, &e.owner}; },
+                       [&](const VaultTransfer& e) { accounts = {&e.from, &e.to, nullptr}; },
+                       [&](const ReputationChanged& e) { accounts = {&e.seller, nullptr, nullptr}; },
+                       [&](const EscrowPaused& e) { accounts = {&e.account, nullptr, nullptr}; },
+                       [&](const RoleChanged& e) { accounts = {&e.account, &e.sender, nullptr}; },
+                       [&](const auto&) {},
+                   },
+                   m_event.body);
+        static const Address kZero{};
+        for (size_t i = 0; i < accounts.size(); ++i) {
+            const Address* a = accounts[i];
+            if (a == nullptr || *a == kZero) continue;
+            bool seen = false;
+            for (size_t j = 0; j < i; ++j) seen = seen || (accounts[j] != nullptr && *accounts[j] == *a);
+            if (!seen) m_state.Put(keys::AccountEvent(*a, m_index), std::string());
+        }
+    }
 
     void Deposit(const VaultDeposit& e)
     {

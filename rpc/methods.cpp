@@ -205,6 +205,45 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
                return {{"orderId", id.ToDecimal()}, {"events", events}, {"historyDropped", order->history_dropped}};
            }});
 
+    d.Add({.name = "ledger_getEventsByAccount",
+           .params = {{"account", ParamType::String, true, "address"},
+                      {"afterIndex", ParamType::Unsigned, false, "nextCursor of the previous page; absent for the first"},
+                      {"limit", ParamType::Unsigned, false, "events, 1 to 1000 (default 100)"}},
+           .summary = "Events of the final log that concern an account, in log order: its orders' events as seller or "
+                      "buyer, its vault operations and share transfers, its reputation changes and roles.",
+           .result = "{events: [{index, event, leaf}], nextCursor: number or null}",
+           .handler = [&ledger](const Params& p) -> json {
+               const auto account = AddressParam(p, 0, "account");
+               const std::optional<uint64_t> after = p.Has(1) ? std::optional<uint64_t>(p.Unsigned(1)) : std::nullopt;
+               const uint64_t limit = p.Has(2) ? p.Unsigned(2) : 100;
+               if (limit == 0 || limit > kPageMax) throw RpcException{kInvalidParams, "limit must be 1 to 1000"};
+               std::vector<uint64_t> indices = ledger.AccountEvents(account, after, limit);
+               // Its orders' events, through the orders-by-party indexes (at most kScanMax orders).
+               for (const bool as_seller : {true, false}) {
+                   for (const auto& id : ledger.OrdersByParty(as_seller, account, std::nullopt, kScanMax)) {
+                       const auto order = ledger.GetOrder(id, false);
+                       if (!order) continue;
+                       for (const auto& entry : order->history) {
+                           if (!after || entry.index > *after) indices.push_back(entry.index);
+                       }
+                   }
+               }
+               std::sort(indices.begin(), indices.end());
+               indices.erase(std::unique(indices.begin(), indices.end()), indices.end());
+               const bool more = indices.size() > limit;
+               if (more) indices.resize(limit);
+               json events = json::array();
+               for (const uint64_t index : indices) {
+                   const auto leaf = ledger.GetLeaf(index);
+                   if (!leaf) continue;
+                   const auto event = ledger::DecodeEvent(*leaf);
+                   if (!event) continue;
+                   events.push_back({{"index", index}, {"event", EventJson(*event)}, {"leaf", HexEncode(*leaf)}});
+               }
+               return {{"events", events},
+                       {"nextCursor", more && !indices.empty() ? json(indices.back()) : json(nullptr)}};
+           }});
+
     d.Add({.name = "ledger_getEvents",
            .params = {{"fromIndex", ParamType::Unsigned, true, "first ledger index"},
                       {"limit", ParamType::Unsigned, false, "events, 1 to 1000 (default 100)"},

@@ -530,6 +530,32 @@ def test_order_lists_filter_and_paginate_stably_while_the_log_grows(options, tmp
         in_block = api.call("ledger_getEvents", 0, 1000, block, block)["events"]
         check(in_block and all(e["event"]["origin"]["blockNumber"] == block for e in in_block), "events of a block")
         check(history[0]["index"] in [e["index"] for e in in_block], "the order's creation is among its block's events")
+        # Everything that concerns one account, page by page, equals a scan of the whole log.
+        account = everything[0]["seller"]
+        by_account, cursor = [], None
+        while True:
+            page = api.call("ledger_getEventsByAccount", account, cursor, 25)
+            by_account += [e["index"] for e in page["events"]]
+            cursor = page["nextCursor"]
+            if cursor is None:
+                break
+        expected, index = [], 0
+        while index is not None:
+            page = api.call("ledger_getEvents", index, 1000)
+            for e in page["events"]:
+                f = e["event"]["fields"]
+                order_id = f.get("orderId")
+                parties = {v for k, v in f.items() if isinstance(v, str) and v.startswith("0x") and len(v) == 42}
+                mine = account in parties and not (f.get("from") == f.get("to") == "0x" + "00" * 20)
+                if order_id is not None:
+                    order = api.call("escrow_getOrder", order_id, False)
+                    mine = account in (order["seller"], order["buyer"])
+                if mine:
+                    expected.append(e["index"])
+            index = page["nextIndex"]
+        check(by_account == expected, f"events by account: {len(by_account)} listed, {len(expected)} in the log")
+        check(len(by_account) > 10, "the account has events")
+
         page = api.call("ledger_getEvents", 10, 5)
         check([e["index"] for e in page["events"]] == list(range(10, 15)) and page["nextIndex"] == 15, "by index")
     finally:

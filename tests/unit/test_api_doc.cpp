@@ -46,7 +46,7 @@ json Example(const rpc::ParamSpec& param)
     if (param.name == "submitter") return g_submitter;
     if (param.name == "signature") return g_signature;
     if (param.name == "orderId") return "7";
-    if (param.name == "seller" || param.name == "owner") return HexEncode0x(Addr(8));
+    if (param.name == "seller" || param.name == "owner" || param.name == "account") return HexEncode0x(Addr(8));
     if (param.name == "index") return 5;
     if (param.name == "treeSize" || param.name == "secondSize") return 40;
     if (param.name == "firstSize") return 16;
