@@ -40,6 +40,9 @@ class FaultProxy:
         self.stall_s = faults.get("stall_s", 3.0)
         self.latency_s = faults.get("latency_s", 0.0)
         self.getlogs_blocks_max = faults.get("getlogs_blocks_max")  # range errors above this
+        # Every enabled fault hits its first chance for sure, then at its rate: a run
+        # always sees each of them, whatever the timing.
+        self.force_first = faults.get("force_first", False)
         self.counts = {}
         self.requests = 0
         self.server = None
@@ -50,6 +53,8 @@ class FaultProxy:
     def _roll(self, name):
         with self.lock:
             hit = self.rng.random() < self.faults[name]
+            if self.force_first and self.faults[name] > 0 and name not in self.counts:
+                hit = True
             if hit:
                 self.counts[name] = self.counts.get(name, 0) + 1
             return hit

@@ -175,7 +175,7 @@ def test_a_faulty_provider_never_makes_it_write_wrong_data(options, tmp):
         platform.mine(30)
         proxy = FaultProxy(platform.anvil.url, seed=11, http_500=0.05, stall=0.02, stall_s=2.0, truncate=0.05,
                            rate_limit=0.03, not_json=0.03, bad_header_hash=0.05, bad_log_hash=0.15,
-                           getlogs_blocks_max=3).start(free_port())
+                           getlogs_blocks_max=3, force_first=True).start(free_port())
         datadir = os.path.join(tmp, "node")
         daemon = start_follower(options, platform, datadir, url=proxy.url,
                                 extra=["-evmrpctimeout=1000", "-evmlogrange=20"])
