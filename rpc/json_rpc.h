@@ -98,6 +98,7 @@ public:
     explicit Dispatcher(DispatchLimits limits = {}) : m_limits(limits) {}
     void Add(MethodSpec method);
     const std::vector<MethodSpec>& methods() const { return m_methods; }
+    bool Has(std::string_view name) const { return m_index.find(name) != m_index.end(); }
     DispatchResult Handle(std::string_view body, const CallContext& context) const;
 
 private:

@@ -35,15 +35,24 @@ struct RpcServer::Impl {
 
     explicit Impl(const RpcServerOptions& o) : options(o), dispatcher(o.limits) {}
 
+    // One metrics update per request, under one lock.
     HttpResponse Handle(const HttpRequest& request)
     {
-        HttpResponse response = Route(request);
+        std::vector<std::string> methods;
+        double seconds = 0;
+        HttpResponse response = Route(request, methods, seconds);
         std::lock_guard lock(metrics_mutex);
         ++by_status[response.status];
+        for (const auto& method : methods) {
+            // Unknown names are counted together: a client must not grow this map.
+            auto& m = by_method[dispatcher.Has(method) ? method : "(unknown)"];
+            ++m.calls;
+            m.seconds += seconds / static_cast<double>(methods.size());
+        }
         return response;
     }
 
-    HttpResponse Route(const HttpRequest& request)
+    HttpResponse Route(const HttpRequest& request, std::vector<std::string>& methods, double& seconds)
     {
         if (request.method == "GET" && request.path == "/health") {
             const bool ok = !ready || ready();
@@ -72,18 +81,8 @@ struct RpcServer::Impl {
         }
         const auto started = Clock::now();
         DispatchResult result = dispatcher.Handle(request.body, context);
-        const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
-        {
-            std::lock_guard lock(metrics_mutex);
-            for (const auto& method : result.methods) {
-                // Unknown names are counted together: a client must not grow this map.
-                const bool known = std::any_of(dispatcher.methods().begin(), dispatcher.methods().end(),
-                                               [&](const MethodSpec& m) { return m.name == method; });
-                auto& m = by_method[known ? method : "(unknown)"];
-                ++m.calls;
-                m.seconds += seconds / static_cast<double>(result.methods.size());
-            }
-        }
+        seconds = std::chrono::duration<double>(Clock::now() - started).count();
+        methods = std::move(result.methods);
         return {.status = result.http_status, .body = std::move(result.body)};
     }
 
