@@ -14,7 +14,8 @@ trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"
 mkdir -p "$work/regtest"
 echo "== writing a ledger of $events events"
 build/bench/make_ledger "$work/regtest/ledger" "$events"
-port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+source scripts/anvil.sh
+port=$(free_port)
 build/daemon/bitacorad -chain=regtest -datadir="$work" -printtoconsole=0 -rpcbind=127.0.0.1 -rpcport="$port" \
   -rpcopenreads=1 -rpcworkqueue=1024 -rpcthreads="${RPC_THREADS:-4}" &
 pid=$!

@@ -14,14 +14,11 @@ cd "$(dirname "$0")/.."
 orders=${1:-26000}
 vault_ops=${2:-6000}
 wave=${3:-500}
+source scripts/anvil.sh
 work=$(mktemp -d /tmp/bitacora-bench.XXXXXX)
-port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-contracts/node_modules/.bin/anvil --host 127.0.0.1 --port "$port" --gas-limit 10000000000 --prune-history 256 \
-  >"$work/anvil.log" 2>&1 &
-anvil=$!
-trap 'kill $anvil 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-rpc="http://127.0.0.1:$port"
+trap 'kill $anvil_pid 2>/dev/null || true; rm -rf "$work"' EXIT
+start_anvil "$work"
+rpc="http://127.0.0.1:$anvil_port"
 
 /usr/bin/python3 contracts/tools/deploy.py --rpc "$rpc" --out "$work/deployment.json" >/dev/null
 /usr/bin/python3 contracts/tools/workload.py --rpc "$rpc" --deployment "$work/deployment.json" --seed 1 \

@@ -8,20 +8,16 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
 demo=$(mktemp -d /tmp/bitacora-demo.XXXXXX)
-port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+source scripts/anvil.sh
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
 echo
-echo "== Starting anvil on 127.0.0.1:$port"
-contracts/node_modules/.bin/anvil --host 127.0.0.1 --port "$port" --gas-limit 10000000000 --prune-history 256 \
-  >"$demo/anvil.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 100); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-  sleep 0.1
-done
+echo "== Starting anvil on 127.0.0.1"
+start_anvil "$demo"
+pids+=("$anvil_pid")
+port=$anvil_port
 
 echo "== Deploying P2PEscrow, YieldVault, MockUSDC and MockAavePool"
 /usr/bin/python3 contracts/tools/deploy.py --rpc "http://127.0.0.1:$port" --out "$demo/deployment.json"
