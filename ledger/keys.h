@@ -18,6 +18,9 @@
 //   't'                       -> Totals
 //   'i' || idempotency key    -> u64 index of the off-chain event that used it
 //   'a' || u64 anchored size  -> the latest AnchorEvent leaf body for that anchor
+// Column family `anchors` (state, not projections: -rebuild leaves it alone):
+//   'r' || u64 id             -> AnchorRecord (ledger/anchors.h)
+//   'p' || u64 tree size || u64 id -> empty: the anchors whose proof material is stored
 // All integers are big-endian, so RocksDB's byte order is numeric order.
 #pragma once
 
@@ -33,6 +36,7 @@ inline constexpr const char* kMetaFamily = "meta";
 inline constexpr const char* kEventsFamily = "events";
 inline constexpr const char* kMerkleFamily = "merkle";
 inline constexpr const char* kProjectionsFamily = "proj";
+inline constexpr const char* kAnchorsFamily = "anchors";
 
 inline constexpr std::string_view kSchemaVersion = "schema_version";
 inline constexpr std::string_view kTreeSize = "tree_size";
@@ -72,6 +76,8 @@ inline std::string Reputation(const Address& a) { return "r" + std::string(a.beg
 inline std::string Position(const Address& a) { return "v" + std::string(a.begin(), a.end()); }
 inline std::string Totals() { return "t"; }
 inline std::string Idempotency(std::string_view key) { return "i" + std::string(key); }
+inline std::string AnchorRecordKey(uint64_t id) { return "r" + U64(id); }
+inline std::string ProvenAnchorKey(uint64_t tree_size, uint64_t id) { return "p" + U64(tree_size) + U64(id); }
 inline std::string Anchor(uint64_t anchored_size) { return "a" + U64(anchored_size); }
 // Account index (empty values): events of an account that are not events of its
 // orders (vault operations, reputation, roles), in log order. Order events are found

@@ -112,6 +112,7 @@ struct Ledger::Impl {
     rocksdb::ColumnFamilyHandle* events{nullptr};
     rocksdb::ColumnFamilyHandle* merkle{nullptr};
     rocksdb::ColumnFamilyHandle* proj{nullptr};
+    rocksdb::ColumnFamilyHandle* anchors{nullptr};
     MerkleFrontier frontier;
     std::unique_ptr<CheckpointSigner> signer;
     std::map<std::string, std::vector<PendingBlock>> pending;
@@ -200,7 +201,8 @@ Result<std::unique_ptr<Ledger>> Ledger::Open(const std::filesystem::path& dir, c
     db_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table_options));
 
     const std::vector<std::string> families = {rocksdb::kDefaultColumnFamilyName, keys::kMetaFamily,
-                                               keys::kEventsFamily, keys::kMerkleFamily, keys::kProjectionsFamily};
+                                               keys::kEventsFamily, keys::kMerkleFamily, keys::kProjectionsFamily,
+                                               keys::kAnchorsFamily};
     std::vector<std::string> existing;
     const bool fresh = !std::filesystem::exists(dir / "CURRENT");
     if (fresh && options.create_if_missing) {
@@ -245,6 +247,7 @@ Result<std::unique_ptr<Ledger>> Ledger::Open(const std::filesystem::path& dir, c
     impl->events = impl->handles[2];
     impl->merkle = impl->handles[3];
     impl->proj = impl->handles[4];
+    impl->anchors = impl->handles[5];
     LogDebug(log::Category::Db, "RocksDB {} opened: {} column families, block cache {} MiB", dir.string(),
              families.size(), options.cache_mib);
 
@@ -328,7 +331,8 @@ Result<AppendResult> Ledger::Append(const std::vector<Event>& events, const std:
     return AppendLocked(events, cursors);
 }
 
-Result<AppendResult> Ledger::AppendLocked(const std::vector<Event>& events, const std::vector<Cursor>& cursors)
+Result<AppendResult> Ledger::AppendLocked(const std::vector<Event>& events, const std::vector<Cursor>& cursors,
+                                          const AnchorRecord* anchor)
 {
     Impl& m = *m_impl;
     if (!m.write_error.empty()) {
@@ -365,9 +369,18 @@ Result<AppendResult> Ledger::AppendLocked(const std::vector<Event>& events, cons
     for (const auto& cursor : cursors) {
         batch.Put(m.meta, std::string(keys::kCursorPrefix) + cursor.source, EncodeCursor(cursor));
     }
+    if (anchor != nullptr) {
+        if (const auto old = m.Get(m.anchors, keys::AnchorRecordKey(anchor->id))) {
+            if (const auto previous = DecodeAnchorRecord(AsSpan(*old)); previous && previous->proven()) {
+                batch.Delete(m.anchors, keys::ProvenAnchorKey(previous->tree_size, previous->id));
+            }
+        }
+        batch.Put(m.anchors, keys::AnchorRecordKey(anchor->id), AsSlice(EncodeAnchorRecord(*anchor)));
+        if (anchor->proven()) batch.Put(m.anchors, keys::ProvenAnchorKey(anchor->tree_size, anchor->id), "");
+    }
 
     rocksdb::WriteOptions write_options;
-    write_options.sync = m.options.sync_every_append ||
+    write_options.sync = m.options.sync_every_append || anchor != nullptr ||
                          std::any_of(events.begin(), events.end(), [](const Event& e) { return !IsOnChain(e.kind()); });
     const auto status = m.db->Write(write_options, &batch);
     if (!status.ok()) {
@@ -387,7 +400,7 @@ Result<AppendResult> Ledger::AppendLocked(const std::vector<Event>& events, cons
     if (m_listener && !events.empty()) {
         m_listener(LedgerNotice{.type = LedgerNotice::Type::Appended, .first_index = first_index, .events = events});
     }
-    if (!m.pending.empty()) RebuildOverlayLocked();
+    if (!m.pending.empty() && !events.empty()) RebuildOverlayLocked();
     return AppendResult{first_index, m.frontier.size(), m.frontier.Root()};
 }
 
@@ -490,6 +503,69 @@ Result<Checkpoint> Ledger::SignCheckpoint(uint64_t timestamp) const
     LOCK(m_mutex);
     if (!m_impl->signer) return Error{"no checkpoint key configured"};
     return m_impl->signer->Sign(m_impl->frontier.size(), m_impl->frontier.Root(), timestamp);
+}
+
+Result<Checkpoint> Ledger::SignCheckpointAt(uint64_t tree_size, uint64_t timestamp) const
+{
+    if (!m_impl->signer) return Error{"no checkpoint key configured"};
+    auto root = RootAt(tree_size);
+    if (!root) return Error{root.error()};
+    return m_impl->signer->Sign(tree_size, *root, timestamp);
+}
+
+Result<AppendResult> Ledger::PutAnchor(const AnchorRecord& record, const std::vector<Event>& events,
+                                       const std::vector<Cursor>& cursors)
+{
+    if (record.id == 0) return Error{"anchor ids start at 1"};
+    if (record.txids.size() > AnchorRecord::kTxidsMax) return Error{"too many transaction versions for one anchor"};
+    if (record.proof && record.proof->branch.size() > AnchorRecord::kBranchMax) return Error{"Merkle branch too long"};
+    for (const auto& event : events) {
+        if (event.kind() != EventKind::Anchor) return Error{"PutAnchor appends anchor events only"};
+    }
+    LOCK(m_mutex);
+    return AppendLocked(events, cursors, &record);
+}
+
+std::optional<AnchorRecord> Ledger::GetAnchor(uint64_t id) const
+{
+    const auto value = m_impl->Get(m_impl->anchors, keys::AnchorRecordKey(id));
+    if (!value) return std::nullopt;
+    auto record = DecodeAnchorRecord(AsSpan(*value));
+    if (!record) {
+        LogError("Anchor record {} does not decode ({}): the database is corrupt", id, record.error());
+        std::abort();
+    }
+    return std::move(*record);
+}
+
+std::vector<AnchorRecord> Ledger::ListAnchors(uint64_t after_id, size_t limit) const
+{
+    std::vector<AnchorRecord> out;
+    std::unique_ptr<rocksdb::Iterator> it(m_impl->db->NewIterator(rocksdb::ReadOptions(), m_impl->anchors));
+    for (it->Seek(keys::AnchorRecordKey(after_id + 1)); it->Valid() && out.size() < limit; it->Next()) {
+        const auto key = it->key();
+        if (key.size() != 9 || key[0] != 'r') break;
+        auto record = DecodeAnchorRecord(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(it->value().data()),
+                                                                  it->value().size()));
+        if (record) out.push_back(std::move(*record));
+    }
+    return out;
+}
+
+std::optional<AnchorRecord> Ledger::LatestAnchor() const
+{
+    std::unique_ptr<rocksdb::Iterator> it(m_impl->db->NewIterator(rocksdb::ReadOptions(), m_impl->anchors));
+    it->SeekForPrev(keys::AnchorRecordKey(UINT64_MAX));
+    if (!it->Valid() || it->key().size() != 9 || it->key()[0] != 'r') return std::nullopt;
+    return GetAnchor(keys::ParseU64(it->key().ToStringView().substr(1)));
+}
+
+std::optional<AnchorRecord> Ledger::AnchorCovering(uint64_t index) const
+{
+    std::unique_ptr<rocksdb::Iterator> it(m_impl->db->NewIterator(rocksdb::ReadOptions(), m_impl->anchors));
+    it->Seek(keys::ProvenAnchorKey(index + 1, 0));
+    if (!it->Valid() || it->key().size() != 17 || it->key()[0] != 'p') return std::nullopt;
+    return GetAnchor(keys::ParseU64(it->key().ToStringView().substr(9)));
 }
 
 std::optional<XOnlyPubKey> Ledger::checkpoint_public_key() const

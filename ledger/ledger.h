@@ -18,6 +18,7 @@
 #include "common/result.h"
 #include "common/sha256.h"
 #include "common/sync.h"
+#include "ledger/anchors.h"
 #include "ledger/checkpoint.h"
 #include "ledger/event.h"
 #include "ledger/projections.h"
@@ -117,7 +118,22 @@ public:
 
     // Signs (size, root, now) with the operator key.
     Result<Checkpoint> SignCheckpoint(uint64_t timestamp) const LOCKS_EXCLUDED(m_mutex);
+    // Signs an earlier (size, root) of the log, e.g. an anchored one.
+    Result<Checkpoint> SignCheckpointAt(uint64_t tree_size, uint64_t timestamp) const LOCKS_EXCLUDED(m_mutex);
     std::optional<XOnlyPubKey> checkpoint_public_key() const;
+
+    // --- anchors (ledger/anchors.h) ---
+    // Writes the anchor's record, appends its lifecycle events and moves the cursors in
+    // one fsynced batch: the record never disagrees with the log.
+    Result<AppendResult> PutAnchor(const AnchorRecord& record, const std::vector<Event>& events,
+                                   const std::vector<Cursor>& cursors = {}) LOCKS_EXCLUDED(m_mutex);
+    std::optional<AnchorRecord> GetAnchor(uint64_t id) const;
+    // Anchors with id > after_id, ascending, at most limit.
+    std::vector<AnchorRecord> ListAnchors(uint64_t after_id, size_t limit) const;
+    std::optional<AnchorRecord> LatestAnchor() const;
+    // The proven (confirmed or final) anchor of the smallest tree size that holds event
+    // `index`, if any.
+    std::optional<AnchorRecord> AnchorCovering(uint64_t index) const;
 
     // --- projections (final, or final plus the pending overlay) ---
     std::optional<OrderRecord> GetOrder(const UInt256& order_id, bool include_pending) LOCKS_EXCLUDED(m_mutex);
@@ -159,8 +175,8 @@ private:
     struct Impl;
     explicit Ledger(std::unique_ptr<Impl> impl);
     void RebuildOverlayLocked() EXCLUSIVE_LOCKS_REQUIRED(m_mutex);
-    Result<AppendResult> AppendLocked(const std::vector<Event>& events, const std::vector<Cursor>& cursors)
-        EXCLUSIVE_LOCKS_REQUIRED(m_mutex);
+    Result<AppendResult> AppendLocked(const std::vector<Event>& events, const std::vector<Cursor>& cursors,
+                                      const AnchorRecord* anchor = nullptr) EXCLUSIVE_LOCKS_REQUIRED(m_mutex);
 
     std::unique_ptr<Impl> m_impl;
     uint32_t m_schema_version{0};

@@ -1,0 +1,92 @@
+// The anchoring state machine (see ledger/anchors.h): every interval, and only when the
+// log grew, it writes (tree size, root) into an OP_RETURN output funded and signed by
+// bitcoind's wallet, follows the transaction into a block (fee bumps when it lingers),
+// stores the proof material when the block connects and marks the anchor final after
+// N confirmations. Each state is persisted before the step that leaves it, so a crash
+// at any point neither loses nor duplicates an anchor. Runs on the Bitcoin follower's
+// thread; RequestNow() may be called from any thread.
+#pragma once
+
+#include "indexer/btc/bitcoind_rpc.h"
+#include "indexer/btc/block.h"
+#include "ledger/ledger.h"
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+
+namespace bitacora::btc {
+
+struct AnchorerOptions {
+    bool enabled{false};
+    uint32_t interval_s{3'600};
+    std::optional<double> fee_rate_sat_vb;  // else conf_target with bitcoind's estimate
+    uint32_t conf_target{6};
+    uint32_t bump_after_blocks{3};          // K: not in a block after K blocks -> bumpfee
+    uint32_t bumps_max{10};
+    uint32_t final_confirmations{6};        // N
+    uint32_t retry_s{30};                   // after an error (node down, no funds)
+};
+
+struct AnchorerStatus {
+    uint64_t anchors_planned{0};
+    uint64_t anchors_broadcast{0};
+    uint64_t anchors_confirmed{0};
+    uint64_t anchors_final{0};
+    uint64_t anchors_dropped{0};    // a reorg took their block
+    uint64_t anchors_abandoned{0};
+    uint64_t fee_bumps{0};
+    std::map<std::string, uint64_t> errors; // by label (insufficient_funds, node_down, wallet, ...)
+    std::string last_error;
+    std::optional<ledger::AnchorRecord> active;
+    std::optional<ledger::AnchorRecord> latest_final;
+};
+
+class Anchorer {
+public:
+    Anchorer(ledger::Ledger& ledger, BitcoindRpc& rpc, AnchorerOptions options);
+
+    // A block joined the best chain (block is null when the node had pruned it before we
+    // read it). Returns true when the btc cursor was written here, with the anchor.
+    bool OnBlockConnected(uint64_t height, const Hash256& hash, const Block* block, const ledger::Cursor& cursor);
+    void OnBlockDisconnected(uint64_t height, const Hash256& hash);
+    // One step of the state machine at this best height.
+    void Step(uint64_t tip_height);
+
+    // admin_anchorNow: anchor at the next step even if the interval has not passed.
+    // Returns a ticket; HandledTicket() reaches it once a step has looked at it.
+    uint64_t RequestNow();
+    uint64_t HandledTicket() const { return m_handled_ticket.load(); }
+    AnchorerStatus status() const LOCKS_EXCLUDED(m_status_mutex);
+    // Why the last request did not start an anchor (empty when it did).
+    std::string last_request_outcome() const LOCKS_EXCLUDED(m_status_mutex);
+
+private:
+    void Plan(uint64_t now_s);
+    void SignPlanned(ledger::AnchorRecord record);
+    void Broadcast(ledger::AnchorRecord record, uint64_t tip_height);
+    void WatchBroadcast(ledger::AnchorRecord record, uint64_t tip_height);
+    void Abandon(ledger::AnchorRecord record, const std::string& why);
+    bool Save(const ledger::AnchorRecord& record, std::optional<uint8_t> event_state, const std::vector<ledger::Cursor>& cursors = {});
+    void NoteError(const BtcError& error, const std::string& during);
+    void RefreshStatus();
+    ledger::Event LifecycleEvent(const ledger::AnchorRecord& record, uint8_t state) const;
+
+    ledger::Ledger& m_ledger;
+    BitcoindRpc& m_rpc;
+    const AnchorerOptions m_options;
+    uint64_t m_retry_at_s{0};
+    uint64_t m_last_checked_tip{UINT64_MAX};
+    std::atomic<uint64_t> m_requested_ticket{0};
+    std::atomic<uint64_t> m_handled_ticket{0};
+    mutable Mutex m_status_mutex;
+    AnchorerStatus m_status GUARDED_BY(m_status_mutex);
+    std::string m_request_outcome GUARDED_BY(m_status_mutex);
+};
+
+uint64_t UnixNowSeconds();
+
+} // namespace bitacora::btc

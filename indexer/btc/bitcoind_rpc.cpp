@@ -1,0 +1,249 @@
+#include "indexer/btc/bitcoind_rpc.h"
+
+#include "common/logging.h"
+
+#include <curl/curl.h>
+#include <fmt/format.h>
+
+#include <chrono>
+#include <fstream>
+#include <mutex>
+
+namespace bitacora::btc {
+namespace {
+
+struct Body {
+    std::string data;
+    size_t max{0};
+    bool too_large{false};
+};
+
+size_t WriteBody(char* ptr, size_t size, size_t nmemb, void* userdata)
+{
+    auto* body = static_cast<Body*>(userdata);
+    const size_t n = size * nmemb;
+    if (body->data.size() + n > body->max) {
+        body->too_large = true;
+        return 0; // makes curl fail the transfer
+    }
+    body->data.append(ptr, n);
+    return n;
+}
+
+int Progress(void* userdata, curl_off_t, curl_off_t, curl_off_t, curl_off_t)
+{
+    const auto* stopping = static_cast<const std::function<bool()>*>(userdata);
+    return (*stopping && (*stopping)()) ? 1 : 0;
+}
+
+} // namespace
+
+std::string_view BtcError::Label() const
+{
+    switch (kind) {
+    case Kind::Transport: return "node_down";
+    case Kind::Auth: return "auth";
+    case Kind::Http: return "http";
+    case Kind::Malformed: return "malformed";
+    case Kind::Stopped: return "stopped";
+    case Kind::Rpc: break;
+    }
+    if (pruned()) return "pruned";
+    if (insufficient_funds()) return "insufficient_funds";
+    if (wallet_missing()) return "wallet";
+    if (code == kRpcInWarmup) return "node_down";
+    return "rpc";
+}
+
+std::string BtcError::ToString() const
+{
+    switch (kind) {
+    case Kind::Transport: return "bitcoind unreachable: " + message;
+    case Kind::Auth: return "bitcoind refused our credentials (HTTP 401): " + message;
+    case Kind::Http: return fmt::format("bitcoind answered HTTP {}: {}", http_status, message);
+    case Kind::Rpc: return fmt::format("bitcoind error {}: {}", code, message);
+    case Kind::Malformed: return "bitcoind answer malformed: " + message;
+    case Kind::Stopped: return "stopped";
+    }
+    return message;
+}
+
+bool ParseHostPort(std::string_view text, std::string& host, uint16_t& port)
+{
+    if (text.empty()) return false;
+    std::string_view port_text;
+    if (text.front() == '[') {
+        const auto close = text.find(']');
+        if (close == std::string_view::npos) return false;
+        host = std::string(text.substr(1, close - 1));
+        if (close + 1 < text.size()) {
+            if (text[close + 1] != ':') return false;
+            port_text = text.substr(close + 2);
+        }
+    } else {
+        const auto colon = text.rfind(':');
+        if (colon != std::string_view::npos && text.find(':') == colon) {
+            host = std::string(text.substr(0, colon));
+            port_text = text.substr(colon + 1);
+        } else {
+            host = std::string(text);
+        }
+    }
+    if (host.empty()) return false;
+    if (!port_text.empty()) {
+        unsigned value = 0;
+        for (const char c : port_text) {
+            if (c < '0' || c > '9') return false;
+            value = value * 10 + static_cast<unsigned>(c - '0');
+            if (value > 65535) return false;
+        }
+        if (value == 0) return false;
+        port = static_cast<uint16_t>(value);
+    }
+    return true;
+}
+
+BitcoindRpc::BitcoindRpc(BitcoindRpcOptions options, std::function<bool()> stopping)
+    : m_options(std::move(options)), m_stopping(std::move(stopping)),
+      m_endpoint(fmt::format("http://{}:{}", m_options.host.find(':') != std::string::npos ? "[" + m_options.host + "]"
+                                                                                              : m_options.host,
+                             m_options.port))
+{
+    static std::once_flag once;
+    std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+    LOCK(m_mutex);
+    m_curl = curl_easy_init();
+}
+
+BitcoindRpc::~BitcoindRpc()
+{
+    LOCK(m_mutex);
+    if (m_curl != nullptr) curl_easy_cleanup(static_cast<CURL*>(m_curl));
+}
+
+BitcoindRpcStats BitcoindRpc::stats() const
+{
+    LOCK(m_mutex);
+    return m_stats;
+}
+
+std::optional<std::string> BitcoindRpc::Credentials(bool reload)
+{
+    if (!m_options.user.empty()) return m_options.user + ":" + m_options.password;
+    if (!reload && !m_credentials.empty()) return m_credentials;
+    std::ifstream file(m_options.cookie_file);
+    std::string line;
+    if (!file || !std::getline(file, line) || line.find(':') == std::string::npos) return std::nullopt;
+    m_credentials = line;
+    return m_credentials;
+}
+
+BtcResult<nlohmann::json> BitcoindRpc::Call(std::string_view method, nlohmann::json params)
+{
+    LOCK(m_mutex);
+    return Send("/", method, params);
+}
+
+BtcResult<nlohmann::json> BitcoindRpc::WalletCall(std::string_view method, nlohmann::json params)
+{
+    LOCK(m_mutex);
+    if (m_options.wallet.empty()) return Send("/", method, params);
+    char* escaped = curl_easy_escape(static_cast<CURL*>(m_curl), m_options.wallet.c_str(),
+                                     static_cast<int>(m_options.wallet.size()));
+    const std::string path = "/wallet/" + std::string(escaped != nullptr ? escaped : "");
+    curl_free(escaped);
+    return Send(path, method, params);
+}
+
+BtcResult<nlohmann::json> BitcoindRpc::Send(const std::string& path, std::string_view method, const nlohmann::json& params)
+{
+    CURL* c = static_cast<CURL*>(m_curl);
+    if (c == nullptr) return BtcError{BtcError::Kind::Transport, 0, 0, "libcurl could not be initialised"};
+    const uint64_t id = m_next_id++;
+    const std::string body =
+        nlohmann::json{{"jsonrpc", "2.0"}, {"id", id}, {"method", method}, {"params", params}}.dump();
+    const std::string url = m_endpoint + path;
+    const auto started = std::chrono::steady_clock::now();
+    ++m_stats.calls;
+    // A stale cookie (bitcoind restarted) gets one more try with the file read again.
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        if (m_stopping && m_stopping()) return BtcError{BtcError::Kind::Stopped, 0, 0, "stopping"};
+        const auto credentials = Credentials(attempt > 0);
+        if (!credentials) {
+            ++m_stats.errors;
+            return BtcError{BtcError::Kind::Auth, 0, 0,
+                            fmt::format("cannot read the cookie file {} (is bitcoind running with this datadir?)",
+                                        m_options.cookie_file.string())};
+        }
+        Body response{.data = {}, .max = m_options.response_bytes_max};
+        curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
+        curl_easy_reset(c);
+        curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
+        curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http");
+        curl_easy_setopt(c, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
+        curl_easy_setopt(c, CURLOPT_USERPWD, credentials->c_str());
+        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(m_options.timeout_ms));
+        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(m_options.connect_timeout_ms));
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, WriteBody);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, &response);
+        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, Progress);
+        curl_easy_setopt(c, CURLOPT_XFERINFODATA, &m_stopping);
+        const CURLcode code = curl_easy_perform(c);
+        curl_slist_free_all(headers);
+        long status = 0;
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+        m_stats.latency_us_total += static_cast<uint64_t>(
+            std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count());
+        if (code == CURLE_ABORTED_BY_CALLBACK) return BtcError{BtcError::Kind::Stopped, 0, 0, "stopping"};
+        if (code != CURLE_OK) {
+            ++m_stats.errors;
+            if (response.too_large) {
+                return BtcError{BtcError::Kind::Malformed, 0, status,
+                                fmt::format("{} answer larger than {} bytes", method, m_options.response_bytes_max)};
+            }
+            return BtcError{BtcError::Kind::Transport, 0, 0, fmt::format("{}: {}", m_endpoint, curl_easy_strerror(code))};
+        }
+        if (status == 401) {
+            if (attempt == 0 && m_options.user.empty()) continue;
+            ++m_stats.errors;
+            return BtcError{BtcError::Kind::Auth, 0, status,
+                            m_options.user.empty() ? "the cookie in " + m_options.cookie_file.string() + " was refused"
+                                                   : "-btcrpcuser/-btcrpcpassword refused"};
+        }
+        // bitcoind answers JSON-RPC 2.0 errors with HTTP 200, and legacy errors with 404
+        // or 500 and a JSON body: read the body whenever it is JSON.
+        auto answer = nlohmann::json::parse(response.data, nullptr, false);
+        if (answer.is_discarded() || !answer.is_object()) {
+            ++m_stats.errors;
+            if (status != 200) {
+                return BtcError{BtcError::Kind::Http, 0, status, response.data.substr(0, 200)};
+            }
+            return BtcError{BtcError::Kind::Malformed, 0, status,
+                            fmt::format("{} answer is not a JSON object ({} bytes)", method, response.data.size())};
+        }
+        if (answer.contains("error") && !answer["error"].is_null()) {
+            ++m_stats.errors;
+            const auto& error = answer["error"];
+            BtcError e{BtcError::Kind::Rpc, 0, status, error.dump()};
+            if (error.is_object()) {
+                if (error.contains("code") && error["code"].is_number_integer()) e.code = error["code"].get<int>();
+                if (error.contains("message") && error["message"].is_string()) e.message = error["message"].get<std::string>();
+            }
+            return e;
+        }
+        if (!answer.contains("result") || answer.value("id", nlohmann::json()) != nlohmann::json(id)) {
+            ++m_stats.errors;
+            return BtcError{BtcError::Kind::Malformed, 0, status, fmt::format("{} answer has no result for id {}", method, id)};
+        }
+        return std::move(answer["result"]);
+    }
+    return BtcError{BtcError::Kind::Auth, 0, 401, "credentials refused"};
+}
+
+} // namespace bitacora::btc

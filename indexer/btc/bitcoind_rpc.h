@@ -1,0 +1,141 @@
+// A bitcoind JSON-RPC client: cookie file (re-read when bitcoind restarts and writes a
+// new one) or -rpcuser/-rpcpassword, wallet calls on /wallet/<name>, and bitcoind's
+// errors mapped to what they mean for us (as captured from a real node in
+// ../shared/fixtures/bitcoind/rpc.jsonl). No retries here: the follower and the
+// anchorer decide what to do with each error and when to try again.
+// One client is used by one thread at a time (calls are serialized by a mutex).
+#pragma once
+
+#include "common/sync.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace bitacora::btc {
+
+// bitcoind's RPC error codes we act on (src/rpc/protocol.h).
+enum RpcCode : int {
+    kRpcMiscError = -1,            // also "Block not available (pruned data)"
+    kRpcTypeError = -3,
+    kRpcWalletError = -4,          // also "Insufficient funds" from fundrawtransaction
+    kRpcInvalidAddressOrKey = -5,  // unknown block or transaction
+    kRpcWalletInsufficientFunds = -6,
+    kRpcInvalidParameter = -8,
+    kRpcVerifyError = -25,         // missing or spent inputs
+    kRpcVerifyRejected = -26,      // mempool policy (e.g. RBF fee too low)
+    kRpcVerifyAlreadyInChain = -27,
+    kRpcInWarmup = -28,
+    kRpcWalletNotFound = -18,
+    kRpcWalletNotSpecified = -19,
+    kRpcMethodNotFound = -32601,
+};
+
+struct BtcError {
+    enum class Kind {
+        Transport, // refused, timeout, reset: the node is down or busy
+        Auth,      // HTTP 401: wrong or stale credentials
+        Http,      // another HTTP status with no JSON-RPC body
+        Rpc,       // a JSON-RPC error object from bitcoind
+        Malformed, // not JSON-RPC
+        Stopped,
+    };
+    Kind kind{Kind::Transport};
+    int code{0};
+    long http_status{0};
+    std::string message;
+
+    bool pruned() const { return kind == Kind::Rpc && code == kRpcMiscError && message.find("pruned") != std::string::npos; }
+    bool not_found() const { return kind == Kind::Rpc && code == kRpcInvalidAddressOrKey; }
+    bool insufficient_funds() const
+    {
+        return kind == Kind::Rpc && (code == kRpcWalletInsufficientFunds ||
+                                     (code == kRpcWalletError && (message.find("nsufficient funds") != std::string::npos ||
+                                                                   message.find("exceeds your balance") != std::string::npos)));
+    }
+    bool wallet_missing() const { return kind == Kind::Rpc && (code == kRpcWalletNotFound || code == kRpcWalletNotSpecified); }
+    bool node_unreachable() const { return kind == Kind::Transport || kind == Kind::Auth || (kind == Kind::Rpc && code == kRpcInWarmup); }
+    // A short label for metrics: node_down, auth, pruned, insufficient_funds, wallet, rpc, http, malformed.
+    std::string_view Label() const;
+    std::string ToString() const;
+};
+
+template <typename T>
+class BtcResult {
+public:
+    BtcResult(T value) : m_value(std::move(value)) {}
+    BtcResult(BtcError error) : m_error(std::move(error)) {}
+    bool ok() const { return m_value.has_value(); }
+    explicit operator bool() const { return ok(); }
+    T& value() { return *m_value; }
+    const T& value() const { return *m_value; }
+    T& operator*() { return *m_value; }
+    const T& operator*() const { return *m_value; }
+    T* operator->() { return &*m_value; }
+    const T* operator->() const { return &*m_value; }
+    const BtcError& error() const { return m_error; }
+
+private:
+    std::optional<T> m_value;
+    BtcError m_error;
+};
+
+struct BitcoindRpcOptions {
+    std::string host{"127.0.0.1"};
+    uint16_t port{8332};
+    std::filesystem::path cookie_file; // used when user is empty
+    std::string user;
+    std::string password;
+    std::string wallet;                // empty: bitcoind's only loaded wallet ("/")
+    uint32_t timeout_ms{30'000};
+    uint32_t connect_timeout_ms{3'000};
+    size_t response_bytes_max{64u << 20}; // a 4 MB block is 8 MB of hex
+};
+
+struct BitcoindRpcStats {
+    uint64_t calls{0};
+    uint64_t errors{0};
+    uint64_t latency_us_total{0};
+};
+
+class BitcoindRpc {
+public:
+    BitcoindRpc(BitcoindRpcOptions options, std::function<bool()> stopping = {});
+    ~BitcoindRpc();
+    BitcoindRpc(const BitcoindRpc&) = delete;
+    BitcoindRpc& operator=(const BitcoindRpc&) = delete;
+
+    BtcResult<nlohmann::json> Call(std::string_view method, nlohmann::json params = nlohmann::json::array())
+        LOCKS_EXCLUDED(m_mutex);
+    // The same on the wallet's path (/wallet/<name>).
+    BtcResult<nlohmann::json> WalletCall(std::string_view method, nlohmann::json params = nlohmann::json::array())
+        LOCKS_EXCLUDED(m_mutex);
+
+    BitcoindRpcStats stats() const LOCKS_EXCLUDED(m_mutex);
+    std::string endpoint() const { return m_endpoint; }
+
+private:
+    BtcResult<nlohmann::json> Send(const std::string& path, std::string_view method, const nlohmann::json& params)
+        EXCLUSIVE_LOCKS_REQUIRED(m_mutex);
+    std::optional<std::string> Credentials(bool reload) EXCLUSIVE_LOCKS_REQUIRED(m_mutex);
+
+    const BitcoindRpcOptions m_options;
+    const std::function<bool()> m_stopping;
+    const std::string m_endpoint;
+    mutable Mutex m_mutex;
+    void* m_curl GUARDED_BY(m_mutex){nullptr};
+    std::string m_credentials GUARDED_BY(m_mutex);
+    uint64_t m_next_id GUARDED_BY(m_mutex){1};
+    BitcoindRpcStats m_stats GUARDED_BY(m_mutex);
+};
+
+// "host:port" or "[v6]:port" or "host" (port from the default).
+bool ParseHostPort(std::string_view text, std::string& host, uint16_t& port);
+
+} // namespace bitacora::btc

@@ -1,0 +1,353 @@
+#include "indexer/btc/follower.h"
+
+#include "common/logging.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace bitacora::btc {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::optional<Hash256> HashResult(const nlohmann::json& value)
+{
+    return value.is_string() ? HashFromDisplay(value.get<std::string>()) : std::nullopt;
+}
+
+} // namespace
+
+BtcFollower::BtcFollower(ledger::Ledger& ledger, BitcoindRpc& rpc, Anchorer* anchorer, BtcFollowerOptions options)
+    : m_ledger(ledger), m_rpc(rpc), m_anchorer(anchorer), m_options(std::move(options))
+{
+}
+
+BtcFollower::~BtcFollower() { Stop(); }
+
+void BtcFollower::Start()
+{
+    if (m_thread.joinable()) return;
+    m_stop = false;
+    m_thread = std::thread([this] { Run(); });
+}
+
+void BtcFollower::Stop()
+{
+    m_stop = true;
+    Wake();
+    if (m_thread.joinable()) m_thread.join();
+    if (m_zmq) m_zmq->Stop();
+}
+
+void BtcFollower::Wake()
+{
+    {
+        std::lock_guard lock(m_wake_mutex);
+        m_woken = true;
+    }
+    m_wake.notify_all();
+}
+
+BtcFollowerStatus BtcFollower::status() const
+{
+    std::lock_guard lock(m_status_mutex);
+    BtcFollowerStatus s = m_status;
+    if (m_zmq) s.zmq = m_zmq->stats();
+    return s;
+}
+
+std::optional<uint64_t> BtcFollower::tip_height() const
+{
+    std::lock_guard lock(m_status_mutex);
+    return m_status.tip_height;
+}
+
+void BtcFollower::OnHint(const ZmqHint& hint)
+{
+    {
+        std::lock_guard lock(m_wake_mutex);
+        if (hint.type == ZmqHint::Type::BlockConnected && m_announced.size() < kAnnouncedMax) {
+            m_announced.emplace(hint.block_hash, hint.received);
+        }
+        if (hint.type == ZmqHint::Type::Resync) {
+            std::lock_guard status_lock(m_status_mutex);
+            ++m_status.resyncs;
+        }
+        m_woken = true;
+    }
+    m_wake.notify_all();
+}
+
+void BtcFollower::NoteError(const std::string& what)
+{
+    LogWarning("Bitcoin: {}", what);
+    std::lock_guard lock(m_status_mutex);
+    ++m_status.rpc_errors;
+    m_status.last_error = what;
+}
+
+bool BtcFollower::Initialize()
+{
+    // The node must be on the chain we were started for.
+    auto info = m_rpc.Call("getblockchaininfo");
+    if (!info) {
+        NoteError("getblockchaininfo: " + info.error().ToString());
+        std::lock_guard lock(m_status_mutex);
+        m_status.state = "node_down";
+        return false;
+    }
+    if (const auto cursor = m_ledger.GetCursor(kBtcSource)) {
+        m_window.push_back({cursor->block_number, cursor->block_hash});
+        LogInfo("Bitcoin: resuming after block {} {}", cursor->block_number, HashToDisplay(cursor->block_hash));
+    } else {
+        int64_t start = m_options.start_height;
+        const uint64_t count = info->value("blocks", uint64_t{0});
+        if (start < 0) start = static_cast<int64_t>(count) + 1;
+        start = std::max<int64_t>(start, 1);
+        const uint64_t base = static_cast<uint64_t>(start - 1);
+        if (base > count) {
+            NoteError(fmt::format("-btcstartheight={} is above the node's chain ({} blocks); waiting", start, count));
+            return false;
+        }
+        auto hash = m_rpc.Call("getblockhash", {base});
+        const auto parsed = hash ? HashResult(*hash) : std::nullopt;
+        if (!parsed) {
+            NoteError("getblockhash: " + (hash ? std::string("not a hash") : hash.error().ToString()));
+            return false;
+        }
+        const ledger::Cursor start_cursor{kBtcSource, base, *parsed};
+        if (auto saved = m_ledger.Append({}, {start_cursor}); !saved) {
+            NoteError("cannot record the start block: " + saved.error());
+            return false;
+        }
+        m_window.push_back({base, *parsed});
+        LogInfo("Bitcoin: following from block {} (after {} {})", base + 1, base, HashToDisplay(*parsed));
+    }
+    if (m_options.use_zmq) {
+        auto subscriptions = m_options.zmq;
+        if (subscriptions.empty()) {
+            auto offered = m_rpc.Call("getzmqnotifications");
+            std::vector<std::pair<std::string, std::string>> pairs;
+            if (offered && offered->is_array()) {
+                for (const auto& n : *offered) {
+                    if (n.is_object() && n.contains("type") && n.contains("address")) {
+                        pairs.emplace_back(n.value("type", ""), n.value("address", ""));
+                    }
+                }
+            }
+            subscriptions = ChooseZmqSubscriptions(pairs);
+        }
+        if (subscriptions.empty()) {
+            LogInfo("Bitcoin: bitcoind publishes neither sequence nor hashblock over ZMQ; polling every {} ms",
+                    m_options.poll_interval_ms);
+        } else {
+            m_zmq = std::make_unique<ZmqSubscriber>(subscriptions, [this](const ZmqHint& hint) { OnHint(hint); });
+            m_zmq->Start();
+            std::lock_guard lock(m_status_mutex);
+            m_status.zmq_topic = subscriptions.front().topic;
+        }
+    }
+    m_initialized = true;
+    std::lock_guard lock(m_status_mutex);
+    m_status.tip_height = m_window.back().height;
+    m_status.tip_hash = m_window.back().hash;
+    return true;
+}
+
+bool BtcFollower::Disconnect(const Tip& tip)
+{
+    // The parent comes from our window, or from the node: bitcoind keeps the headers of
+    // stale blocks, so the walk works after a restart too.
+    Tip parent;
+    if (m_window.size() >= 2) {
+        parent = m_window[m_window.size() - 2];
+    } else {
+        auto header = m_rpc.Call("getblockheader", {HashToDisplay(tip.hash), true});
+        const auto prev = header && header->contains("previousblockhash") ? HashResult((*header)["previousblockhash"])
+                                                                          : std::nullopt;
+        if (!prev || tip.height == 0) {
+            NoteError(fmt::format("cannot find the parent of block {} {}: {}", tip.height, HashToDisplay(tip.hash),
+                                  header ? "no previousblockhash" : header.error().ToString()));
+            return false;
+        }
+        parent = {tip.height - 1, *prev};
+    }
+    if (m_anchorer) m_anchorer->OnBlockDisconnected(tip.height, tip.hash);
+    if (auto saved = m_ledger.Append({}, {ledger::Cursor{kBtcSource, parent.height, parent.hash}}); !saved) {
+        NoteError("cannot move the btc cursor back: " + saved.error());
+        return false;
+    }
+    m_window.pop_back();
+    if (m_window.empty()) m_window.push_back(parent);
+    LogInfo("Bitcoin: block {} {} disconnected (reorg)", tip.height, HashToDisplay(tip.hash));
+    std::lock_guard lock(m_status_mutex);
+    ++m_status.blocks_disconnected;
+    return true;
+}
+
+bool BtcFollower::SyncOnce()
+{
+    if (!m_initialized && !Initialize()) return false;
+    auto best = m_rpc.Call("getbestblockhash");
+    const auto best_hash = best ? HashResult(*best) : std::nullopt;
+    if (!best_hash) {
+        NoteError("getbestblockhash: " + (best ? std::string("not a hash") : best.error().ToString()));
+        std::lock_guard lock(m_status_mutex);
+        if (!best && best.error().node_unreachable()) m_status.state = "node_down";
+        return false;
+    }
+    if (*best_hash == m_window.back().hash) {
+        std::lock_guard lock(m_status_mutex);
+        m_status.state = "synced";
+        m_status.node_height = m_window.back().height;
+        return true;
+    }
+    auto header = m_rpc.Call("getblockheader", {HashToDisplay(*best_hash), true});
+    if (!header || !header->contains("height")) {
+        NoteError("getblockheader of the best block: " + (header ? std::string("no height") : header.error().ToString()));
+        return false;
+    }
+    const uint64_t best_height = (*header)["height"].get<uint64_t>();
+    {
+        std::lock_guard lock(m_status_mutex);
+        m_status.node_height = best_height;
+        m_status.state = "syncing";
+    }
+    // Walk back while our tip is not on the best chain.
+    bool reorg = false;
+    for (uint32_t steps = 0; steps < m_options.window_blocks_max; ++steps) {
+        const Tip tip = m_window.back();
+        bool on_best = false;
+        if (tip.height <= best_height) {
+            auto at = m_rpc.Call("getblockhash", {tip.height});
+            if (!at && !(at.error().kind == BtcError::Kind::Rpc && at.error().code == kRpcInvalidParameter)) {
+                NoteError("getblockhash: " + at.error().ToString());
+                return false;
+            }
+            on_best = at && HashResult(*at) == tip.hash;
+        }
+        if (on_best) break;
+        reorg = true;
+        if (!Disconnect(tip)) return false;
+    }
+    if (reorg) {
+        std::lock_guard lock(m_status_mutex);
+        ++m_status.reorgs;
+    }
+    // Connect forward.
+    for (uint32_t n = 0; n < m_options.blocks_per_step_max && !m_stop && m_window.back().height < best_height; ++n) {
+        const Tip tip = m_window.back();
+        const uint64_t height = tip.height + 1;
+        auto at = m_rpc.Call("getblockhash", {height});
+        const auto hash = at ? HashResult(*at) : std::nullopt;
+        if (!hash) {
+            // The chain shrank under us (a reorg in progress): the next pass sorts it out.
+            if (!at) NoteError("getblockhash: " + at.error().ToString());
+            return false;
+        }
+        auto raw = m_rpc.Call("getblock", {HashToDisplay(*hash), 0});
+        std::optional<Block> block;
+        Hash256 prev{};
+        if (raw && raw->is_string()) {
+            const auto bytes = HexDecode(raw->get<std::string>());
+            auto parsed = bytes ? ParseBlock(*bytes) : Result<Block>(Error{"not hex"});
+            if (!parsed) {
+                NoteError(fmt::format("block {} {} from the node does not parse: {}", height, HashToDisplay(*hash),
+                                      parsed.error()));
+                return false;
+            }
+            if (parsed->header.hash != *hash) {
+                NoteError(fmt::format("block {}: the node's block hashes to {}, not {}", height,
+                                      HashToDisplay(parsed->header.hash), HashToDisplay(*hash)));
+                return false;
+            }
+            prev = parsed->header.prev_hash;
+            block = std::move(*parsed);
+        } else if (!raw && raw.error().pruned()) {
+            // Gone before we read it: follow its header, and let the anchorer know.
+            auto header_hex = m_rpc.Call("getblockheader", {HashToDisplay(*hash), false});
+            const auto bytes = header_hex && header_hex->is_string() ? HexDecode(header_hex->get<std::string>()) : std::nullopt;
+            const auto parsed = bytes ? ParseHeader(*bytes) : Result<BlockHeader>(Error{"no header"});
+            if (!parsed || parsed->hash != *hash) {
+                NoteError(fmt::format("header of pruned block {} unavailable", height));
+                return false;
+            }
+            prev = parsed->prev_hash;
+            LogWarning("Bitcoin: block {} {} was pruned before bitacorad read it; following its header", height,
+                       HashToDisplay(*hash));
+            std::lock_guard lock(m_status_mutex);
+            ++m_status.blocks_pruned_unread;
+        } else {
+            NoteError(fmt::format("getblock {}: {}", height, raw ? "not a hex string" : raw.error().ToString()));
+            return false;
+        }
+        if (prev != tip.hash) {
+            // A reorg happened between our calls; walk back on the next pass.
+            LogDebug(log::Category::Btc, "Block {} does not extend our tip {}; resyncing", height, HashToDisplay(tip.hash));
+            return false;
+        }
+        const ledger::Cursor cursor{kBtcSource, height, *hash};
+        const bool written = m_anchorer && m_anchorer->OnBlockConnected(height, *hash, block ? &*block : nullptr, cursor);
+        if (!written) {
+            if (auto saved = m_ledger.Append({}, {cursor}); !saved) {
+                NoteError("cannot move the btc cursor: " + saved.error());
+                return false;
+            }
+        }
+        m_window.push_back({height, *hash});
+        while (m_window.size() > m_options.window_blocks_max) m_window.pop_front();
+        std::optional<Clock::time_point> announced;
+        {
+            std::lock_guard lock(m_wake_mutex);
+            if (const auto it = m_announced.find(*hash); it != m_announced.end()) {
+                announced = it->second;
+                m_announced.erase(it);
+            }
+        }
+        std::lock_guard lock(m_status_mutex);
+        ++m_status.blocks_processed;
+        m_status.tip_height = height;
+        m_status.tip_hash = *hash;
+        if (announced) {
+            if (m_status.hint_latency_ms.size() >= BtcFollowerStatus::kLatencySamplesMax) {
+                m_status.hint_latency_ms.erase(m_status.hint_latency_ms.begin());
+            }
+            m_status.hint_latency_ms.push_back(
+                std::chrono::duration<double, std::milli>(Clock::now() - *announced).count());
+        }
+        LogDebug(log::Category::Btc, "Block {} {} processed ({} transactions)", height, HashToDisplay(*hash),
+                 block ? block->txs.size() : 0);
+    }
+    std::lock_guard lock(m_status_mutex);
+    m_status.tip_height = m_window.back().height;
+    m_status.tip_hash = m_window.back().hash;
+    if (m_window.back().height >= best_height) m_status.state = "synced";
+    return true;
+}
+
+void BtcFollower::Run()
+{
+    while (!m_stop) {
+        const bool ok = SyncOnce();
+        bool more = false;
+        if (ok) {
+            m_backoff_ms = 0;
+            const auto tip = tip_height();
+            if (m_anchorer && tip) m_anchorer->Step(*tip);
+            std::lock_guard lock(m_status_mutex);
+            more = m_status.node_height && m_status.tip_height && *m_status.tip_height < *m_status.node_height;
+        } else {
+            m_backoff_ms = std::min(m_options.error_backoff_ms_max, std::max(250u, m_backoff_ms * 2));
+        }
+        if (more) continue;
+        const uint32_t wait_ms = !ok ? m_backoff_ms : (m_zmq ? m_options.zmq_poll_interval_ms : m_options.poll_interval_ms);
+        // The anchorer also wakes on its own retry timer.
+        const uint32_t capped_ms = std::min<uint32_t>(wait_ms, 1'000u * (m_anchorer ? 5u : 60u));
+        std::unique_lock lock(m_wake_mutex);
+        m_wake.wait_for(lock, std::chrono::milliseconds(capped_ms), [this] { return m_woken || m_stop.load(); });
+        m_woken = false;
+    }
+}
+
+} // namespace bitacora::btc

@@ -1,0 +1,110 @@
+// Follows bitcoind's best chain block by block from a start height or the last block
+// processed (the ledger's "btc" cursor): parses each block (segwit, txids, Merkle root
+// checked against the header), hands it to the anchorer, and walks back over reorgs
+// (ZMQ `D` messages, or a parent that does not match). ZMQ only wakes it up; every
+// decision is made over RPC, and it also polls, so lost messages cost latency only.
+#pragma once
+
+#include "indexer/btc/anchorer.h"
+#include "indexer/btc/bitcoind_rpc.h"
+#include "indexer/btc/block.h"
+#include "indexer/btc/zmq_subscriber.h"
+#include "ledger/ledger.h"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace bitacora::btc {
+
+inline constexpr const char* kBtcSource = "btc";
+
+struct BtcFollowerOptions {
+    int64_t start_height{-1};          // first block to process; -1: the first block after the tip at first start
+    uint32_t poll_interval_ms{2'000};  // without ZMQ
+    uint32_t zmq_poll_interval_ms{30'000}; // with ZMQ: a safety net only
+    uint32_t blocks_per_step_max{200}; // then the anchorer and stop requests get a turn
+    uint32_t window_blocks_max{2'016}; // recent blocks remembered for reorgs (two weeks)
+    uint32_t error_backoff_ms_max{30'000};
+    bool use_zmq{true};                // subscribe to what getzmqnotifications offers
+    std::vector<ZmqSubscription> zmq;  // explicit subscriptions (override discovery)
+};
+
+struct BtcFollowerStatus {
+    std::string state{"starting"};     // starting, syncing, synced, node_down
+    std::optional<uint64_t> tip_height;
+    Hash256 tip_hash{};
+    std::optional<uint64_t> node_height;
+    uint64_t blocks_processed{0};
+    uint64_t blocks_pruned_unread{0};
+    uint64_t reorgs{0};
+    uint64_t blocks_disconnected{0};
+    uint64_t resyncs{0};
+    uint64_t rpc_errors{0};
+    std::string last_error;
+    std::string zmq_topic;             // empty: polling only
+    ZmqSubscriberStats zmq;
+    // ZMQ message received -> that block processed, for blocks announced by ZMQ.
+    std::vector<double> hint_latency_ms; // the latest samples, at most kLatencySamplesMax
+    static constexpr size_t kLatencySamplesMax = 4'096;
+};
+
+class BtcFollower {
+public:
+    BtcFollower(ledger::Ledger& ledger, BitcoindRpc& rpc, Anchorer* anchorer, BtcFollowerOptions options);
+    ~BtcFollower();
+    BtcFollower(const BtcFollower&) = delete;
+    BtcFollower& operator=(const BtcFollower&) = delete;
+
+    void Start();
+    void Stop();
+    void Wake(); // e.g. admin_anchorNow
+    BtcFollowerStatus status() const;
+
+    // One pass: reorgs walked back, up to blocks_per_step_max blocks connected. Public
+    // for tests and benchmarks that drive the follower without its thread.
+    bool SyncOnce();
+    std::optional<uint64_t> tip_height() const;
+
+private:
+    struct Tip {
+        uint64_t height{0};
+        Hash256 hash{};
+    };
+    void Run();
+    bool Initialize();
+    bool Disconnect(const Tip& tip);
+    void NoteError(const std::string& what);
+    void OnHint(const ZmqHint& hint);
+
+    ledger::Ledger& m_ledger;
+    BitcoindRpc& m_rpc;
+    Anchorer* m_anchorer;
+    const BtcFollowerOptions m_options;
+    std::deque<Tip> m_window; // the processed chain's last blocks, tip last
+    bool m_initialized{false};
+    std::unique_ptr<ZmqSubscriber> m_zmq;
+
+    std::thread m_thread;
+    std::atomic<bool> m_stop{false};
+    mutable std::mutex m_wake_mutex;
+    std::condition_variable m_wake;
+    bool m_woken{false};
+    // Blocks announced by ZMQ, waiting to be processed: hash -> when the message came.
+    std::map<Hash256, std::chrono::steady_clock::time_point> m_announced;
+    static constexpr size_t kAnnouncedMax = 1'024;
+
+    mutable std::mutex m_status_mutex;
+    BtcFollowerStatus m_status;
+    uint32_t m_backoff_ms{0};
+};
+
+} // namespace bitacora::btc
