@@ -3,7 +3,12 @@
 #include "common/hex.h"
 #include "common/logging.h"
 
+#include "rpc/ledger_json.h"
+
 #include <fmt/format.h>
+
+#include <algorithm>
+#include <thread>
 
 namespace bitacora {
 namespace {
@@ -155,9 +160,93 @@ std::string FollowerMetrics(const evm::FollowerStatus& s)
     return out;
 }
 
+namespace {
+
+double Percentile(std::vector<double> samples, double q)
+{
+    if (samples.empty()) return 0;
+    std::sort(samples.begin(), samples.end());
+    const size_t at = std::min(samples.size() - 1, static_cast<size_t>(q * static_cast<double>(samples.size())));
+    return samples[at];
+}
+
+} // namespace
+
+nlohmann::json BtcStatusJson(const btc::BtcFollowerStatus& s, const btc::AnchorerStatus* a)
+{
+    nlohmann::json out = {{"state", s.state},
+                          {"tipHeight", s.tip_height ? nlohmann::json(*s.tip_height) : nlohmann::json(nullptr)},
+                          {"tipHash", rpc::BitcoinHashHex(s.tip_hash)},
+                          {"nodeHeight", s.node_height ? nlohmann::json(*s.node_height) : nlohmann::json(nullptr)},
+                          {"blocksProcessed", s.blocks_processed},
+                          {"blocksPrunedUnread", s.blocks_pruned_unread},
+                          {"reorgs", s.reorgs},
+                          {"blocksDisconnected", s.blocks_disconnected},
+                          {"resyncs", s.resyncs},
+                          {"rpcErrors", s.rpc_errors},
+                          {"lastError", s.last_error},
+                          {"zmq", {{"topic", s.zmq_topic}, {"messages", s.zmq.messages}, {"gaps", s.zmq.gaps},
+                                   {"disconnects", s.zmq.disconnects}}},
+                          {"zmqToProcessedMs", {{"p50", Percentile(s.hint_latency_ms, 0.50)},
+                                                {"p99", Percentile(s.hint_latency_ms, 0.99)},
+                                                {"samples", s.hint_latency_ms.size()}}}};
+    if (a != nullptr) {
+        nlohmann::json errors = nlohmann::json::object();
+        for (const auto& [label, count] : a->errors) errors[label] = count;
+        out["anchoring"] = {{"planned", a->anchors_planned}, {"broadcast", a->anchors_broadcast},
+                            {"confirmed", a->anchors_confirmed}, {"final", a->anchors_final},
+                            {"dropped", a->anchors_dropped}, {"abandoned", a->anchors_abandoned},
+                            {"feeBumps", a->fee_bumps}, {"errors", errors}, {"lastError", a->last_error},
+                            {"active", a->active ? rpc::AnchorJson(*a->active) : nlohmann::json(nullptr)},
+                            {"latestFinal", a->latest_final ? rpc::AnchorJson(*a->latest_final) : nlohmann::json(nullptr)}};
+    }
+    return out;
+}
+
+std::string BtcMetrics(const btc::BtcFollowerStatus& s, const btc::AnchorerStatus* a)
+{
+    std::string out;
+    auto metric = [&](const char* type, const char* name, const char* help, double value) {
+        out += fmt::format("# HELP {0} {1}\n# TYPE {0} {3}\n{0}{{source=\"btc\"}} {2}\n", name, help, value, type);
+    };
+    metric("gauge", "bitacora_btc_tip_height", "The last Bitcoin block processed.", static_cast<double>(s.tip_height.value_or(0)));
+    metric("gauge", "bitacora_btc_node_height", "bitcoind's best height.", static_cast<double>(s.node_height.value_or(0)));
+    metric("gauge", "bitacora_btc_lag_blocks", "Blocks between bitcoind's best block and the last processed.",
+           static_cast<double>(s.node_height.value_or(0) - std::min(s.node_height.value_or(0), s.tip_height.value_or(0))));
+    metric("counter", "bitacora_btc_blocks_processed_total", "Bitcoin blocks processed.", static_cast<double>(s.blocks_processed));
+    metric("counter", "bitacora_btc_reorgs_total", "Bitcoin reorgs walked back.", static_cast<double>(s.reorgs));
+    metric("counter", "bitacora_btc_resyncs_total", "Resyncs asked by ZMQ gaps and disconnects.", static_cast<double>(s.resyncs));
+    metric("counter", "bitacora_btc_zmq_gaps_total", "Gaps in ZMQ sequence numbers.", static_cast<double>(s.zmq.gaps));
+    metric("counter", "bitacora_btc_rpc_errors_total", "bitcoind calls that failed in the follower.", static_cast<double>(s.rpc_errors));
+    metric("gauge", "bitacora_btc_zmq_to_processed_ms_p99", "ZMQ block message to block processed, p99.",
+           Percentile(s.hint_latency_ms, 0.99));
+    if (a != nullptr) {
+        out += "# HELP bitacora_anchors_total Anchors that reached each state in this process.\n"
+               "# TYPE bitacora_anchors_total counter\n";
+        for (const auto& [state, count] : {std::pair{"planned", a->anchors_planned}, std::pair{"broadcast", a->anchors_broadcast},
+                                           std::pair{"confirmed", a->anchors_confirmed}, std::pair{"final", a->anchors_final},
+                                           std::pair{"dropped", a->anchors_dropped}, std::pair{"abandoned", a->anchors_abandoned}}) {
+            out += fmt::format("bitacora_anchors_total{{state=\"{}\"}} {}\n", state, count);
+        }
+        out += "# HELP bitacora_anchor_errors_total Failed anchoring steps by reason.\n# TYPE bitacora_anchor_errors_total counter\n";
+        for (const char* label : {"node_down", "auth", "insufficient_funds", "wallet", "pruned", "rpc", "http", "malformed"}) {
+            const auto it = a->errors.find(label);
+            out += fmt::format("bitacora_anchor_errors_total{{reason=\"{}\"}} {}\n", label, it == a->errors.end() ? 0 : it->second);
+        }
+        out += fmt::format("# HELP bitacora_anchor_active_state State of the anchor in progress (0 none, 1 planned, 2 signed, "
+                           "3 broadcast, 4 confirmed).\n# TYPE bitacora_anchor_active_state gauge\nbitacora_anchor_active_state {}\n",
+                           a->active ? static_cast<int>(a->active->state) : 0);
+        out += fmt::format("# HELP bitacora_anchor_final_tree_size Tree size of the latest final anchor.\n# TYPE "
+                           "bitacora_anchor_final_tree_size gauge\nbitacora_anchor_final_tree_size {}\n",
+                           a->latest_final ? a->latest_final->tree_size : 0);
+        metric("counter", "bitacora_anchor_fee_bumps_total", "Anchor fee bumps (BIP125).", static_cast<double>(a->fee_bumps));
+    }
+    return out;
+}
+
 Result<std::unique_ptr<rpc::RpcServer>> StartApi(const ArgsManager& args, uint16_t default_port,
                                                  const std::filesystem::path& netdir, ledger::Ledger& ledger,
-                                                 const evm::EvmFollower* follower)
+                                                 ApiSources sources)
 {
     if (!args.GetBool("server", true)) return std::unique_ptr<rpc::RpcServer>{};
     rpc::RpcServerOptions options;
@@ -183,10 +272,42 @@ Result<std::unique_ptr<rpc::RpcServer>> StartApi(const ArgsManager& args, uint16
         HexDecodeExact(text, key); // validated when parsed
         methods.backend_keys.push_back(key);
     }
-    if (follower != nullptr) {
-        methods.sources = [follower] { return nlohmann::json{{"evm", FollowerStatusJson(follower->status())}}; };
+    if (sources.evm != nullptr || sources.btc != nullptr) {
+        methods.sources = [sources] {
+            nlohmann::json out = nlohmann::json::object();
+            if (sources.evm) out["evm"] = FollowerStatusJson(sources.evm->status());
+            if (sources.btc) {
+                const auto anchorer = sources.anchorer ? std::optional(sources.anchorer->status()) : std::nullopt;
+                out["btc"] = BtcStatusJson(sources.btc->status(), anchorer ? &*anchorer : nullptr);
+            }
+            return out;
+        };
     }
-    auto extra_metrics = [follower]() -> std::string { return follower ? FollowerMetrics(follower->status()) : ""; };
+    if (sources.anchorer != nullptr && sources.btc != nullptr) {
+        methods.anchor_now = [sources, &ledger]() -> nlohmann::json {
+            const uint64_t ticket = sources.anchorer->RequestNow();
+            sources.btc->Wake();
+            // The request is served on the follower's thread; bounded wait.
+            for (int waited_ms = 0; waited_ms < 10'000 && sources.anchorer->HandledTicket() < ticket; waited_ms += 20) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(20));
+            }
+            const bool handled = sources.anchorer->HandledTicket() >= ticket;
+            const std::string outcome = handled ? sources.anchorer->last_request_outcome()
+                                                : "requested; the follower is busy (is bitcoind reachable?), see bitacora_status";
+            const auto latest = ledger.LatestAnchor();
+            return {{"anchored", handled && outcome.empty()},
+                    {"message", outcome.empty() ? "anchor sent" : outcome},
+                    {"anchor", latest ? rpc::AnchorJson(*latest) : nlohmann::json(nullptr)}};
+        };
+    }
+    auto extra_metrics = [sources]() -> std::string {
+        std::string out = sources.evm ? FollowerMetrics(sources.evm->status()) : "";
+        if (sources.btc) {
+            const auto anchorer = sources.anchorer ? std::optional(sources.anchorer->status()) : std::nullopt;
+            out += BtcMetrics(sources.btc->status(), anchorer ? &*anchorer : nullptr);
+        }
+        return out;
+    };
     return rpc::RpcServer::Start(options, std::move(methods), extra_metrics, [] { return true; });
 }
 

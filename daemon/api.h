@@ -3,6 +3,8 @@
 #pragma once
 
 #include "daemon/args.h"
+#include "indexer/btc/anchorer.h"
+#include "indexer/btc/follower.h"
 #include "indexer/evm/follower.h"
 #include "ledger/ledger.h"
 #include "rpc/server.h"
@@ -16,14 +18,23 @@ namespace bitacora {
 void RegisterRpcArgs(ArgsManager& args);
 
 // nullptr with -noserver. An error names the option or the address that failed.
+// What the API reports on and drives; any may be null (that part is off).
+struct ApiSources {
+    const evm::EvmFollower* evm{nullptr};
+    btc::BtcFollower* btc{nullptr};
+    btc::Anchorer* anchorer{nullptr};
+};
+
 Result<std::unique_ptr<rpc::RpcServer>> StartApi(const ArgsManager& args, uint16_t default_port,
                                                  const std::filesystem::path& netdir, ledger::Ledger& ledger,
-                                                 const evm::EvmFollower* follower);
+                                                 ApiSources sources);
 
 // nullptr without -zmqpubevent; the publisher listens to the ledger from now on.
 Result<std::unique_ptr<rpc::ZmqPublisher>> StartZmq(const ArgsManager& args, ledger::Ledger& ledger);
 
 nlohmann::json FollowerStatusJson(const evm::FollowerStatus& status);
 std::string FollowerMetrics(const evm::FollowerStatus& status);
+nlohmann::json BtcStatusJson(const btc::BtcFollowerStatus& follower, const btc::AnchorerStatus* anchorer);
+std::string BtcMetrics(const btc::BtcFollowerStatus& follower, const btc::AnchorerStatus* anchorer);
 
 } // namespace bitacora

@@ -1,6 +1,7 @@
 #include "daemon/init.h"
 
 #include "daemon/api.h"
+#include "daemon/btc_options.h"
 #include "daemon/evm_options.h"
 
 #include "common/hex.h"
@@ -106,6 +107,9 @@ struct Node {
     fs::path pid_file;
     std::unique_ptr<ledger::Ledger> ledger;
     std::unique_ptr<evm::EvmFollower> evm_follower;
+    std::unique_ptr<btc::BitcoindRpc> btc_rpc;
+    std::unique_ptr<btc::Anchorer> anchorer;
+    std::unique_ptr<btc::BtcFollower> btc_follower;
     std::unique_ptr<rpc::RpcServer> api;
     std::unique_ptr<rpc::ZmqPublisher> zmq;
 
@@ -117,6 +121,13 @@ struct Node {
             api->Stop();
             api.reset();
         }
+        if (btc_follower) {
+            LogInfo("Shutdown: stopping the Bitcoin follower");
+            btc_follower->Stop();
+            btc_follower.reset();
+        }
+        anchorer.reset();
+        btc_rpc.reset();
         if (evm_follower) {
             LogInfo("Shutdown: stopping the EVM follower");
             evm_follower->Stop();
@@ -230,6 +241,7 @@ void RegisterDaemonArgs(ArgsManager& args)
                          "remote input cannot fill the disk; debug lines are never limited",
                  .category = logging});
     RegisterEvmArgs(args);
+    RegisterBtcArgs(args);
     RegisterRpcArgs(args);
 }
 
@@ -379,11 +391,33 @@ int DaemonMain(int argc, char* argv[])
         LogInfo("EVM follower: off (no -evmrpc)");
     }
 
+    auto btc_config = BtcConfigFromArgs(args, chain_name);
+    if (!btc_config) {
+        node.Shutdown();
+        return InitError(btc_config.error());
+    }
+    if (btc_config->has_value()) {
+        auto& c = **btc_config;
+        node.btc_rpc = std::make_unique<btc::BitcoindRpc>(c.rpc);
+        node.anchorer = std::make_unique<btc::Anchorer>(*node.ledger, *node.btc_rpc, c.anchorer);
+        node.btc_follower = std::make_unique<btc::BtcFollower>(*node.ledger, *node.btc_rpc, node.anchorer.get(), c.follower);
+        LogInfo("Bitcoin follower: bitcoind at {}{}, {}; anchoring {}", node.btc_rpc->endpoint(),
+                c.rpc.wallet.empty() ? "" : " wallet " + c.rpc.wallet,
+                c.rpc.user.empty() ? "cookie " + c.rpc.cookie_file.string() : "user " + c.rpc.user,
+                c.anchorer.enabled ? fmt::format("every {} s, final at {} confirmations", c.anchorer.interval_s,
+                                                 c.anchorer.final_confirmations)
+                                   : std::string("on request only (-anchor=0)"));
+        node.btc_follower->Start();
+    } else {
+        LogInfo("Bitcoin follower: off (no -btcrpcconnect)");
+    }
+
     uint16_t default_rpc_port = 0;
     for (const auto& chain : Chains()) {
         if (chain.name == chain_name) default_rpc_port = chain.rpc_port;
     }
-    auto api = StartApi(args, default_rpc_port, netdir, *node.ledger, node.evm_follower.get());
+    auto api = StartApi(args, default_rpc_port, netdir, *node.ledger,
+                        ApiSources{node.evm_follower.get(), node.btc_follower.get(), node.anchorer.get()});
     if (!api) {
         LogError("{}", api.error());
         node.Shutdown();

@@ -1,5 +1,7 @@
 #include "rpc/ledger_json.h"
 
+#include <algorithm>
+
 #include "common/hex.h"
 
 namespace bitacora::rpc {
@@ -113,8 +115,11 @@ json EventJson(const ledger::Event& event)
                         {"signature", HexEncode0x(e.signature)}};
             },
             [](const ledger::AnchorEvent& e) -> json {
-                return {{"state", e.state}, {"anchoredSize", e.anchored_size}, {"anchoredRoot", HexEncode(e.anchored_root)},
-                        {"txid", HexEncode(e.txid)}, {"blockHeight", e.block_height}, {"blockHash", HexEncode(e.block_hash)}};
+                static constexpr const char* kStates[] = {"", "broadcast", "confirmed", "final", "dropped", "abandoned"};
+                return {{"state", e.state}, {"stateName", e.state < 6 ? kStates[e.state] : "unknown"},
+                        {"anchoredSize", e.anchored_size}, {"anchoredRoot", HexEncode(e.anchored_root)},
+                        {"txid", BitcoinHashHex(e.txid)}, {"blockHeight", e.block_height},
+                        {"blockHash", BitcoinHashHex(e.block_hash)}};
             },
             [](const ledger::RawEvmLog& e) -> json {
                 json topics = json::array();
@@ -134,6 +139,56 @@ json CheckpointJson(const ledger::Checkpoint& c)
             {"timestamp", c.timestamp},
             {"publicKey", HexEncode(c.public_key)},
             {"signature", HexEncode(c.signature)}};
+}
+
+std::string BitcoinHashHex(const Hash256& hash)
+{
+    Hash256 reversed;
+    std::reverse_copy(hash.begin(), hash.end(), reversed.begin());
+    return HexEncode(reversed);
+}
+
+json AnchorProofJson(const ledger::AnchorRecord& a)
+{
+    if (!a.proof) return nullptr;
+    const auto& p = *a.proof;
+    json branch = json::array();
+    for (const auto& node : p.branch) branch.push_back(HexEncode(node));
+    return {{"id", a.id},
+            {"status", a.state == ledger::AnchorState::Final ? "final" : "confirmed"},
+            {"treeSize", a.tree_size},
+            {"root", HexEncode(a.root)},
+            {"payload", HexEncode(ledger::AnchorPayload(a.tree_size, a.root))},
+            {"tx", HexEncode(p.tx)},
+            {"txid", BitcoinHashHex(p.txid)},
+            {"outputIndex", p.output_index},
+            {"payloadOffset", p.payload_offset},
+            {"txIndex", p.tx_index},
+            {"branch", branch},
+            {"header", HexEncode(p.header)},
+            {"blockHash", BitcoinHashHex(p.block_hash)},
+            {"blockHeight", p.block_height}};
+}
+
+json AnchorJson(const ledger::AnchorRecord& a)
+{
+    json txids = json::array();
+    for (const auto& txid : a.txids) txids.push_back(BitcoinHashHex(txid));
+    json out = {{"id", a.id},
+                {"state", ledger::AnchorStateName(a.state)},
+                {"treeSize", a.tree_size},
+                {"root", HexEncode(a.root)},
+                {"plannedTime", a.planned_time},
+                {"updatedTime", a.updated_time},
+                {"txids", txids},
+                {"feeBumps", a.fee_bumps}};
+    if (!a.txids.empty()) out["txid"] = BitcoinHashHex(a.proof ? a.proof->txid : a.txids.back());
+    if (a.proof) {
+        out["blockHeight"] = a.proof->block_height;
+        out["blockHash"] = BitcoinHashHex(a.proof->block_hash);
+    }
+    if (!a.note.empty()) out["note"] = a.note;
+    return out;
 }
 
 } // namespace bitacora::rpc

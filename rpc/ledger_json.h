@@ -15,5 +15,11 @@ nlohmann::json PositionJson(const ledger::VaultPosition& position);
 nlohmann::json TotalsJson(const ledger::Totals& totals);
 nlohmann::json EventJson(const ledger::Event& event); // kind, origin (on-chain), fields
 nlohmann::json CheckpointJson(const ledger::Checkpoint& checkpoint);
+// Bitcoin hashes (txids, block hashes) are shown in bitcoind's display order, reversed.
+std::string BitcoinHashHex(const Hash256& hash);
+// An anchor's state and, once in a block, the proof material (tx, header, branch).
+nlohmann::json AnchorJson(const ledger::AnchorRecord& anchor);
+// The "anchor" member of a proof bundle (docs/auditor-guide.md).
+nlohmann::json AnchorProofJson(const ledger::AnchorRecord& anchor);
 
 } // namespace bitacora::rpc

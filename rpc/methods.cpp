@@ -375,14 +375,22 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
 
     d.Add({.name = "ledger_getProofBundle",
            .params = {{"index", ParamType::Unsigned, true, "ledger index of the event"}},
-           .summary = "What an auditor needs to check one event offline: the event, its leaf, an inclusion proof to "
-                      "a freshly signed checkpoint, and the checkpoint (bitacora-cli verifyproof checks it).",
-           .result = "{version: 1, index, event, proof: {index, treeSize, leaf, path, root}, checkpoint}",
+           .summary = "What an auditor needs to check one event against Bitcoin alone: the event, its leaf, an "
+                      "inclusion proof to the smallest anchored tree size that holds it, a checkpoint over that size, "
+                      "and the anchor (transaction, its Merkle branch, the block header and height). Before any anchor "
+                      "covers the event, anchor is null and the proof goes to a freshly signed checkpoint of the whole "
+                      "log. docs/auditor-guide.md gives the format byte by byte; bitacora-cli verifyproof checks it.",
+           .result = "{version: 2, index, event, proof: {index, treeSize, leaf, path, root}, checkpoint, anchor: "
+                     "{id, status, treeSize, root, payload, tx, txid, outputIndex, payloadOffset, txIndex, branch, header, "
+                     "blockHash, blockHeight} | null}",
            .handler = [&ledger](const Params& p) -> json {
                const uint64_t index = p.Unsigned(0);
+               if (index >= ledger.size()) throw RpcException{kNotFound, fmt::format("no event {}", index)};
                const auto now = std::chrono::duration_cast<std::chrono::seconds>(
                    std::chrono::system_clock::now().time_since_epoch());
-               auto checkpoint = ledger.SignCheckpoint(static_cast<uint64_t>(now.count()));
+               const auto anchor = ledger.AnchorCovering(index);
+               auto checkpoint = anchor ? ledger.SignCheckpointAt(anchor->tree_size, static_cast<uint64_t>(now.count()))
+                                        : ledger.SignCheckpoint(static_cast<uint64_t>(now.count()));
                if (!checkpoint) throw RpcException{kNotAvailable, checkpoint.error()};
                auto proof = ledger.ProveInclusion(index, checkpoint->tree_size);
                if (!proof) throw RpcException{kNotFound, proof.error()};
@@ -390,12 +398,79 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
                if (!event) throw RpcException{kInternalError, "stored leaf does not decode: " + event.error()};
                json path = json::array();
                for (const auto& node : proof->path) path.push_back(HexEncode(node));
-               return {{"version", 1},
+               return {{"version", 2},
                        {"index", index},
                        {"event", EventJson(*event)},
                        {"proof", {{"index", proof->index}, {"treeSize", proof->tree_size}, {"leaf", HexEncode(proof->leaf)},
                                   {"path", path}, {"root", HexEncode(proof->root)}}},
-                       {"checkpoint", CheckpointJson(*checkpoint)}};
+                       {"checkpoint", CheckpointJson(*checkpoint)},
+                       {"anchor", anchor ? AnchorProofJson(*anchor) : json(nullptr)}};
+           }});
+
+    d.Add({.name = "ledger_getAnchors",
+           .params = {{"afterId", ParamType::Unsigned, false, "list anchors with a larger id (default 0)"},
+                      {"limit", ParamType::Unsigned, false, "at most this many (default 100, at most 1000)"}},
+           .summary = "Anchors in id order with their state (planned, signed, broadcast, confirmed, final, abandoned), "
+                      "transactions and blocks. Each anchor in a block carries an RFC 9162 consistency proof from the "
+                      "previous anchor in a block, so an auditor can check that the log only grew between them.",
+           .result = "{anchors: [{id, state, treeSize, root, txid, txids, blockHeight, blockHash, consistency: "
+                     "{fromSize, fromRoot, path}}], next: afterId for the next page or null}",
+           .handler = [&ledger](const Params& p) -> json {
+               const uint64_t after = p.Has(0) ? p.Unsigned(0) : 0;
+               const uint64_t limit = std::min<uint64_t>(p.Has(1) ? p.Unsigned(1) : 100, kPageMax);
+               if (limit == 0) throw RpcException{kInvalidParams, "limit must be at least 1"};
+               // The previous proven anchor, for the first consistency proof of the page.
+               std::optional<ledger::AnchorRecord> previous;
+               if (after > 0) {
+                   const uint64_t from = after > 64 ? after - 64 : 0;
+                   for (auto& a : ledger.ListAnchors(from, after - from)) {
+                       if (a.proven() && a.id <= after) previous = a;
+                   }
+               }
+               json anchors = json::array();
+               const auto page = ledger.ListAnchors(after, limit);
+               for (const auto& a : page) {
+                   json item = AnchorJson(a);
+                   if (a.proven()) {
+                       if (previous && previous->tree_size <= a.tree_size) {
+                           auto proof = ledger.ProveConsistency(previous->tree_size, a.tree_size);
+                           if (proof) {
+                               json path = json::array();
+                               for (const auto& node : *proof) path.push_back(HexEncode(node));
+                               item["consistency"] = {{"fromAnchor", previous->id}, {"fromSize", previous->tree_size},
+                                                      {"fromRoot", HexEncode(previous->root)}, {"path", path}};
+                           }
+                       }
+                       previous = a;
+                   }
+                   anchors.push_back(std::move(item));
+               }
+               return {{"anchors", anchors},
+                       {"next", page.size() == limit ? json(page.back().id) : json(nullptr)}};
+           }});
+
+    d.Add({.name = "ledger_getAnchor",
+           .params = {{"id", ParamType::Unsigned, true, "anchor id"}},
+           .summary = "One anchor with its state and, once it is in a block, the stored proof material.",
+           .result = "{id, state, treeSize, root, txid, txids, blockHeight, blockHash, proof: {...} | null}; -32001 if "
+                     "unknown",
+           .handler = [&ledger](const Params& p) -> json {
+               const auto anchor = ledger.GetAnchor(p.Unsigned(0));
+               if (!anchor) throw RpcException{kNotFound, fmt::format("no anchor {}", p.Unsigned(0))};
+               json out = AnchorJson(*anchor);
+               out["proof"] = AnchorProofJson(*anchor);
+               return out;
+           }});
+
+    d.Add({.name = "admin_anchorNow",
+           .access = Access::Write,
+           .summary = "Anchors the log now instead of at the next interval (when it grew since the last anchor and no "
+                      "anchor is in progress), and waits up to 10 s for the transaction to be sent.",
+           .result = "{anchored: bool, message, anchor: {...} | null}; -32004 without a Bitcoin node "
+                     "(-btcrpcconnect)",
+           .handler = [anchor_now = context.anchor_now](const Params&) -> json {
+               if (!anchor_now) throw RpcException{kNotAvailable, "anchoring is off: no -btcrpcconnect configured"};
+               return anchor_now();
            }});
 
     d.Add({.name = "ledger_submitEvent",

@@ -18,6 +18,9 @@ struct MethodContext {
     std::function<nlohmann::json()> sources;
     // x-only keys allowed to sign off-chain events (-backendkey); none: submission is off.
     std::vector<std::array<uint8_t, 32>> backend_keys;
+    // admin_anchorNow: asks the anchorer for an anchor and waits for the outcome; empty
+    // when there is no Bitcoin side (-btcrpcconnect unset).
+    std::function<nlohmann::json()> anchor_now;
 };
 
 void RegisterMethods(Dispatcher& dispatcher, MethodContext context);

@@ -360,7 +360,8 @@ TEST_CASE("a database from a newer release, or with foreign column families, is 
     {
         rocksdb::DB* raw = nullptr;
         std::vector<rocksdb::ColumnFamilyDescriptor> families;
-        for (const char* name : {"default", keys::kMetaFamily, keys::kEventsFamily, keys::kMerkleFamily, keys::kProjectionsFamily}) {
+        for (const char* name : {"default", keys::kMetaFamily, keys::kEventsFamily, keys::kMerkleFamily, keys::kProjectionsFamily,
+                                 keys::kAnchorsFamily}) {
             families.emplace_back(name, rocksdb::ColumnFamilyOptions());
         }
         std::vector<rocksdb::ColumnFamilyHandle*> handles;
