@@ -4,9 +4,12 @@
 //   bitacora-cli [-chain=regtest] [-datadir=DIR] [-rpcconnect=HOST] [-rpcport=N]
 //                [-rpcuser=U -rpcpassword=P | -rpccookiefile=FILE] [-named] METHOD [ARG...]
 //   bitacora-cli help [METHOD]
-//   bitacora-cli verifyproof FILE [-checkpointkey=HEX]
+//   bitacora-cli verifyproof FILE [-checkpointkey=HEX] [-requireanchor] [-btcrpcconnect=... -minconfirmations=N]
+//   bitacora-cli exportots BUNDLE.json OUT.ots
 #include "common/hex.h"
 #include "daemon/init.h"
+#include "daemon/proof_tools.h"
+#include "indexer/btc/bitcoind_rpc.h"
 #include "ledger/checkpoint.h"
 #include "ledger/event.h"
 #include "ledger/merkle.h"
@@ -196,22 +199,23 @@ int Help(const Options& o)
         return 0;
     }
     if (!wanted.empty()) return Fail(fmt::format("help: unknown command: {}", wanted));
-    std::printf("\nOffline:\nverifyproof FILE ( -checkpointkey=HEX )\n-signkey=FILE signoffchain KIND IDEMPOTENCYKEY PAYLOADJSON\n");
+    std::printf("\nOffline:\nverifyproof FILE ( -checkpointkey=HEX -requireanchor -btcrpcconnect=HOST[:PORT] -minconfirmations=N )\nexportots BUNDLE.json OUT.ots\n-signkey=FILE signoffchain KIND IDEMPOTENCYKEY PAYLOADJSON\n");
     return 0;
 }
 
-template <size_t N>
-bool FixedHex(const json& value, std::array<uint8_t, N>& out)
-{
-    return value.is_string() && HexDecodeExact(value.get<std::string>(), out);
-}
-
-// Checks a proof bundle (ledger_getProofBundle) with no node and no daemon: the leaf
-// decodes to the event shown, the inclusion path leads to the root, and the
-// checkpoint over that root is signed. Prints the first check that fails.
+// Checks a proof bundle (ledger_getProofBundle) with no daemon: the leaf, the inclusion
+// path, the checkpoint signature and, when anchored, the OP_RETURN payload, the
+// transaction, its Merkle branch and the header's proof of work. Given a bitcoind
+// (-btcrpcconnect...; a pruned node is enough: only headers are asked for), also that
+// the header is in its best chain with -minconfirmations. Prints the first failed check.
 int VerifyProof(const Options& o)
 {
-    if (o.positional.size() < 2) return Fail("usage: bitacora-cli verifyproof FILE [-checkpointkey=HEX]", kExitUsage);
+    if (o.positional.size() < 2) {
+        return Fail("usage: bitacora-cli verifyproof FILE [-checkpointkey=HEX] [-requireanchor] "
+                    "[-btcrpcconnect=HOST[:PORT] (-btcrpccookiefile=F | -btcrpcuser=U -btcrpcpassword=P) "
+                    "-minconfirmations=N]",
+                    kExitUsage);
+    }
     std::ifstream file(o.positional[1]);
     if (!file) return Fail("cannot read " + o.positional[1]);
     const json bundle = json::parse(file, nullptr, false);
@@ -219,53 +223,86 @@ int VerifyProof(const Options& o)
         std::printf("INVALID: %s\n", check.c_str());
         return 1;
     };
-    if (!bundle.is_object() || bundle.value("version", 0) != 1 || !bundle.contains("proof") || !bundle.contains("checkpoint")) {
-        return reject("not a version 1 proof bundle");
+    std::optional<ledger::XOnlyPubKey> pinned;
+    if (o.flags.count("checkpointkey")) {
+        ledger::XOnlyPubKey key{};
+        if (!HexDecodeExact(Flag(o, "checkpointkey"), key)) return Fail("-checkpointkey must be 32 bytes of hex", kExitUsage);
+        pinned = key;
     }
-    const json& proof = bundle["proof"];
-    const json& cp = bundle["checkpoint"];
-    const auto leaf = proof.contains("leaf") && proof["leaf"].is_string() ? HexDecode(proof["leaf"].get<std::string>())
-                                                                         : std::nullopt;
-    if (!leaf) return reject("proof.leaf is not hex");
-    const auto event = ledger::DecodeEvent(*leaf);
-    if (!event) return reject("proof.leaf does not decode: " + event.error());
-    if (bundle.contains("event") && bundle["event"].value("kind", "") != ledger::EventKindName(event->kind())) {
-        return reject("the event shown is not the event in the leaf");
+    const auto checked = VerifyBundle(bundle, pinned);
+    if (!checked) return reject(checked.error());
+    if (!checked->anchored && o.flags.count("requireanchor")) return reject("the bundle has no Bitcoin anchor (-requireanchor)");
+    std::string node_note;
+    if (checked->anchored && o.flags.count("btcrpcconnect")) {
+        btc::BitcoindRpcOptions options;
+        options.port = static_cast<uint16_t>(std::stoul(Flag(o, "btcrpcport", "8332")));
+        if (!btc::ParseHostPort(Flag(o, "btcrpcconnect"), options.host, options.port)) {
+            return Fail("-btcrpcconnect: expected host[:port]", kExitUsage);
+        }
+        options.user = Flag(o, "btcrpcuser");
+        options.password = Flag(o, "btcrpcpassword");
+        options.cookie_file = Flag(o, "btcrpccookiefile");
+        options.timeout_ms = 10'000;
+        const uint64_t min_confirmations = std::stoull(Flag(o, "minconfirmations", "6"));
+        btc::BitcoindRpc node(options);
+        auto at_height = node.Call("getblockhash", {checked->block_height});
+        if (!at_height) {
+            if (at_height.error().kind != btc::BtcError::Kind::Rpc) return Fail("bitcoind: " + at_height.error().ToString());
+            return reject(fmt::format("bitcoind has no block at height {} in its best chain ({})", checked->block_height,
+                                      at_height.error().message));
+        }
+        if (*at_height != checked->block_hash) {
+            return reject(fmt::format("block {} of bitcoind's best chain is {}, not the anchor's {}", checked->block_height,
+                                      at_height->is_string() ? at_height->get<std::string>() : "?", checked->block_hash));
+        }
+        auto header = node.Call("getblockheader", {checked->block_hash, true});
+        if (!header) return Fail("bitcoind getblockheader: " + header.error().ToString());
+        const int64_t confirmations = header->value("confirmations", int64_t{-1});
+        if (confirmations < static_cast<int64_t>(min_confirmations)) {
+            return reject(fmt::format("the anchor's block has {} confirmations, fewer than -minconfirmations={}",
+                                      confirmations, min_confirmations));
+        }
+        auto raw_header = node.Call("getblockheader", {checked->block_hash, false});
+        if (!raw_header || *raw_header != bundle["anchor"]["header"]) {
+            return reject("bitcoind's header of the anchor's block differs from the bundle's");
+        }
+        node_note = fmt::format("; bitcoind at {} has it in its best chain with {} confirmations", node.endpoint(),
+                                confirmations);
     }
-    if (!proof["index"].is_number_unsigned() || !proof["treeSize"].is_number_unsigned() || !proof["path"].is_array()) {
-        return reject("proof index, treeSize or path malformed");
+    const std::string key_note = pinned ? "" : " (the key in the bundle; pass -checkpointkey=HEX to pin the operator's key)";
+    if (checked->anchored) {
+        std::printf("VALID: event %llu (%s) is in the log of %llu events with root %s, anchored by transaction %s in "
+                    "Bitcoin block %llu %s%s; checkpoint signed by %s%s\n",
+                    static_cast<unsigned long long>(checked->index), checked->event_kind.c_str(),
+                    static_cast<unsigned long long>(checked->tree_size), HexEncode(checked->root).c_str(),
+                    checked->txid.c_str(), static_cast<unsigned long long>(checked->block_height),
+                    checked->block_hash.c_str(), node_note.c_str(), HexEncode(checked->checkpoint.public_key).c_str(),
+                    key_note.c_str());
+    } else {
+        std::printf("VALID: event %llu (%s) is in the log of %llu events with root %s, signed at %llu by %s%s; NOT "
+                    "ANCHORED in Bitcoin yet\n",
+                    static_cast<unsigned long long>(checked->index), checked->event_kind.c_str(),
+                    static_cast<unsigned long long>(checked->tree_size), HexEncode(checked->root).c_str(),
+                    static_cast<unsigned long long>(checked->checkpoint.timestamp),
+                    HexEncode(checked->checkpoint.public_key).c_str(), key_note.c_str());
     }
-    if (bundle.value("index", json()) != proof["index"]) return reject("bundle index differs from proof index");
-    std::vector<Hash256> path;
-    for (const auto& node : proof["path"]) {
-        Hash256 hash{};
-        if (!FixedHex(node, hash)) return reject("proof.path holds something that is not a 32-byte hash");
-        path.push_back(hash);
-    }
-    Hash256 root{};
-    if (!FixedHex(proof["root"], root)) return reject("proof.root malformed");
-    const uint64_t index = proof["index"].get<uint64_t>();
-    const uint64_t size = proof["treeSize"].get<uint64_t>();
-    if (auto status = ledger::VerifyInclusion(ledger::MerkleLeafHash(*leaf), index, size, path, root); !status) {
-        return reject("inclusion proof: " + status.error());
-    }
-    ledger::Checkpoint checkpoint;
-    if (!cp["treeSize"].is_number_unsigned() || !cp["timestamp"].is_number_unsigned() || !FixedHex(cp["root"], checkpoint.root) ||
-        !FixedHex(cp["publicKey"], checkpoint.public_key) || !FixedHex(cp["signature"], checkpoint.signature)) {
-        return reject("checkpoint malformed");
-    }
-    checkpoint.tree_size = cp["treeSize"].get<uint64_t>();
-    checkpoint.timestamp = cp["timestamp"].get<uint64_t>();
-    if (checkpoint.tree_size != size || checkpoint.root != root) return reject("the checkpoint is not over the proof's tree");
-    ledger::XOnlyPubKey key = checkpoint.public_key;
-    const bool pinned = o.flags.count("checkpointkey") != 0;
-    if (pinned && !HexDecodeExact(Flag(o, "checkpointkey"), key)) return Fail("-checkpointkey must be 32 bytes of hex", kExitUsage);
-    if (auto status = ledger::VerifyCheckpoint(checkpoint, key); !status) return reject("checkpoint signature: " + status.error());
-    std::printf("VALID: event %llu (%s) is in the log of %llu events with root %s, signed at %llu by %s%s\n",
-                static_cast<unsigned long long>(index), std::string(ledger::EventKindName(event->kind())).c_str(),
-                static_cast<unsigned long long>(size), HexEncode(root).c_str(),
-                static_cast<unsigned long long>(checkpoint.timestamp), HexEncode(key).c_str(),
-                pinned ? "" : " (the key in the bundle; pass -checkpointkey=HEX to pin the operator's key)");
+    return 0;
+}
+
+// Writes an anchored bundle as an OpenTimestamps proof (`ots verify` / python-opentimestamps).
+int ExportOtsFile(const Options& o)
+{
+    if (o.positional.size() != 3) return Fail("usage: bitacora-cli exportots BUNDLE.json OUT.ots", kExitUsage);
+    std::ifstream file(o.positional[1]);
+    if (!file) return Fail("cannot read " + o.positional[1]);
+    const json bundle = json::parse(file, nullptr, false);
+    auto ots = ExportOts(bundle);
+    if (!ots) return Fail(ots.error());
+    std::ofstream out(o.positional[2], std::ios::binary | std::ios::trunc);
+    out.write(ots->data(), static_cast<std::streamsize>(ots->size()));
+    if (!out) return Fail("cannot write " + o.positional[2]);
+    std::printf("wrote %s (%zu bytes): the stamped file is 0x00 || leaf of event %llu\n", o.positional[2].c_str(),
+                ots->size(), static_cast<unsigned long long>(bundle["index"].get<uint64_t>()));
     return 0;
 }
 
@@ -302,7 +339,10 @@ int main(int argc, char* argv[])
                     "Usage: bitacora-cli [options] <method> [params]   Send a command to bitacorad\n"
                     "       bitacora-cli [options] -named <method> [name=value]...\n"
                     "       bitacora-cli [options] help [method]       List methods, or describe one\n"
-                    "       bitacora-cli verifyproof FILE [-checkpointkey=HEX]   Check a proof bundle offline\n\n"
+                    "       bitacora-cli verifyproof FILE [-checkpointkey=HEX] [-requireanchor]   Check a proof bundle offline\n"
+                    "              [-btcrpcconnect=HOST[:PORT] -btcrpccookiefile=F | -btcrpcuser=U -btcrpcpassword=P "
+                    "-minconfirmations=6]   ... and its block against bitcoind\n"
+                    "       bitacora-cli exportots BUNDLE.json OUT.ots   Write the proof as an OpenTimestamps file\n\n"
                     "Options: -chain=<base|base-sepolia|regtest> -datadir=<dir> -rpcconnect=<ip> -rpcport=<port>\n"
                     "         -rpcuser=<user> -rpcpassword=<pw> -rpccookiefile=<file> -named\n",
                     BITACORA_VERSION);
@@ -311,6 +351,7 @@ int main(int argc, char* argv[])
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const std::string& method = o.positional[0];
     if (method == "verifyproof") return VerifyProof(o);
+    if (method == "exportots") return ExportOtsFile(o);
     if (method == "signoffchain") return SignOffchain(o);
     if (method == "help") return Help(o);
     json params = json::array();
