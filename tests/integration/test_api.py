@@ -318,7 +318,7 @@ def _tampered(bundle):
     variant("checkpoint.timestamp", lambda b: b["checkpoint"].update(timestamp=b["checkpoint"]["timestamp"] + 1))
     variant("checkpoint.signature", lambda b: b["checkpoint"].update(signature=_flip_hex(b["checkpoint"]["signature"])))
     variant("checkpoint.publicKey", lambda b: b["checkpoint"].update(publicKey=_flip_hex(b["checkpoint"]["publicKey"])))
-    variant("version", lambda b: b.update(version=2))
+    variant("version", lambda b: b.update(version=3))
     return out
 
 
