@@ -298,8 +298,8 @@ void Anchorer::WatchBroadcast(AnchorRecord record, uint64_t tip_height)
             return;
         }
         m_last_checked_tip = tip_height;
-        // Unknown to this wallet (another wallet, or a wiped one): the node decides.
-        Broadcast(record, record.broadcast_height);
+        // Unknown to this wallet (another wallet, or a wiped one): make sure the node has it.
+        Resend(record);
         return;
     }
     m_last_checked_tip = tip_height;
@@ -331,13 +331,7 @@ void Anchorer::WatchBroadcast(AnchorRecord record, uint64_t tip_height)
             return;
         }
         LogWarning("Anchor {}: transaction {} left the mempool; sending it again", record.id, txid);
-        auto sent = m_rpc.Call("sendrawtransaction", {HexEncode(record.signed_tx)});
-        if (!sent && sent.error().kind == BtcError::Kind::Rpc &&
-            (sent.error().code == kRpcVerifyError || sent.error().code == kRpcVerifyRejected)) {
-            Abandon(record, "the transaction cannot return to the mempool: " + sent.error().ToString());
-        } else if (!sent && !(sent.error().kind == BtcError::Kind::Rpc && sent.error().code == kRpcVerifyAlreadyInChain)) {
-            NoteError(sent.error(), "sendrawtransaction");
-        }
+        Resend(record);
         return;
     }
     if (tip_height < record.broadcast_height + m_options.bump_after_blocks || record.fee_bumps >= m_options.bumps_max ||
@@ -375,6 +369,19 @@ void Anchorer::WatchBroadcast(AnchorRecord record, uint64_t tip_height)
     }
     LogInfo("Anchor {}: not in a block after {} blocks; fee bumped, {} replaces {}", record.id, m_options.bump_after_blocks,
             replacement, txid);
+}
+
+void Anchorer::Resend(const AnchorRecord& record)
+{
+    auto sent = m_rpc.Call("sendrawtransaction", {HexEncode(record.signed_tx)});
+    if (sent) return;
+    const auto& e = sent.error();
+    if (e.kind == BtcError::Kind::Rpc && e.code == kRpcVerifyAlreadyInChain) return;
+    if (e.kind == BtcError::Kind::Rpc && (e.code == kRpcVerifyError || e.code == kRpcVerifyRejected)) {
+        Abandon(record, "the transaction cannot return to the mempool: " + e.ToString());
+    } else {
+        NoteError(e, fmt::format("anchor {} sendrawtransaction", record.id));
+    }
 }
 
 void Anchorer::Abandon(AnchorRecord record, const std::string& why)

@@ -70,6 +70,8 @@ private:
     void Broadcast(ledger::AnchorRecord record, uint64_t tip_height);
     void WatchBroadcast(ledger::AnchorRecord record, uint64_t tip_height);
     void Abandon(ledger::AnchorRecord record, const std::string& why);
+    // Sends the recorded transaction again (idempotent); abandons it if it cannot return.
+    void Resend(const ledger::AnchorRecord& record);
     bool Save(const ledger::AnchorRecord& record, std::optional<uint8_t> event_state, const std::vector<ledger::Cursor>& cursors = {});
     void NoteError(const BtcError& error, const std::string& during);
     void RefreshStatus();
