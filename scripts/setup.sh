@@ -10,7 +10,7 @@ packages=(
   g++ clang libclang-rt-14-dev meson ninja-build pkg-config cmake git
   libfmt-dev libssl-dev nlohmann-json3-dev librocksdb-dev libsecp256k1-dev
   libevent-dev libcurl4-openssl-dev libsimdjson-dev libzmq3-dev cppzmq-dev libsystemd-dev doctest-dev
-  python3 python3-zmq python3-pycryptodome nodejs wrk
+  python3 python3-zmq python3-pycryptodome python3-opentimestamps python3-bitcoinlib nodejs wrk
 )
 
 sudo_cmd=()
