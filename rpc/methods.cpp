@@ -112,10 +112,14 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
                        "{seller?, buyer?, state? (awaiting_payment, awaiting_delivery, disputed, complete, refunded), "
                        "expiryFrom?, expiryTo? (unix seconds, inclusive)}"},
                       {"cursor", ParamType::String, false, "nextCursor of the previous page; absent for the first"},
-                      {"limit", ParamType::Unsigned, false, "orders per page, 1 to 1000 (default 100)"}},
-           .summary = "Orders of the final log matching a filter, in order-id order, a page at a time. Pages are "
-                      "stable while the log grows: new orders have higher ids and come on later pages.",
-           .result = "{orders: [order], nextCursor: string or null (null: no more)}",
+                      {"limit", ParamType::Unsigned, false, "orders per page, 1 to 1000 (default 100)"},
+                      {"includePending", ParamType::Bool, false,
+                       "false (default): the final log only. true: each order as the unfinalized blocks leave it "
+                       "(status \"pending\" where they change it), and after the last final page the orders that "
+                       "exist only in unfinalized blocks"}},
+           .summary = "Orders matching a filter, in order-id order, a page at a time. Pages are stable while the log "
+                      "grows: new orders have higher ids and come on later pages.",
+           .result = "{orders: [order with status], nextCursor: string or null (null: no more)}",
            .handler = [&ledger](const Params& p) -> json {
                const json filter = p.Has(0) ? p[0] : json::object();
                std::optional<ledger::Address> seller, buyer;
@@ -150,6 +154,7 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
                }
                const uint64_t limit = p.Has(2) ? p.Unsigned(2) : 100;
                if (limit == 0 || limit > kPageMax) throw RpcException{kInvalidParams, "limit must be 1 to 1000"};
+               const bool include_pending = p.Bool(3, false);
                auto matches = [&](const ledger::OrderRecord& o) {
                    return (!seller || o.seller == *seller) && (!buyer || o.buyer == *buyer) &&
                           (!state || ledger::OrderStateName(o.state) == *state) &&
@@ -175,14 +180,36 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
                    for (const auto& order : candidates) {
                        ++scanned;
                        last = order.order_id;
-                       if (!matches(order)) continue;
-                       json item = OrderJson(order);
-                       item["status"] = "final";
+                       std::optional<ledger::OrderRecord> pending_view;
+                       if (include_pending) pending_view = ledger.GetOrder(order.order_id, true);
+                       const auto& shown = pending_view ? *pending_view : order;
+                       if (!matches(shown)) continue;
+                       json item = OrderJson(shown);
+                       item["status"] = pending_view && pending_view->Encode() != order.Encode() ? "pending" : "final";
                        orders.push_back(std::move(item));
                        if (orders.size() == limit) break;
                    }
                }
                const bool more = !exhausted || (last && orders.size() == limit);
+               if (!more && include_pending) {
+                   // The orders that exist only in unfinalized blocks, after the final ones (higher ids).
+                   std::vector<UInt256> created;
+                   for (const auto& block : ledger.GetPending("evm")) {
+                       for (const auto& event : block.events) {
+                           if (const auto* e = std::get_if<ledger::OrderCreated>(&event.body)) created.push_back(e->order_id);
+                       }
+                   }
+                   std::sort(created.begin(), created.end());
+                   for (const auto& id : created) {
+                       if (orders.size() >= kPageMax) break; // bounded; they become final (and paged) soon
+                       if ((after && !(*after < id)) || ledger.GetOrder(id, false)) continue;
+                       const auto order = ledger.GetOrder(id, true);
+                       if (!order || !matches(*order)) continue;
+                       json item = OrderJson(*order);
+                       item["status"] = "pending";
+                       orders.push_back(std::move(item));
+                   }
+               }
                return {{"orders", orders}, {"nextCursor", more && last ? json(last->ToDecimal()) : json(nullptr)}};
            }});
 

@@ -206,6 +206,14 @@ def test_pending_records_say_so_until_final(options, tmp):
         order = api.call("escrow_getOrder", "25")
         check(order["status"] == "pending", f"order 25 should be pending: {order['status']}")
         check(api.error("escrow_getOrder", "25", False) == -32001, "a pending-only order is not in the final view")
+        final_list = api.call("escrow_getOrders", {}, None, 1000)
+        check(all(o["status"] == "final" for o in final_list["orders"]) and
+              "25" not in [o["orderId"] for o in final_list["orders"]], "the default list is the final log")
+        with_pending = api.call("escrow_getOrders", {}, None, 1000, True)["orders"]
+        pending_ids = [o["orderId"] for o in with_pending if o["status"] == "pending"]
+        check("25" in pending_ids and len(with_pending) == len(final_list["orders"]) + 20,
+              f"includePending lists the 20 pending-only orders after the final ones: {pending_ids}")
+        check([int(o["orderId"]) for o in with_pending] == sorted(int(o["orderId"]) for o in with_pending), "in id order")
         platform.mine(70)
         wait_synced_at(datadir, platform, daemon=daemon)
         check(api.call("escrow_getOrder", "25")["status"] == "final", "order 25 final after 64 blocks")
