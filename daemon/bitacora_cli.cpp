@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cctype>
+#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -208,6 +209,12 @@ int Help(const Options& o)
 // transaction, its Merkle branch and the header's proof of work. Given a bitcoind
 // (-btcrpcconnect...; a pruned node is enough: only headers are asked for), also that
 // the header is in its best chain with -minconfirmations. Prints the first failed check.
+bool ParseUnsigned(const std::string& text, uint64_t& out)
+{
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+    return ec == std::errc() && end == text.data() + text.size() && !text.empty();
+}
+
 int VerifyProof(const Options& o)
 {
     if (o.positional.size() < 2) {
@@ -235,7 +242,14 @@ int VerifyProof(const Options& o)
     std::string node_note;
     if (checked->anchored && o.flags.count("btcrpcconnect")) {
         btc::BitcoindRpcOptions options;
-        options.port = static_cast<uint16_t>(std::stoul(Flag(o, "btcrpcport", "8332")));
+        uint64_t port = 0, min_confirmations = 0;
+        if (!ParseUnsigned(Flag(o, "btcrpcport", "8332"), port) || port == 0 || port > 65535) {
+            return Fail("-btcrpcport must be 1 to 65535", kExitUsage);
+        }
+        if (!ParseUnsigned(Flag(o, "minconfirmations", "6"), min_confirmations)) {
+            return Fail("-minconfirmations must be a number", kExitUsage);
+        }
+        options.port = static_cast<uint16_t>(port);
         if (!btc::ParseHostPort(Flag(o, "btcrpcconnect"), options.host, options.port)) {
             return Fail("-btcrpcconnect: expected host[:port]", kExitUsage);
         }
@@ -243,7 +257,6 @@ int VerifyProof(const Options& o)
         options.password = Flag(o, "btcrpcpassword");
         options.cookie_file = Flag(o, "btcrpccookiefile");
         options.timeout_ms = 10'000;
-        const uint64_t min_confirmations = std::stoull(Flag(o, "minconfirmations", "6"));
         btc::BitcoindRpc node(options);
         auto at_height = node.Call("getblockhash", {checked->block_height});
         if (!at_height) {

@@ -115,7 +115,8 @@ Result<BundleCheck> VerifyBundle(const json& bundle, const std::optional<ledger:
     const auto event = ledger::DecodeEvent(*leaf);
     if (!event) return Error{"proof.leaf does not decode: " + event.error()};
     out.event_kind = std::string(ledger::EventKindName(event->kind()));
-    if (bundle.contains("event") && (!bundle["event"].is_object() || bundle["event"].value("kind", "") != out.event_kind)) {
+    if (bundle.contains("event") && (!bundle["event"].is_object() || !bundle["event"].contains("kind") ||
+                                     bundle["event"]["kind"] != out.event_kind)) {
         return Error{"the event shown is not the event in the leaf"};
     }
     if (!UnsignedField(proof, "index", out.index) || !UnsignedField(proof, "treeSize", out.tree_size) ||
@@ -174,7 +175,8 @@ Result<BundleCheck> VerifyBundle(const json& bundle, const std::optional<ledger:
     if (!data || !std::equal(data->begin(), data->end(), payload->begin(), payload->end())) {
         return Error{"the anchor output is not an OP_RETURN holding the payload"};
     }
-    if (!UnsignedField(a, "payloadOffset", payload_offset) || payload_offset + payload->size() > tx_bytes->size() ||
+    if (!UnsignedField(a, "payloadOffset", payload_offset) || payload_offset > tx_bytes->size() ||
+        payload->size() > tx_bytes->size() - payload_offset ||
         !std::equal(payload->begin(), payload->end(), tx_bytes->begin() + static_cast<std::ptrdiff_t>(payload_offset))) {
         return Error{"anchor.payloadOffset does not point at the payload in the transaction"};
     }
@@ -194,6 +196,17 @@ Result<BundleCheck> VerifyBundle(const json& bundle, const std::optional<ledger:
     const auto header_bytes = HexField(a, "header");
     if (!header_bytes || header_bytes->size() != btc::kHeaderBytes) return Error{"anchor.header is not 80 bytes of hex"};
     const auto header = btc::ParseHeader(*header_bytes);
+    // One position per proof: a node paired with itself (the last of an odd level) is a
+    // left child; calling it a right one would give the same root.
+    {
+        Hash256 node = tx->txid;
+        uint64_t at = tx_index;
+        for (const auto& sibling : branch) {
+            if ((at & 1) && sibling == node) return Error{"anchor.txIndex is not canonical (a node paired with itself is on the left)"};
+            node = btc::RootFromBranch(node, at & 1, std::span<const Hash256>(&sibling, 1));
+            at >>= 1;
+        }
+    }
     if (btc::RootFromBranch(tx->txid, tx_index, branch) != header->merkle_root) {
         return Error{"anchor.branch does not lead from the txid to the header's Merkle root"};
     }
@@ -252,6 +265,10 @@ Result<std::string> ExportOts(const json& bundle)
     // The root sits at payloadOffset + 13 in the transaction (after magic, version, size).
     const Bytes tx = *HexDecode(a["tx"].get<std::string>());
     const size_t root_at = a["payloadOffset"].get<size_t>() + 13;
+    // OpenTimestamps caps an operation's argument at 4096 bytes.
+    if (root_at > 4096 || tx.size() - root_at - 32 > 4096) {
+        return Error{"the anchor transaction is too large for an OpenTimestamps operation (4096 bytes at most)"};
+    }
     out.push_back(static_cast<char>(kOpPrepend));
     VarBytes(out, std::span<const uint8_t>(tx).first(root_at));
     out.push_back(static_cast<char>(kOpAppend));

@@ -441,7 +441,8 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
                       "transactions and blocks. Each anchor in a block carries an RFC 9162 consistency proof from the "
                       "previous anchor in a block, so an auditor can check that the log only grew between them.",
            .result = "{anchors: [{id, state, treeSize, root, txid, txids, blockHeight, blockHash, consistency: "
-                     "{fromSize, fromRoot, path}}], next: afterId for the next page or null}",
+                     "{fromAnchor, fromSize, fromRoot, path} (from the previous anchor in a block, looked for among the 64 before "
+                     "the page)}], next: afterId for the next page or null}",
            .handler = [&ledger](const Params& p) -> json {
                const uint64_t after = p.Has(0) ? p.Unsigned(0) : 0;
                const uint64_t limit = std::min<uint64_t>(p.Has(1) ? p.Unsigned(1) : 100, kPageMax);
