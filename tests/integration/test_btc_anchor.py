@@ -39,16 +39,19 @@ def read_log(datadir):
 
 
 class Api:
-    def __init__(self, datadir, daemon):
+    def __init__(self, datadir, daemon, log_offset=0):
         import re
-        match = wait_for(lambda: daemon.proc.poll() is None and re.search(r"RPC server on port (\d+)", read_log(datadir))
+        # Only this run's lines: a restarted daemon's log still holds the last run's port.
+        match = wait_for(lambda: daemon.proc.poll() is None and
+                         re.search(r"RPC server on port (\d+)", read_log(datadir)[log_offset:])
                          or (daemon.proc.poll() is not None and _died(daemon, datadir)), 30, "the RPC server")
         self.port = int(match.group(1))
         with open(os.path.join(datadir, "regtest", ".cookie")) as f:
             self.cookie = f.read().strip()
 
-    def call(self, method, *params, timeout=30):
-        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}).encode()
+    def call(self, method, *params, timeout=30, named=None):
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method,
+                           "params": named if named is not None else list(params)}).encode()
         request = urllib.request.Request(f"http://127.0.0.1:{self.port}/", data=body,
                                          headers={"Content-Type": "application/json",
                                                   "Authorization": "Basic " + base64.b64encode(self.cookie.encode()).decode()})
@@ -171,7 +174,7 @@ class Signer:
 
     def submit(self, api, n):
         for _ in range(n):
-            api.call("ledger_submitEvent", self.sign())
+            api.call("ledger_submitEvent", named=self.sign())
 
 
 class Setup:
@@ -207,8 +210,9 @@ class Setup:
     def start(self, extra=()):
         if self.start_height is None:
             self.start_height = self.node.rpc("getblockcount") + 1
+        offset = len(read_log(self.datadir))
         self.daemon = Daemon(self.options.bitacorad, self.datadir, self.daemon_args(extra)).start()
-        self.api = Api(self.datadir, self.daemon)
+        self.api = Api(self.datadir, self.daemon, offset)
         self.wait_synced()
         return self
 
