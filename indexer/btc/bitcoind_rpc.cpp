@@ -182,6 +182,10 @@ BtcResult<nlohmann::json> BitcoindRpc::Send(const std::string& path, std::string
         curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
         curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
+        // A fresh connection per call, as bitcoin-cli does: on a reused one, a response
+        // written in two segments met delayed ACKs and took 40 ms more now and then
+        // (bench/btc_zmq_latency.py: p99 53 ms with reuse, 5.6 ms without).
+        curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
         curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http");
         curl_easy_setopt(c, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
         curl_easy_setopt(c, CURLOPT_USERPWD, credentials->c_str());
