@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The main job on an embedded default: set everything up, start a local anvil chain,
 # deploy the platform's contracts and make them busy with the workload generator,
-# then start bitacorad on a fresh data dir following the chain: it catches up, follows a
-# second workload live, reconciles its projections with the contracts, and stops cleanly.
+# and a regtest bitcoind (the repository's double, or a real one when BITCOIND names it)
+# with a funded wallet, then start bitacorad on a fresh data dir following both: it
+# catches up, follows a second workload live, reconciles its projections with the
+# contracts, anchors its root into Bitcoin until final, answers bitacora-cli, proves an
+# event against Bitcoin three ways, and stops cleanly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -27,6 +30,28 @@ echo "== Running the workload generator: 3,000 orders through every path, 600 va
 /usr/bin/python3 contracts/tools/workload.py --rpc "http://127.0.0.1:$port" --deployment "$demo/deployment.json" \
   --seed 1 --orders 3000 --vault-ops 600 --actors 50 --finalize 64 --report "$demo/workload.json"
 
+echo
+btcdir="$demo/bitcoind"
+mkdir -p "$btcdir"
+btc_port=$(free_port)
+btc_zmq=$(free_port)
+if [ -n "${BITCOIND:-}" ]; then
+  bitcoind_cmd=("$BITCOIND"); echo "== Starting bitcoind ($BITCOIND) on regtest, pruned, ZMQ on"
+else
+  bitcoind_cmd=(/usr/bin/python3 tests/integration/btc_double.py)
+  echo "== Starting the regtest bitcoind double (tests/integration/btc_double.py; BITCOIND=/path/to/bitcoind runs a real one)"
+fi
+"${bitcoind_cmd[@]}" -regtest -datadir="$btcdir" -rpcport="$btc_port" -port="$(free_port)" -listen=0 \
+  -rpcbind=127.0.0.1 -rpcallowip=127.0.0.1 -fallbackfee=0.0002 -prune=1 -fastprune -printtoconsole=0 \
+  -zmqpubsequence="tcp://127.0.0.1:$btc_zmq" -zmqpubhashblock="tcp://127.0.0.1:$btc_zmq" >"$demo/bitcoind.log" 2>&1 &
+pids+=("$!")
+btc() { scripts/btcrpc.py "$btcdir/regtest/.cookie" "$btc_port" "$@"; }
+for _ in $(seq 1 100); do btc getblockcount >/dev/null 2>&1 && break; sleep 0.1; done
+btc createwallet anchor >/dev/null
+miner=$(btc -wallet=anchor getnewaddress)
+btc generatetoaddress 101 "$miner" >/dev/null
+echo "   wallet 'anchor' funded: $(btc -wallet=anchor getbalance) BTC spendable, best height $(btc getblockcount)"
+
 datadir="$demo/bitacora"
 mkdir -p "$datadir"
 log="$datadir/regtest/debug.log"
@@ -35,7 +60,8 @@ print(d["contracts"]["P2PEscrow"], d["contracts"]["YieldVault"], d["deploymentBl
 # The settings a deployment would put in bitacora.conf, as flags.
 follow=(-chain=regtest -datadir="$datadir" -printtoconsole=0 -rpcport=0 -evmrpc="http://127.0.0.1:$port"
         -escrow="$escrow" -vault="$vault" -evmstartblock="$start_block" -evmpollinterval=250
-        -evmreconcileinterval=5)
+        -evmreconcileinterval=5 -btcrpcconnect="127.0.0.1:$btc_port" -btcrpccookiefile="$btcdir/regtest/.cookie"
+        -btcwallet=anchor -anchorconfirmations=6)
 echo
 echo "== Starting bitacorad ${follow[*]}"
 build/daemon/bitacorad "${follow[@]}" &
@@ -83,8 +109,27 @@ echo "\$ bitacora-cli vault_getPosition $seller"
 echo "\$ bitacora-cli ledger_getCheckpoint"
 "${cli[@]}" ledger_getCheckpoint
 key=$("${cli[@]}" bitacora_status | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["ledger"]["checkpointKey"])')
-echo "\$ bitacora-cli ledger_getProofBundle 1234 > proof.json; bitacora-cli verifyproof proof.json -checkpointkey=$key"
+
+echo
+echo "== Anchoring the log into Bitcoin (every hour by default; now on request)"
+echo "\$ bitacora-cli admin_anchorNow"
+"${cli[@]}" admin_anchorNow | /usr/bin/python3 -c 'import json,sys; r=json.load(sys.stdin); a=r["anchor"]; print(json.dumps({"anchored": r["anchored"], "anchor": {k: a.get(k) for k in ("id", "state", "treeSize", "root", "txid")}}, indent=2))'
+echo "   mining 1 block, then 5 more (final at 6 confirmations)"
+btc generatetoaddress 1 "$miner" >/dev/null
+for _ in $(seq 1 100); do "${cli[@]}" ledger_getAnchor 1 | grep -q '"state": "confirmed"' && break; sleep 0.1; done
+btc generatetoaddress 5 "$miner" >/dev/null
+for _ in $(seq 1 100); do "${cli[@]}" ledger_getAnchor 1 | grep -q '"state": "final"' && break; sleep 0.1; done
+echo "\$ bitacora-cli ledger_getAnchor 1"
+"${cli[@]}" ledger_getAnchor 1 | /usr/bin/python3 -c 'import json,sys; a=json.load(sys.stdin); print(json.dumps({k: a.get(k) for k in ("id", "state", "treeSize", "txid", "blockHeight", "blockHash")}, indent=2))'
+echo "== The anchor's lifecycle in the log (the last events):"
+size=$("${cli[@]}" bitacora_status | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["ledger"]["size"])')
+"${cli[@]}" ledger_getEvents $((size - 3)) 3 | /usr/bin/python3 -c 'import json,sys
+for e in json.load(sys.stdin)["events"]: print("  ", e["index"], e["event"]["kind"], e["event"]["fields"]["stateName"], "block", e["event"]["fields"]["blockHeight"])'
+echo "\$ bitacora-cli ledger_getProofBundle 1234 > proof.json"
 "${cli[@]}" ledger_getProofBundle 1234 > "$demo/proof.json"
+echo "== The proof checked against the node too (a pruned node is enough: only headers are asked for):"
+build/daemon/bitacora-cli verifyproof "$demo/proof.json" -checkpointkey="$key" -btcrpcconnect="127.0.0.1:$btc_port" \
+  -btcrpccookiefile="$btcdir/regtest/.cookie" -minconfirmations=6
 
 echo
 echo "== Sending SIGTERM"
@@ -95,10 +140,16 @@ echo "== bitacorad exited with status $status; the last lines of its log:"
 tail -n 5 "$log"
 echo
 echo "== The proof, verified offline (the daemon is stopped):"
-build/daemon/bitacora-cli verifyproof "$demo/proof.json" -checkpointkey="$key"
+build/daemon/bitacora-cli verifyproof "$demo/proof.json" -checkpointkey="$key" -requireanchor
+echo "== ... by the auditor guide's standalone verifier (hashlib only, docs/auditor-guide.md):"
+/usr/bin/python3 -c 'import sys; sys.path.insert(0, "tests/integration"); import auditor_guide
+code, out = auditor_guide.run_verifier(".", sys.argv[1]); print(out); sys.exit(code)' "$demo/proof.json"
+echo "== ... and as an OpenTimestamps proof, checked by the OpenTimestamps library against the block header:"
+build/daemon/bitacora-cli exportots "$demo/proof.json" "$demo/proof.ots"
+/usr/bin/python3 tests/integration/ots_check.py "$demo/proof.json" "$demo/proof.ots"
 echo
 echo "== What the ledger holds (bitacora-inspect on the stopped daemon's data dir):"
 printf 'summary\ntotals\n' | build/daemon/bitacora-inspect "$datadir/regtest/ledger"
 echo
-echo "Kept for inspection: $demo (deployment.json, workload.json, anvil.log, proof.json, bitacora/)"
+echo "Kept for inspection: $demo (deployment.json, workload.json, anvil.log, bitcoind/, proof.json, proof.ots, bitacora/)"
 exit "$status"
