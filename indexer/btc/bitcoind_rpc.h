@@ -6,6 +6,7 @@
 // One client is used by one thread at a time (calls are serialized by a mutex).
 #pragma once
 
+#include "common/expected.h"
 #include "common/sync.h"
 
 #include <nlohmann/json.hpp>
@@ -67,24 +68,7 @@ struct BtcError {
 };
 
 template <typename T>
-class BtcResult {
-public:
-    BtcResult(T value) : m_value(std::move(value)) {}
-    BtcResult(BtcError error) : m_error(std::move(error)) {}
-    bool ok() const { return m_value.has_value(); }
-    explicit operator bool() const { return ok(); }
-    T& value() { return *m_value; }
-    const T& value() const { return *m_value; }
-    T& operator*() { return *m_value; }
-    const T& operator*() const { return *m_value; }
-    T* operator->() { return &*m_value; }
-    const T* operator->() const { return &*m_value; }
-    const BtcError& error() const { return m_error; }
-
-private:
-    std::optional<T> m_value;
-    BtcError m_error;
-};
+using BtcResult = Expected<T, BtcError>;
 
 struct BitcoindRpcOptions {
     std::string host{"127.0.0.1"};

@@ -11,6 +11,8 @@
 // One client is used by one thread at a time.
 #pragma once
 
+#include "common/expected.h"
+
 #include <nlohmann/json.hpp>
 
 #include <atomic>
@@ -46,24 +48,7 @@ struct RpcError {
 std::string_view RpcErrorKindName(RpcError::Kind kind);
 
 template <typename T>
-class RpcResult {
-public:
-    RpcResult(T value) : m_value(std::move(value)) {}
-    RpcResult(RpcError error) : m_error(std::move(error)) {}
-    bool ok() const { return m_value.has_value(); }
-    explicit operator bool() const { return ok(); }
-    T& value() { return *m_value; }
-    const T& value() const { return *m_value; }
-    T& operator*() { return *m_value; }
-    const T& operator*() const { return *m_value; }
-    T* operator->() { return &*m_value; }
-    const T* operator->() const { return &*m_value; }
-    const RpcError& error() const { return m_error; }
-
-private:
-    std::optional<T> m_value;
-    RpcError m_error;
-};
+using RpcResult = Expected<T, RpcError>;
 
 struct RpcRequest {
     std::string method;
