@@ -138,14 +138,25 @@ std::optional<std::string> BitcoindRpc::Credentials(bool reload)
     return m_credentials;
 }
 
-BtcResult<nlohmann::json> BitcoindRpc::Call(std::string_view method, nlohmann::json params)
+namespace {
+nlohmann::json ParamArray(std::initializer_list<nlohmann::json> params)
 {
+    nlohmann::json array = nlohmann::json::array();
+    for (const auto& param : params) array.push_back(param);
+    return array;
+}
+} // namespace
+
+BtcResult<nlohmann::json> BitcoindRpc::Call(std::string_view method, std::initializer_list<nlohmann::json> list)
+{
+    const nlohmann::json params = ParamArray(list);
     LOCK(m_mutex);
     return Send("/", method, params);
 }
 
-BtcResult<nlohmann::json> BitcoindRpc::WalletCall(std::string_view method, nlohmann::json params)
+BtcResult<nlohmann::json> BitcoindRpc::WalletCall(std::string_view method, std::initializer_list<nlohmann::json> list)
 {
+    const nlohmann::json params = ParamArray(list);
     LOCK(m_mutex);
     if (m_options.wallet.empty()) return Send("/", method, params);
     char* escaped = curl_easy_escape(static_cast<CURL*>(m_curl), m_options.wallet.c_str(),

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -95,10 +96,12 @@ public:
     BitcoindRpc(const BitcoindRpc&) = delete;
     BitcoindRpc& operator=(const BitcoindRpc&) = delete;
 
-    BtcResult<nlohmann::json> Call(std::string_view method, nlohmann::json params = nlohmann::json::array())
+    // Positional parameters. (An initializer list, not a json: `json{x}` of one json
+    // element is a copy of x under clang but an array under gcc.)
+    BtcResult<nlohmann::json> Call(std::string_view method, std::initializer_list<nlohmann::json> params = {})
         LOCKS_EXCLUDED(m_mutex);
     // The same on the wallet's path (/wallet/<name>).
-    BtcResult<nlohmann::json> WalletCall(std::string_view method, nlohmann::json params = nlohmann::json::array())
+    BtcResult<nlohmann::json> WalletCall(std::string_view method, std::initializer_list<nlohmann::json> params = {})
         LOCKS_EXCLUDED(m_mutex);
 
     BitcoindRpcStats stats() const LOCKS_EXCLUDED(m_mutex);
