@@ -1243,11 +1243,11 @@ class BlockIndex:
         return times[len(times) // 2]
 
     def descendants(self):
-        out, todo = [], list(self.children)
-        while todo:
-            b = todo.pop()
+        out, frontier = [], list(self.children)
+        while frontier:
+            b = frontier.pop()
             out.append(b)
-            todo.extend(b.children)
+            frontier.extend(b.children)
         return out
 
     def ancestor(self, height):
@@ -1775,40 +1775,40 @@ class Node:
         return list(dict.fromkeys(i.prev_txid for i in tx.vin if i.prev_txid in self.mempool))
 
     def mempool_descendants(self, txid):
-        out, todo = [], [txid]
-        while todo:
-            t = todo.pop(0)
+        out, frontier = [], [txid]
+        while frontier:
+            t = frontier.pop(0)
             for c in self.mempool_children(t):
                 if c not in out:
                     out.append(c)
-                    todo.append(c)
+                    frontier.append(c)
         return out
 
     def mempool_ancestors(self, txid):
-        out, todo = [], [txid]
-        while todo:
-            t = todo.pop(0)
+        out, frontier = [], [txid]
+        while frontier:
+            t = frontier.pop(0)
             entry = self.mempool.get(t)
             if entry is None:
                 continue
             for p in self.mempool_parents(entry.tx):
                 if p not in out:
                     out.append(p)
-                    todo.append(p)
+                    frontier.append(p)
         return out
 
     def mempool_cluster_chunks(self, txid):
         """The chunks of txid's cluster, as [fee, vsize, weight, [txids]] in linearization order
         (greedy by feerate, parents first), merging a chunk into the one before it while its
         feerate is higher."""
-        cluster, todo = {txid}, [txid]
-        while todo:
-            t = todo.pop()
+        cluster, frontier = {txid}, [txid]
+        while frontier:
+            t = frontier.pop()
             entry = self.mempool[t]
             for other in self.mempool_parents(entry.tx) + self.mempool_children(t):
                 if other not in cluster:
                     cluster.add(other)
-                    todo.append(other)
+                    frontier.append(other)
         # Linearize: repeatedly the best-feerate transaction whose parents are placed.
         order, placed = [], set()
         pending = sorted(cluster, key=lambda t: self.mempool[t].seq)

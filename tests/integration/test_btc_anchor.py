@@ -216,13 +216,15 @@ class Setup:
         self.wait_synced()
         return self
 
-    def restart(self, extra=(), kill=False):
-        if kill:
-            self.daemon.signal(signal.SIGKILL)
-            self.daemon.wait()
-        else:
-            self.daemon.stop()
-        return self.start(extra)
+    def kill_while_held(self, method):
+        """Waits until the proxy holds a call of `method`, kills bitacorad with SIGKILL
+        right there, lets calls through again and starts bitacorad anew."""
+        wait_for(lambda: self.proxy.held(method), 30, f"{method} to be called")
+        time.sleep(0.2)
+        self.daemon.signal(signal.SIGKILL)
+        self.daemon.wait()
+        self.proxy.release()
+        return self.start()
 
     def btc(self):
         return self.api.call("bitacora_status")["sources"]["btc"]
@@ -474,12 +476,7 @@ def test_kill9_during_every_anchoring_step_neither_loses_nor_duplicates(options,
             s.proxy.hold(method, when, seconds=60)
             caller = threading.Thread(target=lambda: _quietly(s.api.call, "admin_anchorNow", timeout=15), daemon=True)
             caller.start()
-            wait_for(lambda: s.proxy.held(method), 30, f"{method} to be called")
-            time.sleep(0.2)
-            s.daemon.signal(signal.SIGKILL)
-            s.daemon.wait()
-            s.proxy.release()
-            s.start()
+            s.kill_while_held(method)
             # The restarted daemon finishes the step it was killed in (or redoes it).
             result = s.api.call("admin_anchorNow")
             wait_for(lambda: s.anchor(anchor_id)["state"] == "broadcast", 30, f"anchor {anchor_id} broadcast")
@@ -493,11 +490,7 @@ def test_kill9_during_every_anchoring_step_neither_loses_nor_duplicates(options,
         check(s.api.call("admin_anchorNow")["anchored"], "anchor sent")
         s.proxy.hold("getblock", "after", seconds=60)
         s.node.rpc("generatetoaddress", 1, s.address)
-        wait_for(lambda: s.proxy.held("getblock"), 30, "the block to be read")
-        s.daemon.signal(signal.SIGKILL)
-        s.daemon.wait()
-        s.proxy.release()
-        s.start()
+        s.kill_while_held("getblock")
         s.mine(CONFIRMATIONS - 1)
         final = s.wait_anchor(len(steps) + 1, "final")
         check(final["proof"]["blockHeight"] == s.node.rpc("getblockcount") - CONFIRMATIONS + 1, "proof material stored")
