@@ -1,5 +1,6 @@
 #include "rpc/json_rpc.h"
 
+#include "common/json_bounds.h"
 #include "common/logging.h"
 
 #include <fmt/format.h>
@@ -50,8 +51,8 @@ std::optional<json> Coerce(const json& value, ParamType type)
     case ParamType::Object:
         if (value.is_object()) return value;
         if (value.is_string()) {
-            json parsed = json::parse(value.get<std::string>(), nullptr, false);
-            if (parsed.is_object()) return parsed;
+            BoundedJson parsed = ParseJsonBounded(value.get_ref<const std::string&>());
+            if (parsed.ok() && parsed.value.is_object()) return std::move(parsed.value);
         }
         return std::nullopt;
     }
@@ -88,7 +89,7 @@ void Dispatcher::Add(MethodSpec method)
     m_methods.push_back(std::move(method));
 }
 
-Params Dispatcher::ParseParams(const MethodSpec& method, const json& params) const
+Params Dispatcher::ParseParams(const MethodSpec& method, const json& params, size_t answer_bytes_max) const
 {
     std::vector<json> values(method.params.size());
     if (params.is_null()) {
@@ -121,21 +122,11 @@ Params Dispatcher::ParseParams(const MethodSpec& method, const json& params) con
         }
         values[i] = std::move(*coerced);
     }
-    return Params(std::move(values));
+    return Params(std::move(values), answer_bytes_max);
 }
 
-json Dispatcher::HandleOne(const json& request, const CallContext& context, bool& notification, std::string& method_name,
-                           Clock::time_point deadline, size_t body_bytes) const
+json Dispatcher::Invoke(const json& request, const json& id, const CallContext& context, Call& call) const
 {
-    notification = false;
-    if (!request.is_object()) return ErrorResponse(nullptr, kInvalidRequest, "a request must be an object");
-    const auto id_it = request.find("id");
-    notification = id_it == request.end();
-    const json id = notification ? json(nullptr) : *id_it;
-    if (!id.is_null() && !id.is_string() && !id.is_number_integer()) {
-        notification = false;
-        return ErrorResponse(nullptr, kInvalidRequest, "id must be a string, an integer or null");
-    }
     if (auto version = request.find("jsonrpc"); version != request.end() && *version != "2.0" && *version != "1.0") {
         return ErrorResponse(id, kInvalidRequest, "jsonrpc must be \"2.0\"");
     }
@@ -143,11 +134,11 @@ json Dispatcher::HandleOne(const json& request, const CallContext& context, bool
     if (method_it == request.end() || !method_it->is_string()) {
         return ErrorResponse(id, kInvalidRequest, "method must be a string");
     }
-    method_name = method_it->get<std::string>();
-    const auto found = m_index.find(method_name);
+    call.method_name = method_it->get<std::string>();
+    const auto found = m_index.find(call.method_name);
     if (found == m_index.end()) {
-        if (method_name.size() > 64) method_name.resize(64);
-        return ErrorResponse(id, kMethodNotFound, fmt::format("method '{}' not found", method_name));
+        if (call.method_name.size() > 64) call.method_name.resize(64);
+        return ErrorResponse(id, kMethodNotFound, fmt::format("method '{}' not found", call.method_name));
     }
     const MethodSpec& method = m_methods[found->second];
     if (method.access == Access::Write && !context.authenticated) {
@@ -156,18 +147,19 @@ json Dispatcher::HandleOne(const json& request, const CallContext& context, bool
     if (method.access == Access::Read && !context.authenticated && !context.reads_open) {
         return ErrorResponse(id, kAuthRequired, fmt::format("{} needs authentication", method.name));
     }
-    if (Clock::now() > deadline) {
+    if (Clock::now() > call.deadline) {
         return ErrorResponse(id, kLimitExceeded, "request time limit exceeded before this call");
     }
     static const json kNoParams;
     const auto params_it = request.find("params");
     const json& params = params_it != request.end() ? *params_it : kNoParams;
-    // Params cannot be larger than the body they came in: measure only big bodies.
-    if (body_bytes > m_limits.params_bytes_max && params.dump().size() > m_limits.params_bytes_max) {
+    // Params cannot be larger than the body they came in: measure only big bodies (the
+    // body's nesting is bounded, so dump() cannot recurse deeply).
+    if (call.body_bytes > m_limits.params_bytes_max && params.dump().size() > m_limits.params_bytes_max) {
         return ErrorResponse(id, kLimitExceeded, fmt::format("params larger than {} bytes", m_limits.params_bytes_max));
     }
     try {
-        const Params parsed = ParseParams(method, params);
+        const Params parsed = ParseParams(method, params, call.answer_bytes_left);
         return Response(id, method.handler(parsed));
     } catch (const RpcException& e) {
         return ErrorResponse(id, e.code, e.message, e.data);
@@ -177,25 +169,52 @@ json Dispatcher::HandleOne(const json& request, const CallContext& context, bool
     }
 }
 
+std::string Dispatcher::HandleOne(const json& request, const CallContext& context, Call& call) const
+{
+    call.notification = false;
+    if (!request.is_object()) return ErrorResponse(nullptr, kInvalidRequest, "a request must be an object").dump();
+    const auto id_it = request.find("id");
+    // The id's type is checked before it is copied: a hostile id can be a whole document.
+    if (id_it != request.end() && !id_it->is_null() && !id_it->is_string() && !id_it->is_number_integer()) {
+        return ErrorResponse(nullptr, kInvalidRequest, "id must be a string, an integer or null").dump();
+    }
+    call.notification = id_it == request.end();
+    const json id = call.notification ? json(nullptr) : *id_it;
+    const json response = Invoke(request, id, context, call);
+    if (call.notification) return {};
+    std::string text = response.dump(-1, ' ', false, json::error_handler_t::replace);
+    if (text.size() > call.answer_bytes_left) {
+        text = ErrorResponse(id, kLimitExceeded,
+                             fmt::format("answer larger than the {} bytes left of -rpcmaxresponse ({}); ask for less",
+                                         call.answer_bytes_left, m_limits.answer_bytes_max))
+                   .dump(-1, ' ', false, json::error_handler_t::replace);
+    }
+    call.answer_bytes_left -= std::min(call.answer_bytes_left, text.size());
+    return text;
+}
+
 DispatchResult Dispatcher::Handle(std::string_view body, const CallContext& context) const
 {
     DispatchResult out;
-    const json request = json::parse(body, nullptr, /*allow_exceptions=*/false);
-    if (request.is_discarded()) {
+    const BoundedJson parsed = ParseJsonBounded(body, m_limits.json_depth_max);
+    if (parsed.status == JsonParseStatus::TooDeep) {
+        out.body = ErrorResponse(nullptr, kInvalidRequest,
+                                 fmt::format("request nests deeper than {} levels", m_limits.json_depth_max))
+                       .dump();
+        return out;
+    }
+    if (!parsed.ok()) {
         out.body = ErrorResponse(nullptr, kParseError, "request is not valid JSON").dump();
         return out;
     }
-    const auto deadline = Clock::now() + m_limits.request_time_max;
+    const json& request = parsed.value;
+    Call call{.deadline = Clock::now() + m_limits.request_time_max,
+              .body_bytes = body.size(),
+              .answer_bytes_left = m_limits.answer_bytes_max};
     if (!request.is_array()) {
-        bool notification = false;
-        std::string method;
-        json response = HandleOne(request, context, notification, method, deadline, body.size());
-        out.methods.push_back(method);
-        if (notification) {
-            out.http_status = 204;
-            return out;
-        }
-        out.body = response.dump(-1, ' ', false, json::error_handler_t::replace);
+        out.body = HandleOne(request, context, call);
+        out.methods.push_back(std::move(call.method_name));
+        if (call.notification) out.http_status = 204;
         return out;
     }
     if (request.empty()) {
@@ -208,19 +227,22 @@ DispatchResult Dispatcher::Handle(std::string_view body, const CallContext& cont
                        .dump();
         return out;
     }
-    json responses = json::array();
+    // Answers are joined as text: each was measured against the batch's byte budget.
+    out.body.assign(1, '[');
     for (const auto& item : request) {
-        bool notification = false;
-        std::string method;
-        json response = HandleOne(item, context, notification, method, deadline, body.size());
-        out.methods.push_back(method);
-        if (!notification) responses.push_back(std::move(response));
+        call.method_name.clear();
+        std::string answer = HandleOne(item, context, call);
+        out.methods.push_back(std::move(call.method_name));
+        if (call.notification) continue;
+        if (out.body.size() > 1) out.body.push_back(',');
+        out.body.append(answer);
     }
-    if (responses.empty()) {
+    if (out.body.size() == 1) {
+        out.body.clear();
         out.http_status = 204;
         return out;
     }
-    out.body = responses.dump(-1, ' ', false, json::error_handler_t::replace);
+    out.body.push_back(']');
     return out;
 }
 

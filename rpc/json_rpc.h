@@ -54,15 +54,20 @@ struct ParamSpec {
 // The params of one call, in the order of the method's ParamSpecs; absent ones are null.
 class Params {
 public:
-    explicit Params(std::vector<nlohmann::json> values) : m_values(std::move(values)) {}
+    explicit Params(std::vector<nlohmann::json> values, size_t answer_bytes_max = SIZE_MAX)
+        : m_values(std::move(values)), m_answer_bytes_max(answer_bytes_max) {}
     bool Has(size_t i) const { return i < m_values.size() && !m_values[i].is_null(); }
     const nlohmann::json& operator[](size_t i) const { return m_values.at(i); }
     std::string String(size_t i) const { return m_values.at(i).get<std::string>(); }
     uint64_t Unsigned(size_t i) const { return m_values.at(i).get<uint64_t>(); }
     bool Bool(size_t i, bool fallback) const { return Has(i) ? m_values[i].get<bool>() : fallback; }
+    // What this call's answer may still take of -rpcmaxresponse: a list stops early, with
+    // its continuation marker, before its answer grows past it.
+    size_t answer_bytes_max() const { return m_answer_bytes_max; }
 
 private:
     std::vector<nlohmann::json> m_values;
+    size_t m_answer_bytes_max;
 };
 
 enum class Access { Read, Write };
@@ -79,6 +84,8 @@ struct MethodSpec {
 struct DispatchLimits {
     size_t batch_length_max{100};
     size_t params_bytes_max{64 * 1024};
+    size_t answer_bytes_max{25'000'000};  // one HTTP answer, a whole batch included (geth's default)
+    size_t json_depth_max{32};            // nesting of a request body, checked before it is parsed
     std::chrono::milliseconds request_time_max{10'000};
 };
 
@@ -102,10 +109,18 @@ public:
     DispatchResult Handle(std::string_view body, const CallContext& context) const;
 
 private:
-    nlohmann::json HandleOne(const nlohmann::json& request, const CallContext& context, bool& notification,
-                             std::string& method_name, std::chrono::steady_clock::time_point deadline,
-                             size_t body_bytes) const;
-    Params ParseParams(const MethodSpec& method, const nlohmann::json& params) const;
+    struct Call {
+        std::chrono::steady_clock::time_point deadline;
+        size_t body_bytes{0};
+        size_t answer_bytes_left{0}; // of answer_bytes_max, for this call and the rest of its batch
+        bool notification{false};
+        std::string method_name;
+    };
+    // One call's answer, serialised; empty for a notification.
+    std::string HandleOne(const nlohmann::json& request, const CallContext& context, Call& call) const;
+    nlohmann::json Invoke(const nlohmann::json& request, const nlohmann::json& id, const CallContext& context,
+                          Call& call) const;
+    Params ParseParams(const MethodSpec& method, const nlohmann::json& params, size_t answer_bytes_max) const;
 
     DispatchLimits m_limits;
     std::vector<MethodSpec> m_methods;

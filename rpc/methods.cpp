@@ -46,6 +46,35 @@ json WithStatus(const std::optional<T>& final_view, const std::optional<T>& pend
 constexpr uint64_t kPageMax = 1'000;
 constexpr size_t kScanMax = 10'000; // records looked at per call; a cursor continues
 
+// The items of a list answer, stopped before the answer outgrows what this call may send
+// (-rpcmaxresponse, less what earlier calls of its batch took). A list that cannot hold
+// even its first item is an error: an empty page would send the client round forever.
+class ListBudget {
+public:
+    static constexpr size_t kEnvelopeBytes = 256; // the answer's other members
+
+    explicit ListBudget(const Params& params)
+        : m_left(params.answer_bytes_max() > kEnvelopeBytes ? params.answer_bytes_max() - kEnvelopeBytes : 0) {}
+
+    // Whether `item` still fits; `so_far` items are already in the list.
+    bool Take(const json& item, size_t so_far)
+    {
+        const size_t bytes = item.dump(-1, ' ', false, json::error_handler_t::replace).size() + 1;
+        if (bytes <= m_left) {
+            m_left -= bytes;
+            return true;
+        }
+        if (so_far == 0) {
+            throw RpcException{kLimitExceeded, fmt::format("the first item alone is larger than the {} bytes this "
+                                                           "answer may still take (-rpcmaxresponse)", m_left)};
+        }
+        return false;
+    }
+
+private:
+    size_t m_left;
+};
+
 const ParamSpec kIncludePending{"includePending", ParamType::Bool, false,
                                 "true (default): include unfinalized blocks and say \"pending\" where they change the record"};
 
@@ -165,7 +194,9 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
                std::optional<UInt256> last;
                size_t scanned = 0;
                bool exhausted = false;
-               while (orders.size() < limit && scanned < kScanMax && !exhausted) {
+               bool full = false; // the answer reached its byte budget
+               ListBudget budget(p);
+               while (orders.size() < limit && scanned < kScanMax && !exhausted && !full) {
                    const size_t batch = std::min<size_t>(kScanMax - scanned, 256);
                    std::vector<ledger::OrderRecord> candidates;
                    if (seller || buyer) {
@@ -178,19 +209,24 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
                    }
                    exhausted = candidates.size() < batch;
                    for (const auto& order : candidates) {
-                       ++scanned;
-                       last = order.order_id;
                        std::optional<ledger::OrderRecord> pending_view;
                        if (include_pending) pending_view = ledger.GetOrder(order.order_id, true);
                        const auto& shown = pending_view ? *pending_view : order;
-                       if (!matches(shown)) continue;
-                       json item = OrderJson(shown);
-                       item["status"] = pending_view && pending_view->Encode() != order.Encode() ? "pending" : "final";
-                       orders.push_back(std::move(item));
+                       if (matches(shown)) {
+                           json item = OrderJson(shown);
+                           item["status"] = pending_view && pending_view->Encode() != order.Encode() ? "pending" : "final";
+                           if (!budget.Take(item, orders.size())) {
+                               full = true; // the cursor stays before this order
+                               break;
+                           }
+                           orders.push_back(std::move(item));
+                       }
+                       ++scanned;
+                       last = order.order_id;
                        if (orders.size() == limit) break;
                    }
                }
-               const bool more = !exhausted || (last && orders.size() == limit);
+               const bool more = full || !exhausted || (last && orders.size() == limit);
                if (!more && include_pending) {
                    // The orders that exist only in unfinalized blocks, after the final ones (higher ids).
                    std::vector<UInt256> created;
@@ -207,6 +243,7 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
                        if (!order || !matches(*order)) continue;
                        json item = OrderJson(*order);
                        item["status"] = "pending";
+                       if (!budget.Take(item, orders.size())) break; // bounded; they become final (and paged) soon
                        orders.push_back(std::move(item));
                    }
                }
@@ -222,14 +259,22 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
                const auto order = ledger.GetOrder(id, false);
                if (!order) throw RpcException{kNotFound, fmt::format("no final order {}", id.ToDecimal())};
                json events = json::array();
+               ListBudget budget(p);
+               bool truncated = false; // the rest did not fit -rpcmaxresponse
                for (const auto& entry : order->history) {
                    const auto leaf = ledger.GetLeaf(entry.index);
                    if (!leaf) continue;
                    const auto event = ledger::DecodeEvent(*leaf);
                    if (!event) continue;
-                   events.push_back({{"index", entry.index}, {"event", EventJson(*event)}, {"leaf", HexEncode(*leaf)}});
+                   json item = {{"index", entry.index}, {"event", EventJson(*event)}, {"leaf", HexEncode(*leaf)}};
+                   if (!budget.Take(item, events.size())) {
+                       truncated = true;
+                       break;
+                   }
+                   events.push_back(std::move(item));
                }
-               return {{"orderId", id.ToDecimal()}, {"events", events}, {"historyDropped", order->history_dropped}};
+               return {{"orderId", id.ToDecimal()}, {"events", events}, {"historyDropped", order->history_dropped},
+                       {"truncated", truncated}};
            }});
 
     d.Add({.name = "ledger_getEventsByAccount",
@@ -257,18 +302,25 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
                }
                std::sort(indices.begin(), indices.end());
                indices.erase(std::unique(indices.begin(), indices.end()), indices.end());
-               const bool more = indices.size() > limit;
+               bool more = indices.size() > limit;
                if (more) indices.resize(limit);
                json events = json::array();
+               ListBudget budget(p);
+               std::optional<uint64_t> last;
                for (const uint64_t index : indices) {
                    const auto leaf = ledger.GetLeaf(index);
                    if (!leaf) continue;
                    const auto event = ledger::DecodeEvent(*leaf);
                    if (!event) continue;
-                   events.push_back({{"index", index}, {"event", EventJson(*event)}, {"leaf", HexEncode(*leaf)}});
+                   json item = {{"index", index}, {"event", EventJson(*event)}, {"leaf", HexEncode(*leaf)}};
+                   if (!budget.Take(item, events.size())) {
+                       more = true;
+                       break;
+                   }
+                   events.push_back(std::move(item));
+                   last = index;
                }
-               return {{"events", events},
-                       {"nextCursor", more && !indices.empty() ? json(indices.back()) : json(nullptr)}};
+               return {{"events", events}, {"nextCursor", more && last ? json(*last) : json(nullptr)}};
            }});
 
     d.Add({.name = "ledger_getEvents",
@@ -308,6 +360,7 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
                    index = low;
                }
                json events = json::array();
+               ListBudget budget(p);
                size_t scanned = 0;
                for (; index < size && events.size() < limit && scanned < kScanMax; ++index, ++scanned) {
                    const auto leaf = ledger.GetLeaf(index);
@@ -321,7 +374,9 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
                            break;
                        }
                    }
-                   events.push_back({{"index", index}, {"event", EventJson(*event)}, {"leaf", HexEncode(*leaf)}});
+                   json item = {{"index", index}, {"event", EventJson(*event)}, {"leaf", HexEncode(*leaf)}};
+                   if (!budget.Take(item, events.size())) break; // nextIndex is this event
+                   events.push_back(std::move(item));
                }
                return {{"events", events}, {"nextIndex", index < size ? json(index) : json(nullptr)}};
            }});
@@ -457,6 +512,9 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
                }
                json anchors = json::array();
                const auto page = ledger.ListAnchors(after, limit);
+               ListBudget budget(p);
+               std::optional<uint64_t> last;
+               bool full = false;
                for (const auto& a : page) {
                    json item = AnchorJson(a);
                    if (a.proven()) {
@@ -469,12 +527,17 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
                                                       {"fromRoot", HexEncode(previous->root)}, {"path", path}};
                            }
                        }
-                       previous = a;
                    }
+                   if (!budget.Take(item, anchors.size())) {
+                       full = true;
+                       break;
+                   }
+                   if (a.proven()) previous = a;
                    anchors.push_back(std::move(item));
+                   last = a.id;
                }
                return {{"anchors", anchors},
-                       {"next", page.size() == limit ? json(page.back().id) : json(nullptr)}};
+                       {"next", (full || page.size() == limit) && last ? json(*last) : json(nullptr)}};
            }});
 
     d.Add({.name = "ledger_getAnchor",

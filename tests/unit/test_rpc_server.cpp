@@ -2,6 +2,7 @@
 // (503 when full), answers dropped for clients that left, the connection limit and an
 // ordered stop; the JSON-RPC dispatcher's codes, batches, notifications and bitcoin-cli
 // style params; and rpcauth/cookie credentials.
+#include "common/json_bounds.h"
 #include "rpc/auth.h"
 #include "rpc/http_server.h"
 #include "rpc/json_rpc.h"
@@ -275,6 +276,54 @@ TEST_CASE("batches, notifications, auth and limits")
     const Dispatcher small = TestDispatcher({.params_bytes_max = 16});
     CHECK(Call(small, R"({"jsonrpc":"2.0","id":1,"method":"test_echo","params":["this is longer than sixteen"]})")["error"]["code"] ==
           kLimitExceeded);
+}
+
+TEST_CASE("deep nesting anywhere in a request is refused before it is copied or dumped")
+{
+    const Dispatcher d = TestDispatcher();
+    // These killed bitacorad with SIGSEGV: the id was copied before its type was checked,
+    // and the params' size was measured with a recursive dump().
+    const std::string deep_id = R"({"jsonrpc":"2.0","method":"test_echo","id":)" + std::string(58'000, '[') +
+                                std::string(58'000, ']') + "}";
+    CHECK(Call(d, deep_id)["error"]["code"] == kInvalidRequest);
+    const std::string deep_params = R"({"jsonrpc":"2.0","method":"test_echo","params":)" + std::string(100'000, '[') +
+                                    std::string(100'000, ']') + "}";
+    CHECK(Call(d, deep_params)["error"]["code"] == kInvalidRequest);
+    const std::string deep_batch = "[" + std::string(100'000, '{') + "]";
+    CHECK(Call(d, deep_batch)["error"]["code"] == kInvalidRequest);
+    // An object param given as a string (bitcoin-cli) is bounded the same way.
+    const std::string deep_string = R"({"jsonrpc":"2.0","id":1,"method":"test_object","params":[")" +
+                                    std::string(10'000, '[') + R"("]})";
+    Dispatcher with_object = TestDispatcher();
+    with_object.Add({.name = "test_object", .params = {{"o", ParamType::Object, true, ""}},
+                     .handler = [](const Params& p) -> json { return p[0]; }});
+    CHECK(Call(with_object, deep_string)["error"]["code"] == kInvalidParams);
+    // Strings hold brackets freely; the depth counts structure only.
+    CHECK(JsonNestingDepth(R"({"a":"[[[[{{{{\"]]]]","b":[[1]]})") == 3);
+    CHECK(JsonNestingDepth(std::string(10'000, '['), 64) == 65); // stops early
+    CHECK(ParseJsonBounded("[[[1]]]", 2).status == JsonParseStatus::TooDeep);
+    CHECK(ParseJsonBounded("[[[1]]]", 3).ok());
+    CHECK(ParseJsonBounded("[[[1]]", 3).status == JsonParseStatus::Invalid);
+}
+
+TEST_CASE("one answer has a byte budget: a batch answers the rest with a limit error")
+{
+    Dispatcher d({.answer_bytes_max = 1000});
+    d.Add({.name = "test_big", .params = {{"bytes", ParamType::Unsigned, true, ""}},
+           .handler = [](const Params& p) -> json { return std::string(p.Unsigned(0), 'x'); }});
+    d.Add({.name = "test_budget", .handler = [](const Params& p) -> json { return p.answer_bytes_max(); }});
+    CHECK(Call(d, R"({"jsonrpc":"2.0","id":1,"method":"test_big","params":[100]})")["result"].get<std::string>().size() == 100);
+    CHECK(Call(d, R"({"jsonrpc":"2.0","id":1,"method":"test_big","params":[2000]})")["error"]["code"] == kLimitExceeded);
+    const json batch = Call(d, R"([{"jsonrpc":"2.0","id":1,"method":"test_big","params":[400]},
+                                   {"jsonrpc":"2.0","id":2,"method":"test_budget"},
+                                   {"jsonrpc":"2.0","id":3,"method":"test_big","params":[400]},
+                                   {"jsonrpc":"2.0","id":4,"method":"test_big","params":[400]}])");
+    REQUIRE(batch.size() == 4);
+    CHECK(batch[0]["result"].get<std::string>().size() == 400);
+    CHECK(batch[1]["result"].get<size_t>() < 1000 - 400); // a handler sees what is left
+    CHECK(batch[2]["result"].get<std::string>().size() == 400);
+    CHECK(batch[3]["error"]["code"] == kLimitExceeded);
+    CHECK(batch[3]["id"] == 4);
 }
 
 TEST_CASE("rpcauth in bitcoind's format and a 0600 cookie")
