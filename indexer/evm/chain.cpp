@@ -1,5 +1,7 @@
 #include "indexer/evm/chain.h"
 
+#include "indexer/evm/verify.h"
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <simdjson.h>
@@ -38,6 +40,15 @@ Result<uint64_t> QuantityText(std::string_view text)
         out = (out << 4) | static_cast<uint64_t>(digit);
     }
     return out;
+}
+
+// What a header commits to that the checks use: receiptsRoot and logsBloom.
+bool ReadCommitments(const nlohmann::json& block, BlockHeader& header)
+{
+    const nlohmann::json* root = Field(block, "receiptsRoot");
+    const nlohmann::json* bloom = Field(block, "logsBloom");
+    return root != nullptr && root->is_string() && HexDecodeExact(root->get_ref<const std::string&>(), header.receipts_root) &&
+           bloom != nullptr && bloom->is_string() && HexDecodeExact(bloom->get_ref<const std::string&>(), header.logs_bloom);
 }
 
 } // namespace
@@ -86,7 +97,15 @@ Result<BlockHeader> ParseBlockHeader(const nlohmann::json& block)
     if (!parent) return Error{parent.error()};
     auto timestamp = Required<uint64_t>(block, "timestamp", ParseQuantity);
     if (!timestamp) return Error{timestamp.error()};
-    return BlockHeader{*number, *hash, *parent, *timestamp};
+    BlockHeader header{*number, *hash, *parent, *timestamp};
+    auto fields = HeaderHashFromFields([&](std::string_view name) -> std::optional<std::string_view> {
+        const nlohmann::json* field = Field(block, std::string(name).c_str());
+        if (field == nullptr || !field->is_string()) return std::nullopt;
+        return std::string_view(field->get_ref<const std::string&>());
+    });
+    // A header without them is refused by the checks (its fields_hash stays zero), not here.
+    if (fields && ReadCommitments(block, header)) header.fields_hash = *fields;
+    return header;
 }
 
 Result<Log> ParseLog(const nlohmann::json& object)
@@ -303,6 +322,17 @@ Result<std::vector<BlockHeader>> AnswerParser::ParseHeaderBatch(std::string_view
         }
         header.number = *n;
         header.timestamp = *t;
+        // A header without them is refused by the checks (its fields_hash stays zero), not here.
+        std::string_view root, bloom;
+        auto fields = HeaderHashFromFields([&](std::string_view name) -> std::optional<std::string_view> {
+            std::string_view text;
+            if (block[name].get_string().get(text)) return std::nullopt;
+            return text;
+        });
+        if (fields && !block["receiptsRoot"].get_string().get(root) && !block["logsBloom"].get_string().get(bloom) &&
+            HexDecodeExact(root, header.receipts_root) && HexDecodeExact(bloom, header.logs_bloom)) {
+            header.fields_hash = *fields;
+        }
         headers[id - first_id] = header;
         ++seen;
     }

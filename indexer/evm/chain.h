@@ -10,6 +10,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -19,12 +20,16 @@
 namespace bitacora::evm {
 
 using ledger::Address;
+using Bloom = std::array<uint8_t, 256>; // a block's or receipt's logsBloom: 2048 bits
 
 struct BlockHeader {
     uint64_t number{0};
     Hash256 hash{};
     Hash256 parent_hash{};
     uint64_t timestamp{0};
+    Hash256 receipts_root{};
+    Bloom logs_bloom{};
+    Hash256 fields_hash{}; // Keccak-256 of the RLP of its fields: `hash`, for an honest node
     bool operator==(const BlockHeader&) const = default;
 };
 
