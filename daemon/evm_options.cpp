@@ -1,8 +1,10 @@
 #include "daemon/evm_options.h"
 
+#include <curl/curl.h>
 #include <fmt/format.h>
 
 #include <charconv>
+#include <memory>
 
 namespace bitacora {
 namespace {
@@ -21,10 +23,34 @@ std::optional<std::string> ValidateAddress(std::string_view value)
     return "expected a 0x-prefixed 20-byte hex address";
 }
 
+// Parsed by libcurl now, as every request will parse it: a URL that passes here
+// cannot then fail on every request (a trailing comment, a typo in the port).
 std::optional<std::string> ValidateUrl(std::string_view value)
 {
-    if (value.starts_with("http://") || value.starts_with("https://")) return std::nullopt;
-    return "expected an http:// or https:// URL";
+    for (const char c : value) {
+        const auto byte = static_cast<unsigned char>(c);
+        if (byte <= 0x20 || byte >= 0x7f) {
+            return "a URL holds no spaces, control or non-ASCII bytes (percent-encode them; a comment goes on a line "
+                   "of its own)";
+        }
+    }
+    const std::unique_ptr<CURLU, decltype(&curl_url_cleanup)> url(curl_url(), &curl_url_cleanup);
+    if (!url) return "cannot parse URLs (out of memory)";
+    if (const CURLUcode code = curl_url_set(url.get(), CURLUPART_URL, std::string(value).c_str(), 0); code != CURLUE_OK) {
+        return fmt::format("not a valid URL ({}); expected http://host[:port][/path] or https://...", curl_url_strerror(code));
+    }
+    auto part = [&](CURLUPart which) -> std::optional<std::string> {
+        char* text = nullptr;
+        if (curl_url_get(url.get(), which, &text, 0) != CURLUE_OK || text == nullptr) return std::nullopt;
+        std::string out(text);
+        curl_free(text);
+        return out;
+    };
+    const auto scheme = part(CURLUPART_SCHEME);
+    if (scheme != "http" && scheme != "https") return "expected an http:// or https:// URL";
+    if (part(CURLUPART_HOST).value_or("").empty()) return "the URL names no host";
+    if (part(CURLUPART_FRAGMENT)) return "a #fragment is never sent to the node; remove it";
+    return std::nullopt;
 }
 
 std::optional<std::string> ValidateFinality(std::string_view value)
