@@ -227,6 +227,54 @@ void Logger::LogLine(Level level, Category category, const char* file, int line,
     WriteLocked(text);
 }
 
+LineRateLimiter::LineRateLimiter(size_t lines_max, std::chrono::milliseconds window, Clock clock)
+    : m_lines_max(lines_max), m_window(window),
+      m_clock(clock ? std::move(clock) : Clock([] { return std::chrono::steady_clock::now(); }))
+{
+}
+
+LineRateLimiter::Verdict LineRateLimiter::Admit(std::string_view message_class)
+{
+    LOCK(m_mutex);
+    const auto now = m_clock();
+    auto it = m_classes.find(message_class);
+    if (it == m_classes.end()) {
+        const std::string_view key = m_classes.size() < kClassesMax ? message_class : std::string_view("(other)");
+        it = m_classes.try_emplace(std::string(key), ClassState{now, 0, 0}).first;
+    }
+    ClassState& state = it->second;
+    if (now - state.window_start >= m_window) {
+        state.window_start = now;
+        state.lines = 0;
+    }
+    if (state.lines >= m_lines_max) {
+        ++state.suppressed;
+        return {};
+    }
+    ++state.lines;
+    const Verdict verdict{true, state.suppressed};
+    state.suppressed = 0;
+    return verdict;
+}
+
+size_t LineRateLimiter::class_count() const
+{
+    LOCK(m_mutex);
+    return m_classes.size();
+}
+
+std::string MessageClass(std::string_view message)
+{
+    constexpr size_t kClassBytesMax = 200; // a class is a prefix of the message
+    std::string out;
+    for (const char c : message.substr(0, kClassBytesMax)) {
+        const bool digit = c >= '0' && c <= '9';
+        if (!digit) out.push_back(c);
+        else if (out.empty() || out.back() != '#') out.push_back('#');
+    }
+    return out;
+}
+
 Logger& GetLogger()
 {
     // Never destroyed: threads may still log during static destruction.

@@ -106,6 +106,41 @@ private:
 
 Logger& GetLogger();
 
+// Lets through at most lines_max lines of one message class per window and counts
+// the rest, so that a flood (libevent at the descriptor limit wrote ~125,000 lines/s)
+// costs a few lines; the next line let through says how many were dropped.
+class LineRateLimiter {
+public:
+    using Clock = std::function<std::chrono::steady_clock::time_point()>;
+    // Distinct classes tracked; later ones share one entry, so memory stays bounded.
+    static constexpr size_t kClassesMax = 64;
+
+    struct Verdict {
+        bool admit{false};
+        uint64_t suppressed{0}; // lines of this class dropped before this admitted one
+    };
+
+    LineRateLimiter(size_t lines_max, std::chrono::milliseconds window, Clock clock = {});
+    Verdict Admit(std::string_view message_class) LOCKS_EXCLUDED(m_mutex);
+    size_t class_count() const LOCKS_EXCLUDED(m_mutex);
+
+private:
+    struct ClassState {
+        std::chrono::steady_clock::time_point window_start;
+        size_t lines{0};
+        uint64_t suppressed{0};
+    };
+    const size_t m_lines_max;
+    const std::chrono::milliseconds m_window;
+    const Clock m_clock;
+    mutable Mutex m_mutex;
+    std::map<std::string, ClassState, std::less<>> m_classes GUARDED_BY(m_mutex);
+};
+
+// A message's class for rate limiting: runs of digits count as one, so that
+// "fd 12" and "fd 345" are the same class.
+std::string MessageClass(std::string_view message);
+
 // Replaces control characters so that remote input cannot forge log lines.
 std::string EscapeMessage(std::string_view message);
 

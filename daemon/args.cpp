@@ -45,6 +45,55 @@ std::optional<int64_t> ParseInt(std::string_view value)
     return out;
 }
 
+// Length of the valid UTF-8 sequence of two to four bytes at text[i], or 0
+// (overlong forms, surrogates and code points past U+10FFFF are not valid).
+size_t Utf8SequenceLength(std::string_view text, size_t i)
+{
+    const auto byte = [&](size_t k) { return static_cast<unsigned char>(text[i + k]); };
+    const unsigned char lead = byte(0);
+    const size_t length = lead >= 0xc2 && lead <= 0xdf ? 2 : lead >= 0xe0 && lead <= 0xef ? 3
+                        : lead >= 0xf0 && lead <= 0xf4 ? 4 : 0;
+    if (length == 0 || i + length > text.size()) return 0;
+    for (size_t k = 1; k < length; ++k) {
+        if ((byte(k) & 0xc0) != 0x80) return 0;
+    }
+    const unsigned char second = byte(1);
+    if ((lead == 0xe0 && second < 0xa0) || (lead == 0xed && second >= 0xa0) || (lead == 0xf0 && second < 0x90) ||
+        (lead == 0xf4 && second >= 0x90)) {
+        return 0;
+    }
+    return length;
+}
+
+// Code points that are valid UTF-8 but print nothing or reorder what follows: C1
+// controls, zero-width and bidirectional marks, and the byte order mark.
+bool IsInvisible(std::string_view sequence)
+{
+    uint32_t code = static_cast<unsigned char>(sequence[0]) & (0xff >> (sequence.size() + 1));
+    for (size_t k = 1; k < sequence.size(); ++k) code = (code << 6) | (static_cast<unsigned char>(sequence[k]) & 0x3f);
+    return (code >= 0x80 && code <= 0x9f) || (code >= 0x200b && code <= 0x200f) || (code >= 0x2028 && code <= 0x202e) ||
+           (code >= 0x2060 && code <= 0x2069) || code == 0xfeff;
+}
+
+// The whole file, or an error once it passes bytes_max: reading stops there, so a
+// device such as /dev/zero costs bytes_max of memory at most.
+Result<std::string> ReadBounded(const std::filesystem::path& path, size_t bytes_max)
+{
+    std::ifstream file(path, std::ios::binary);
+    if (!file) return Error{fmt::format("cannot read config file {}", path.string())};
+    std::string text;
+    char buffer[16384];
+    while (file.read(buffer, sizeof(buffer)) || file.gcount() > 0) {
+        text.append(buffer, static_cast<size_t>(file.gcount()));
+        if (text.size() > bytes_max) {
+            return Error{fmt::format("config file {} is larger than {} bytes (the limit of a config file)",
+                                     path.string(), bytes_max)};
+        }
+    }
+    if (file.bad()) return Error{fmt::format("error reading config file {}", path.string())};
+    return text;
+}
+
 std::string_view TypeHint(ArgType type)
 {
     switch (type) {
@@ -85,6 +134,26 @@ std::string Wrap(std::string_view text, size_t indent)
 
 } // namespace
 
+std::string EscapeConfigText(std::string_view text)
+{
+    std::string out;
+    out.reserve(text.size());
+    for (size_t i = 0; i < text.size();) {
+        const auto byte = static_cast<unsigned char>(text[i]);
+        if (byte >= 0x20 && byte < 0x7f) {
+            out.push_back(text[i++]);
+        } else if (const size_t length = byte >= 0x80 ? Utf8SequenceLength(text, i) : 0;
+                   length != 0 && !IsInvisible(text.substr(i, length))) {
+            out.append(text.substr(i, length));
+            i += length;
+        } else {
+            out += fmt::format("\\x{:02x}", byte);
+            ++i;
+        }
+    }
+    return out;
+}
+
 void ArgsManager::AddArg(ArgSpec spec)
 {
     m_specs.push_back(std::move(spec));
@@ -96,6 +165,11 @@ const ArgSpec* ArgsManager::FindSpec(std::string_view name) const
         if (spec.name == name) return &spec;
     }
     return nullptr;
+}
+
+void ArgsManager::ForceSetArg(std::string_view name, std::string value, std::string origin)
+{
+    m_command_line[std::string(name)] = {Setting{std::move(value), std::move(origin), false}};
 }
 
 Status ArgsManager::AddSetting(std::map<std::string, std::vector<Setting>>& target, std::string_view key,
@@ -168,74 +242,92 @@ Status ArgsManager::AddSetting(std::map<std::string, std::vector<Setting>>& targ
 Status ArgsManager::ParseCommandLine(const std::vector<std::string>& args)
 {
     for (const auto& arg : args) {
-        std::string_view text = arg;
-        if (!text.starts_with("-")) return Error{fmt::format("unexpected argument '{}'; options start with -", arg)};
-        text.remove_prefix(text.starts_with("--") ? 2 : 1);
-        std::optional<std::string_view> value;
-        const size_t eq = text.find('=');
-        std::string_view key = text;
-        if (eq != std::string_view::npos) {
-            key = text.substr(0, eq);
-            value = text.substr(eq + 1);
-        }
-        if (key == "?" || key == "h") key = "help";
-        // -regtest.dbcache=100 applies to one chain, as in bitcoind.
-        const size_t dot = key.find('.');
-        if (dot != std::string_view::npos) {
-            const std::string section(key.substr(0, dot));
-            if (std::find(m_section_names.begin(), m_section_names.end(), section) == m_section_names.end()) {
-                return Error{fmt::format("unknown chain '{}' in option '-{}'", section, key)};
-            }
-            auto status = AddSetting(m_config[section], key.substr(dot + 1), value, "-" + std::string(key),
-                                     Source::CommandLineSection);
-            if (!status) return status;
-            continue;
-        }
-        auto status = AddSetting(m_command_line, key, value, "-" + std::string(key), Source::CommandLine);
-        if (!status) return status;
+        // Every message quoting the argument is escaped: it may hold any byte.
+        if (auto status = ParseArgument(arg); !status) return Error{EscapeConfigText(status.error())};
     }
     return {};
 }
 
+Status ArgsManager::ParseArgument(std::string_view text)
+{
+    if (!text.starts_with("-")) return Error{fmt::format("unexpected argument '{}'; options start with -", text)};
+    text.remove_prefix(text.starts_with("--") ? 2 : 1);
+    std::optional<std::string_view> value;
+    const size_t eq = text.find('=');
+    std::string_view key = text;
+    if (eq != std::string_view::npos) {
+        key = text.substr(0, eq);
+        value = text.substr(eq + 1);
+    }
+    if (key == "?" || key == "h") key = "help";
+    const std::string origin = "-" + EscapeConfigText(key);
+    // -regtest.dbcache=100 applies to one chain, as in bitcoind.
+    const size_t dot = key.find('.');
+    if (dot != std::string_view::npos) {
+        const std::string section(key.substr(0, dot));
+        if (std::find(m_section_names.begin(), m_section_names.end(), section) == m_section_names.end()) {
+            return Error{fmt::format("unknown chain '{}' in option '-{}'", section, key)};
+        }
+        return AddSetting(m_config[section], key.substr(dot + 1), value, origin, Source::CommandLineSection);
+    }
+    return AddSetting(m_command_line, key, value, origin, Source::CommandLine);
+}
+
 Status ArgsManager::ReadConfigFile(const std::filesystem::path& path, bool required)
 {
-    std::ifstream file(path);
-    if (!file) {
-        if (!required && !std::filesystem::exists(path)) return {};
-        return Error{fmt::format("cannot read config file {}", path.string())};
+    std::error_code ec;
+    if (!required && !std::filesystem::exists(path, ec)) return {};
+    if (std::filesystem::is_directory(path, ec)) {
+        return Error{EscapeConfigText(fmt::format("config file {} is a directory", path.string()))};
     }
+    auto text = ReadBounded(path, kConfigBytesMax);
+    if (!text) return Error{EscapeConfigText(text.error())};
+    std::string_view rest = *text;
+    if (rest.starts_with("\xEF\xBB\xBF")) rest.remove_prefix(3); // a UTF-8 byte order mark, as editors on Windows write
+    const std::string file_name = EscapeConfigText(path.string());
     std::string section;
-    std::string line;
-    // A bound on the file, so that a mistaken -conf=/dev/zero cannot hang start-up.
-    constexpr size_t kLinesMax = 100'000;
-    for (size_t number = 1; std::getline(file, line); ++number) {
-        if (number > kLinesMax) return Error{fmt::format("config file {} has more than {} lines", path.string(), kLinesMax)};
-        const std::string origin = fmt::format("{} line {}", path.string(), number);
-        const std::string_view text = Trim(line);
-        if (text.empty() || text.front() == '#') continue;
-        if (text.front() == '[') {
-            if (text.back() != ']') return Error{fmt::format("malformed section header '{}' ({})", text, origin)};
-            section = std::string(Trim(text.substr(1, text.size() - 2)));
-            if (std::find(m_section_names.begin(), m_section_names.end(), section) == m_section_names.end()) {
-                std::string known;
-                for (const auto& name : m_section_names) known += (known.empty() ? "" : ", ") + name;
-                return Error{fmt::format("unknown section [{}] ({}); sections name a chain: {}", section, origin, known)};
-            }
-            continue;
+    for (size_t number = 1; !rest.empty(); ++number) {
+        const size_t end = std::min(rest.find('\n'), rest.size());
+        const std::string_view line = rest.substr(0, end);
+        rest.remove_prefix(std::min(end + 1, rest.size()));
+        if (line.size() > kConfigLineBytesMax) {
+            return Error{fmt::format("config file {} line {} is longer than {} bytes", file_name, number, kConfigLineBytesMax)};
         }
-        const size_t eq = text.find('=');
-        if (eq == std::string_view::npos) {
-            return Error{fmt::format("expected key=value, got '{}' ({}); to switch an option off write no{}=1", text, origin, text)};
-        }
-        const std::string_view key = Trim(text.substr(0, eq));
-        const std::string_view value = Trim(text.substr(eq + 1));
-        if (key.empty()) return Error{fmt::format("empty key ({})", origin)};
-        auto status = AddSetting(m_config[section], key, value, origin,
-                                 section.empty() ? Source::File : Source::FileSection);
-        if (!status) return status;
+        const std::string origin = fmt::format("{} line {}", file_name, number);
+        if (auto status = ParseConfigLine(line, origin, section); !status) return Error{EscapeConfigText(status.error())};
     }
-    if (file.bad()) return Error{fmt::format("error reading config file {}", path.string())};
     return {};
+}
+
+Status ArgsManager::ParseConfigLine(std::string_view line, const std::string& origin, std::string& section)
+{
+    // As bitcoind: a # starts a comment anywhere on the line.
+    const size_t hash = line.find('#');
+    const bool had_comment = hash != std::string_view::npos;
+    const std::string_view text = Trim(line.substr(0, hash));
+    if (text.empty()) return {};
+    if (text.front() == '[') {
+        if (text.back() != ']') return Error{fmt::format("malformed section header '{}' ({})", text, origin)};
+        section = std::string(Trim(text.substr(1, text.size() - 2)));
+        if (std::find(m_section_names.begin(), m_section_names.end(), section) == m_section_names.end()) {
+            std::string known;
+            for (const auto& name : m_section_names) known += (known.empty() ? "" : ", ") + name;
+            return Error{fmt::format("unknown section [{}] ({}); sections name a chain: {}", section, origin, known)};
+        }
+        return {};
+    }
+    const size_t eq = text.find('=');
+    if (eq == std::string_view::npos) {
+        return Error{fmt::format("expected key=value, got '{}' ({}); to switch an option off write no{}=1", text, origin, text)};
+    }
+    const std::string_view key = Trim(text.substr(0, eq));
+    if (key.empty()) return Error{fmt::format("empty key ({})", origin)};
+    // A password may hold a #: cutting it there would fail later and far away.
+    if (had_comment && key.find("password") != std::string_view::npos) {
+        return Error{fmt::format("using # in {} can be ambiguous and should be avoided ({})", key, origin)};
+    }
+    return AddSetting(m_config[section], key, Trim(text.substr(eq + 1)), origin,
+                      section.empty() ? Source::File : Source::FileSection);
 }
 
 const std::vector<ArgsManager::Setting>* ArgsManager::Lookup(std::string_view name) const

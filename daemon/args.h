@@ -34,6 +34,14 @@ struct ArgSpec {
     std::function<std::optional<std::string>(std::string_view)> validate;
 };
 
+// Config file bounds: a mistaken -conf=/dev/zero or a binary file fails at once.
+inline constexpr size_t kConfigBytesMax = 1 << 20;
+inline constexpr size_t kConfigLineBytesMax = 1 << 16;
+
+// Config and command-line text as quoted in messages: control bytes, DEL and bytes
+// that are not valid UTF-8 become \xNN, so a message cannot carry raw binary.
+std::string EscapeConfigText(std::string_view text);
+
 class ArgsManager {
 public:
     struct Setting {
@@ -53,6 +61,9 @@ public:
     void SetSectionNames(std::vector<std::string> names) { m_section_names = std::move(names); }
     // Selects which [section] applies; call after reading everything.
     void SelectSection(std::string name) { m_selected_section = std::move(name); }
+    // Overrides name's value at start-up (e.g. a limit lowered to fit the system);
+    // origin says why, for messages that quote the setting.
+    void ForceSetArg(std::string_view name, std::string value, std::string origin);
 
     bool IsSet(std::string_view name) const;
     bool IsNegated(std::string_view name) const;
@@ -68,6 +79,9 @@ public:
 
 private:
     enum class Source { CommandLine, CommandLineSection, File, FileSection };
+    Status ParseArgument(std::string_view arg);
+    // One line of a config file; section is the [section] in force, updated by headers.
+    Status ParseConfigLine(std::string_view line, const std::string& origin, std::string& section);
     Status AddSetting(std::map<std::string, std::vector<Setting>>& target, std::string_view key,
                       std::optional<std::string_view> value, const std::string& origin, Source source);
     // Settings in precedence order: command line, selected section, top level.

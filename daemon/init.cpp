@@ -3,6 +3,7 @@
 #include "daemon/api.h"
 #include "daemon/btc_options.h"
 #include "daemon/evm_options.h"
+#include "daemon/process_limits.h"
 
 #include "common/hex.h"
 #include "common/logging.h"
@@ -66,8 +67,19 @@ fs::path AbsoluteIn(const fs::path& base, const std::string& path)
 
 int InitError(const std::string& message)
 {
-    std::fprintf(stderr, "Error: %s\n", message.c_str());
+    // Messages quote paths and option values, which may hold any byte.
+    std::fprintf(stderr, "Error: %s\n", EscapeConfigText(message).c_str());
     return EXIT_FAILURE;
+}
+
+// A -datadir must be an existing directory; a file there is named as such.
+Status CheckDataDir(const fs::path& datadir)
+{
+    std::error_code ec;
+    const auto status = fs::status(datadir, ec);
+    if (fs::is_directory(status)) return {};
+    if (fs::exists(status)) return Error{fmt::format("Specified data directory \"{}\" is not a directory.", datadir.string())};
+    return Error{fmt::format("Specified data directory \"{}\" does not exist.", datadir.string())};
 }
 
 // One bitacorad per data dir: an fcntl lock on <datadir>/.lock, held until exit.
@@ -267,8 +279,8 @@ int DaemonMain(int argc, char* argv[])
 
     std::error_code ec;
     fs::path datadir = args.IsSet("datadir") ? fs::path(args.GetString("datadir", "")) : DefaultDataDir();
-    if (args.IsSet("datadir") && !fs::is_directory(datadir, ec)) {
-        return InitError(fmt::format("Specified data directory \"{}\" does not exist.", datadir.string()));
+    if (args.IsSet("datadir")) {
+        if (auto status = CheckDataDir(datadir); !status) return InitError(status.error());
     }
     if (!args.IsSet("datadir")) {
         fs::create_directories(datadir, ec);
@@ -279,9 +291,7 @@ int DaemonMain(int argc, char* argv[])
     // The config file may name another data dir (useful with -conf=/etc/...).
     if (args.IsSet("datadir")) {
         datadir = fs::path(args.GetString("datadir", ""));
-        if (!fs::is_directory(datadir, ec)) {
-            return InitError(fmt::format("Specified data directory \"{}\" does not exist.", datadir.string()));
-        }
+        if (auto status = CheckDataDir(datadir); !status) return InitError(status.error());
     }
     datadir = fs::absolute(datadir, ec);
 
@@ -320,6 +330,13 @@ int DaemonMain(int argc, char* argv[])
     LogInfo("Data directory: {}", netdir.string());
     LogInfo("Config file: {}{}", conf.string(), fs::exists(conf, ec) ? "" : " (not found, using defaults)");
     LogInfo("Debug logging: {}", logger.EnabledCategoriesString());
+    RouteLibeventLog();
+    // Before anything opens files or sockets: RocksDB, the followers, the RPC server.
+    if (auto status = SizeFileDescriptors(args); !status) {
+        LogError("{}", status.error());
+        node.Shutdown();
+        return InitError(status.error());
+    }
 
     const fs::path pid_file = AbsoluteIn(netdir, args.GetString("pid", "bitacorad.pid"));
     if (auto status = WritePidFile(pid_file); !status) {

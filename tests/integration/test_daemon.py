@@ -1,9 +1,17 @@
 """bitacorad process behaviour: -help, -version, config errors, the data dir lock,
 sd_notify (READY, STOPPING, WATCHDOG), SIGHUP log reopening and ordered shutdown."""
 
+import concurrent.futures
 import os
+import re
+import resource
 import signal
+import socket
+import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Daemon, NotifySocket, check, main, run, wait_for  # noqa: E402
@@ -134,6 +142,133 @@ def test_rebuild_reports_the_state_hash(options, tmp):
         daemon.stop()
 
 
+def run_bytes(binary, *args, timeout_s=20, address_space_max=4 << 30):
+    """run() with bytes out, and an address-space cap so that a regression that
+    reads without bound fails here instead of exhausting the machine's memory."""
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (address_space_max, address_space_max))
+    return subprocess.run([binary, *args], capture_output=True, timeout=timeout_s, stdin=subprocess.DEVNULL,
+                          preexec_fn=cap)
+
+
+def test_config_file_bounds_bom_binary_and_datadir(options, tmp):
+    # -conf=/dev/zero: refused at the byte cap, at once.
+    started = time.monotonic()
+    result = run_bytes(options.bitacorad, f"-datadir={tmp}", "-conf=/dev/zero")
+    check(result.returncode == 1 and b"is larger than 1048576 bytes" in result.stderr,
+          f"-conf=/dev/zero: exit {result.returncode}, stderr {result.stderr[:300]!r}")
+    check(time.monotonic() - started < 10, "-conf=/dev/zero took too long")
+
+    conf = os.path.join(tmp, "bitacora.conf")
+    with open(conf, "wb") as f:
+        f.write(b"# line\n" + b"x" * 70000 + b"=1\n")
+    result = run_bytes(options.bitacorad, f"-datadir={tmp}")
+    check(result.returncode == 1 and b"line 2 is longer than 65536 bytes" in result.stderr, result.stderr[:300])
+
+    # A byte order mark (as Notepad writes) is not part of the first key.
+    with open(conf, "wb") as f:
+        f.write(b"\xef\xbb\xbfdbcache=lots\n")
+    result = run_bytes(options.bitacorad, f"-datadir={tmp}")
+    check(result.returncode == 1 and b"invalid value 'lots' for 'dbcache'" in result.stderr and
+          f"{conf} line 1".encode() in result.stderr, result.stderr)
+
+    # Binary bytes in the file or on the command line are quoted escaped.
+    with open(conf, "wb") as f:
+        f.write(b"\x01\xfe\x1b[2J=1\n")
+    result = run_bytes(options.bitacorad, f"-datadir={tmp}")
+    check(b"unknown option '\\x01\\xfe\\x1b[2J'" in result.stderr, result.stderr)
+    result2 = run_bytes(options.bitacorad, f"-datadir={tmp}", b"-\x1b]0;pwned\x07=1")
+    check(b"unknown option '\\x1b]0;pwned\\x07'" in result2.stderr, result2.stderr)
+    for out in (result.stderr, result2.stderr):
+        check(not re.search(rb"[\x00-\x08\x0b-\x1f\x7f]", out), f"raw control bytes in {out!r}")
+        out.decode("utf-8")  # no invalid UTF-8 either
+    os.remove(conf)
+
+    # A data dir that is a file is named as such.
+    plain = os.path.join(tmp, "plainfile")
+    open(plain, "w").close()
+    result = run(options.bitacorad, f"-datadir={plain}")
+    check(result.returncode == 1 and "is not a directory" in result.stderr, result.stderr)
+    # Also when the config file names it (-conf outside the default data dir, in $HOME).
+    with open(conf, "w") as f:
+        f.write(f"datadir={plain}\n")
+    result = run(options.bitacorad, f"-conf={conf}", env={"HOME": tmp})
+    check(result.returncode == 1 and f"Specified data directory \"{plain}\" is not a directory" in result.stderr,
+          result.stderr)
+    os.remove(conf)
+
+
+def test_urls_and_inline_comments(options, tmp):
+    # On the command line there are no comments: the URL is refused at start-up.
+    result = run(options.bitacorad, f"-datadir={tmp}", "-evmrpc=http://127.0.0.1:1 # local node")
+    check(result.returncode == 1 and "for 'evmrpc' (-evmrpc)" in result.stderr, result.stderr)
+    result = run(options.bitacorad, f"-datadir={tmp}", "-evmrpc=http://127.0.0.1:99999")
+    check(result.returncode == 1 and "for 'evmrpc'" in result.stderr, result.stderr)
+    # In the file, a # starts a comment (as in bitcoind); a # in a password is refused.
+    conf = os.path.join(tmp, "bitacora.conf")
+    with open(conf, "w") as f:
+        f.write("chain=regtest # the local chain\ndbcache=16 # MiB\n")
+    daemon = Daemon(options.bitacorad, tmp, ["-nodebuglogfile", "-rpcport=0"]).start()
+    try:
+        wait_for(lambda: "Initialization done" in daemon.stdout(), 30, "start-up with inline comments")
+        check("Chain: regtest" in daemon.stdout(), daemon.stdout())
+    finally:
+        daemon.stop()
+    with open(conf, "w") as f:
+        f.write("btcrpcpassword=secret#1\n")
+    result = run(options.bitacorad, f"-datadir={tmp}")
+    check(result.returncode == 1 and "using # in btcrpcpassword can be ambiguous" in result.stderr
+          and "secret" not in result.stderr, result.stderr)
+
+
+def open_fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_file_descriptor_limit_sizes_rpc_connections(options, tmp):
+    proc_args = ["prlimit", "--nofile=64:64", options.bitacorad, f"-datadir={tmp}", "-chain=regtest", "-rpcport=0",
+                 "-nodebuglogfile", "-rpcopenreads=1"]
+    out_path = os.path.join(tmp, "stdout.txt")
+    proc = subprocess.Popen(proc_args, stdout=open(out_path, "w"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        log = lambda: open(out_path).read()  # noqa: E731
+        port = int(wait_for(lambda: re.search(r"RPC server on port (\d+)", log()), 30, "the RPC server").group(1))
+        reduced = re.search(r"Reducing -rpcmaxconnections from 256 to (\d+), because of system limitations "
+                            r"\(file descriptor limit 64\)", log())
+        check(reduced, f"no warning that -rpcmaxconnections was lowered: {log()}")
+        limit = int(reduced.group(1))
+        check(4 <= limit <= 30, f"connection limit {limit}")
+        check("leaves RocksDB" in log(), "no warning that RocksDB's table cache does not fit")
+        url = f"http://127.0.0.1:{port}/health"
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            check(answer.status == 200, f"/health answered {answer.status}")
+        # Three times the limit in concurrent requests: each is answered (200, or 503 when
+        # full), and the daemon stays within its descriptors.
+        def fetch(_):
+            try:
+                with urllib.request.urlopen(url, timeout=30) as answer:
+                    return answer.status
+            except urllib.error.HTTPError as e:
+                return e.code
+        with concurrent.futures.ThreadPoolExecutor(max_workers=3 * limit) as pool:
+            statuses = list(pool.map(fetch, range(3 * limit)))
+        check(set(statuses) <= {200, 503} and 200 in statuses, f"answers under load: {statuses}")
+        check(proc.poll() is None, "bitacorad died under load")
+        check(open_fds(proc.pid) < 64, f"{open_fds(proc.pid)} descriptors open")
+        # libevent's own stderr format ("[warn] ...") never appears: its log goes through the logger.
+        check(not re.search(r"^\[(warn|err|msg|debug)\] ", log(), re.M), "libevent wrote past the logger")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+    # Too few descriptors for even a few connections: a clear start-up error.
+    result = run("prlimit", "--nofile=30:30", options.bitacorad, f"-datadir={tmp}", "-chain=regtest", "-nodebuglogfile")
+    check(result.returncode == 1 and "Not enough file descriptors available: the limit is 30" in result.stderr,
+          result.stderr + result.stdout)
+
+
 if __name__ == "__main__":
     main([test_help_lists_every_option_with_default, test_version, test_config_errors_name_key_and_line,
-          test_start_notify_lock_sighup_and_sigterm, test_watchdog_pings, test_rebuild_reports_the_state_hash])
+          test_start_notify_lock_sighup_and_sigterm, test_watchdog_pings, test_rebuild_reports_the_state_hash,
+          test_config_file_bounds_bom_binary_and_datadir, test_urls_and_inline_comments,
+          test_file_descriptor_limit_sizes_rpc_connections])

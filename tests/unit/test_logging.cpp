@@ -121,3 +121,35 @@ TEST_CASE("the log file is appended to and reopened after rotation")
     CHECK_FALSE(log::Logger().OpenFile(dir / "missing-dir" / "x.log"));
     std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("a line rate limiter lets N lines per class and window through and counts the rest")
+{
+    auto now = std::chrono::steady_clock::time_point{} + 1000h;
+    log::LineRateLimiter limiter(5, 1000ms, [&] { return now; });
+    for (int i = 0; i < 5; ++i) {
+        const auto verdict = limiter.Admit("accept");
+        CHECK(verdict.admit);
+        CHECK(verdict.suppressed == 0);
+    }
+    for (int i = 0; i < 100'000; ++i) CHECK_FALSE(limiter.Admit("accept").admit);
+    CHECK(limiter.Admit("other class").admit); // classes are limited apart
+    now += 999ms;
+    CHECK_FALSE(limiter.Admit("accept").admit);
+    now += 1ms;
+    const auto verdict = limiter.Admit("accept");
+    CHECK(verdict.admit);
+    CHECK(verdict.suppressed == 100'001); // reported once, with the next line let through
+    CHECK(limiter.Admit("accept").suppressed == 0);
+
+    // Distinct classes are bounded; the excess shares one entry.
+    for (int i = 0; i < 10'000; ++i) limiter.Admit(fmt::format("class {}", static_cast<char>('a' + i % 26)) + std::to_string(i));
+    CHECK(limiter.class_count() <= log::LineRateLimiter::kClassesMax + 1);
+}
+
+TEST_CASE("message classes collapse numbers")
+{
+    CHECK(log::MessageClass("Error from accept() call: fd 12") == log::MessageClass("Error from accept() call: fd 34567"));
+    CHECK(log::MessageClass("Error from accept() call: Too many open files") !=
+          log::MessageClass("Error from accept() call: Connection reset"));
+    CHECK(log::MessageClass(std::string(10'000, 'x')).size() <= 200);
+}
