@@ -6,6 +6,7 @@
 //
 //   evm_catchup_bench --rpc URL --deployment deployment.json [--live-seconds N]
 //                     [--fetchers N] [--logs-per-request N] [--range BLOCKS] [--prefetch N]
+//                     [--verify none|bloom|receipts|quorum] [--rpc URL2 ...] (quorum: every --rpc)
 #include "common/logging.h"
 #include "indexer/evm/follower.h"
 #include "ledger/ledger.h"
@@ -13,6 +14,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -21,6 +23,7 @@
 #include <sys/resource.h>
 #include <thread>
 #include <unistd.h>
+#include <vector>
 
 using namespace bitacora;
 using Clock = std::chrono::steady_clock;
@@ -48,7 +51,9 @@ long CurrentRssKib()
 
 int main(int argc, char* argv[])
 {
-    std::string rpc, deployment_path;
+    std::vector<std::string> rpcs;
+    std::string deployment_path;
+    evm::VerifyMode verify = evm::FollowerOptions{}.verify;
     int live_seconds = 0;
     evm::FollowerOptions defaults;
     size_t fetchers = defaults.fetchers;
@@ -56,7 +61,15 @@ int main(int argc, char* argv[])
     uint64_t range_initial = defaults.range_blocks_initial;
     size_t prefetch = defaults.prefetch_ranges_max;
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (!std::strcmp(argv[i], "--rpc")) rpc = argv[i + 1];
+        if (!std::strcmp(argv[i], "--rpc")) rpcs.push_back(argv[i + 1]);
+        else if (!std::strcmp(argv[i], "--verify")) {
+            const auto mode = evm::ParseVerifyMode(argv[i + 1]);
+            if (!mode) {
+                std::fprintf(stderr, "--verify: none, bloom, receipts or quorum\n");
+                return 2;
+            }
+            verify = *mode;
+        }
         else if (!std::strcmp(argv[i], "--fetchers")) fetchers = std::strtoul(argv[i + 1], nullptr, 10);
         else if (!std::strcmp(argv[i], "--logs-per-request")) logs_target = std::strtoull(argv[i + 1], nullptr, 10);
         else if (!std::strcmp(argv[i], "--range")) range_initial = std::strtoull(argv[i + 1], nullptr, 10);
@@ -64,7 +77,7 @@ int main(int argc, char* argv[])
         else if (!std::strcmp(argv[i], "--deployment")) deployment_path = argv[i + 1];
         else if (!std::strcmp(argv[i], "--live-seconds")) live_seconds = std::atoi(argv[i + 1]);
     }
-    if (rpc.empty() || deployment_path.empty()) {
+    if (rpcs.empty() || deployment_path.empty()) {
         std::fprintf(stderr, "usage: evm_catchup_bench --rpc URL --deployment deployment.json [--live-seconds N]\n");
         return 2;
     }
@@ -92,7 +105,9 @@ int main(int argc, char* argv[])
     options.range_blocks_initial = range_initial;
     options.prefetch_ranges_max = prefetch;
     options.identity_path = dir / "evm-chain.json";
-    options.rpc.urls = {rpc};
+    options.rpc.urls = rpcs;
+    options.verify = verify;
+    options.quorum = std::min<size_t>(2, rpcs.size());
 
     std::string fatal;
     evm::EvmFollower follower(options, *ledger.value(), [&](const std::string& why) { fatal = why; });
@@ -121,6 +136,9 @@ int main(int argc, char* argv[])
     fmt::print("catch-up: {} HTTP requests, {} JSON-RPC calls, {:.1f} MiB received, {} eth_getLogs ranges\n",
                status.rpc.requests, status.rpc.calls, static_cast<double>(status.rpc.bytes_received) / (1 << 20), t.ranges);
     fmt::print("catch-up: peak RSS {} MiB (RSS now {} MiB)\n", PeakRssKib() / 1024, rss_after_catch_up / 1024);
+    fmt::print("catch-up: -evmverify={}: {} blocks' receipts checked, {} ranges agreed by a quorum of {}, {} answers refused\n",
+               evm::VerifyModeName(verify), status.receipts_checked, status.quorum_checks, options.quorum,
+               status.verify_refusals);
     fmt::print("catch-up time, fetcher threads (summed): eth_getLogs HTTP {:.3f} s, JSON->logs {:.3f} s, headers {:.3f} s, "
                "checks+decoding {:.3f} s, waiting for the database {:.3f} s\n",
                t.logs_http_s, t.logs_parse_s, t.headers_s, t.decode_s, t.queue_full_s);

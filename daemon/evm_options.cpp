@@ -53,6 +53,12 @@ std::optional<std::string> ValidateUrl(std::string_view value)
     return std::nullopt;
 }
 
+std::optional<std::string> ValidateVerifyMode(std::string_view value)
+{
+    if (evm::ParseVerifyMode(value)) return std::nullopt;
+    return "expected bloom, receipts, quorum or none";
+}
+
 std::optional<std::string> ValidateFinality(std::string_view value)
 {
     if (value == "finalized" || value == "safe") return std::nullopt;
@@ -105,6 +111,15 @@ void RegisterEvmArgs(ArgsManager& args)
     args.AddArg({.name = "evmmaxpending", .type = ArgType::Int, .default_text = std::to_string(kPendingBlocksMaxDefault),
                  .help = "Most unfinalized blocks followed ahead of the final one", .category = evm, .min = 1,
                  .max = 10'000});
+    args.AddArg({.name = "evmverify", .type = ArgType::String, .default_text = "bloom",
+                 .help = "What is checked of the node's answers beyond block hashes and parents: bloom (every header's "
+                         "fields against its hash, every log against its block's logsBloom), receipts (and the receipts "
+                         "of blocks with watched logs against receiptsRoot: catches forged and dropped logs), quorum "
+                         "(bloom, and every final range as -evmquorum of the -evmrpc endpoints give it), or none",
+                 .category = evm, .validate = ValidateVerifyMode});
+    args.AddArg({.name = "evmquorum", .type = ArgType::Int, .default_text = "2",
+                 .help = "With -evmverify=quorum: how many -evmrpc endpoints must give the same final range",
+                 .category = evm, .min = 1, .max = 16});
     args.AddArg({.name = "evmreconcile", .type = ArgType::Bool, .default_text = "1",
                  .help = "At final blocks, compare the escrow's USDC balance and the vault's share supply (eth_call) "
                          "with the projections and report drift",
@@ -144,6 +159,12 @@ Result<std::optional<evm::FollowerOptions>> EvmOptionsFromArgs(const ArgsManager
     o.logs_per_request_target = static_cast<uint64_t>(args.GetInt("evmlogsperrequest", kLogsPerRequestDefault));
     o.pending_blocks_max = static_cast<uint64_t>(args.GetInt("evmmaxpending", kPendingBlocksMaxDefault));
     o.fetchers = static_cast<size_t>(args.GetInt("evmfetchers", 2));
+    o.verify = *evm::ParseVerifyMode(args.GetString("evmverify", "bloom"));
+    o.quorum = static_cast<size_t>(args.GetInt("evmquorum", 2));
+    if (o.verify == evm::VerifyMode::Quorum && o.quorum > urls.size()) {
+        return Error{fmt::format("-evmverify=quorum needs -evmquorum={} endpoints to agree, but {} -evmrpc {} configured",
+                                 o.quorum, urls.size(), urls.size() == 1 ? "is" : "are")};
+    }
     o.reconcile = args.GetBool("evmreconcile", true);
     o.reconcile_interval_ms = static_cast<uint32_t>(args.GetInt("evmreconcileinterval", kReconcileIntervalSDefault) * 1000);
     o.identity_path = netdir / "evm-chain.json";

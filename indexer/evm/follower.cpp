@@ -5,6 +5,7 @@
 #include "indexer/evm/keccak.h"
 #include "indexer/evm/log_decoder.h"
 #include "indexer/evm/range_limit.h"
+#include "indexer/evm/verify.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -34,6 +35,10 @@ constexpr uint32_t kFetchFailuresMax = 8;
 constexpr uint64_t kRangeSoftCeilingSuccesses = 50;
 constexpr uint32_t kFetchRetryDelayMsMax = 3'200;
 constexpr uint64_t kCatchUpLogBlocksMin = 100; // shorter catch-ups (finality moving on) log at debug level
+constexpr uint32_t kRefusalsMax = 8;          // verification failures in a row before the follower stops
+constexpr uint32_t kDistrustMs = 2'000;       // a lying endpoint is passed over for this long
+constexpr size_t kReceiptsBatchMax = 10;      // eth_getBlockReceipts per HTTP batch: answers run to MBs
+constexpr uint32_t kQuorumAttemptsMax = 2;    // per endpoint and quorum check
 
 // Our view of one unfinalized block, mirrored in the ledger's pending overlay.
 struct BlockRef {
@@ -109,6 +114,16 @@ Bytes Selector(std::string_view signature)
     return Bytes(hash.begin(), hash.begin() + 4);
 }
 
+// What a quorum compares: the range's last block hash, then every event of the range in
+// order (each names its block, block hash, transaction and log index).
+Hash256 QuorumDigest(const Hash256& last_hash, std::span<const ledger::Event> events)
+{
+    Sha256Hasher hasher;
+    hasher.Update(last_hash);
+    for (const auto& event : events) hasher.Update(Sha256(ledger::EncodeEvent(event)));
+    return hasher.Finalize();
+}
+
 double Seconds(Clock::time_point since)
 {
     return std::chrono::duration<double>(Clock::now() - since).count();
@@ -123,6 +138,25 @@ double Percentile(std::vector<double> samples, double p)
 }
 
 } // namespace
+
+std::string_view VerifyModeName(VerifyMode mode)
+{
+    switch (mode) {
+    case VerifyMode::None: return "none";
+    case VerifyMode::Bloom: return "bloom";
+    case VerifyMode::Receipts: return "receipts";
+    case VerifyMode::Quorum: return "quorum";
+    }
+    return "?";
+}
+
+std::optional<VerifyMode> ParseVerifyMode(std::string_view name)
+{
+    for (VerifyMode mode : {VerifyMode::None, VerifyMode::Bloom, VerifyMode::Receipts, VerifyMode::Quorum}) {
+        if (VerifyModeName(mode) == name) return mode;
+    }
+    return std::nullopt;
+}
 
 std::string_view FollowerStateName(FollowerStatus::State state)
 {
@@ -168,11 +202,13 @@ struct EvmFollower::Impl {
     std::string last_report;
     RpcClientStats fetcher_rpc; // added in when a catch-up's fetcher finishes
     std::atomic<bool> target_disputed{false}; // set by the fetcher
+    std::atomic<uint32_t> refusals_in_row{0};   // answers that failed -evmverify since the last one that passed
 
     mutable Mutex status_mutex;
     FollowerStatus status GUARDED_BY(status_mutex);
     std::vector<double> latency_ms GUARDED_BY(status_mutex); // ring of the last kLatencySamplesMax
     size_t latency_next GUARDED_BY(status_mutex){0};
+    std::string last_refusal GUARDED_BY(status_mutex);
 
     Impl(FollowerOptions o, ledger::Ledger& l, std::function<void(const std::string&)> f)
         : options(std::move(o)), ledger(l), on_fatal(std::move(f)),
@@ -206,6 +242,37 @@ struct EvmFollower::Impl {
             s.error = what;
         });
     }
+
+    // An answer that failed verification: refused, and its endpoint passed over for a while.
+    void NoteRefused(JsonRpcClient& rpc, const std::string& what)
+    {
+        const uint32_t in_row = ++refusals_in_row;
+        LogWarning("EVM node {} failed -evmverify={}: {}; refused ({} in a row), asking again", rpc.current_endpoint(),
+                   VerifyModeName(options.verify), what, in_row);
+        rpc.DistrustCurrent(kDistrustMs);
+        UpdateStatus([&](FollowerStatus& s) {
+            ++s.verify_refusals;
+            s.error = what;
+        });
+        LOCK(status_mutex);
+        last_refusal = fmt::format("{}: {}", rpc.current_endpoint(), what);
+    }
+
+    // Every endpoint keeps failing verification: stop rather than append what none vouches for.
+    void ThrowIfNoHonestEndpoint()
+    {
+        if (refusals_in_row.load() < kRefusalsMax) return;
+        std::string last;
+        {
+            LOCK(status_mutex);
+            last = last_refusal;
+        }
+        throw Fatal{fmt::format("no -evmrpc endpoint gave answers that pass -evmverify={} ({} refused in a row; the "
+                                "last: {}). Nothing unverified was appended; check the node(s) or add an honest endpoint",
+                                VerifyModeName(options.verify), refusals_in_row.load(), last)};
+    }
+
+    std::array<Address, 2> Watched() const { return {options.escrow, options.vault}; }
 
     std::unique_ptr<JsonRpcClient> NewClient()
     {
@@ -242,6 +309,10 @@ struct EvmFollower::Impl {
             NoteInconsistent(fmt::format("asked for block {}, got {}", tag.dump(), header->number));
             return std::nullopt;
         }
+        if (auto why = CheckHeaderHash(*header); why && options.verify != VerifyMode::None) {
+            NoteRefused(rpc, *why);
+            return std::nullopt;
+        }
         return *header;
     }
 
@@ -273,6 +344,10 @@ struct EvmFollower::Impl {
                 const BlockHeader& header = (*headers)[i - begin];
                 if (header.number != numbers[i]) {
                     NoteInconsistent(fmt::format("asked for block {}, got {}", numbers[i], header.number));
+                    return std::nullopt;
+                }
+                if (auto why = CheckHeaderHash(header); why && options.verify != VerifyMode::None) {
+                    NoteRefused(rpc, *why);
                     return std::nullopt;
                 }
                 out[numbers[i]] = header;
@@ -443,6 +518,7 @@ struct EvmFollower::Impl {
 
     Next Step()
     {
+        ThrowIfNoHonestEndpoint();
         auto head = HeaderByTag(*client, "latest");
         if (!head) return Next::Retry;
         auto node_final = NodeFinal(*head);
@@ -487,6 +563,7 @@ struct EvmFollower::Impl {
 
     bool Finalize(uint64_t up_to)
     {
+        if (options.verify == VerifyMode::Quorum && !QuorumAgreesOnPending(up_to)) return false;
         const BlockRef& last = unfinal[up_to - unfinal.front().number];
         if (unfinal.front().number <= options.start_block && options.start_block <= up_to) {
             RememberStartHash(unfinal[options.start_block - unfinal.front().number].hash);
@@ -646,6 +723,8 @@ struct EvmFollower::Impl {
                 NoteInconsistent(*error);
                 return Next::Retry;
             }
+            if (!VerifyBlocks(*client, {BlockLogs{&header, std::span<const Log>(*logs)}})) return Next::Retry;
+            refusals_in_row = 0;
             Sha256Hasher hasher;
             for (const auto& event : block.events) hasher.Update(Sha256(ledger::EncodeEvent(event)));
             const BlockRef ref{header.number, header.hash, hasher.Finalize(), block.events.size()};
@@ -690,6 +769,142 @@ struct EvmFollower::Impl {
             out.push_back(std::move(decoded->event));
         }
         return std::nullopt;
+    }
+
+    // --- verification (-evmverify): the checks are pure (verify.h); the fetching is here ---
+
+    using BlockLogs = std::pair<const BlockHeader*, std::span<const Log>>;
+
+    // The blocks of a range to verify, each with its run of logs: blocks with logs, and in
+    // receipts mode every block (its bloom may admit a log that eth_getLogs left out).
+    std::vector<BlockLogs> BlocksOf(const std::map<uint64_t, BlockHeader>& headers, std::span<const Log> logs,
+                                    uint64_t from, uint64_t to) const
+    {
+        std::vector<BlockLogs> out;
+        size_t begin = 0;
+        for (const auto& [number, header] : headers) {
+            if (number < from || number > to) continue;
+            size_t end = begin;
+            while (end < logs.size() && logs[end].block_number == number) ++end;
+            if (end > begin || options.verify == VerifyMode::Receipts) out.emplace_back(&header, logs.subspan(begin, end - begin));
+            begin = end;
+        }
+        return out;
+    }
+
+    // Each block's logs against its logsBloom and, in receipts mode, against its receipts
+    // when it holds watched logs or its bloom admits some. false: refused or not fetched.
+    bool VerifyBlocks(JsonRpcClient& rpc, const std::vector<BlockLogs>& blocks)
+    {
+        if (options.verify == VerifyMode::None) return true;
+        const auto watched = Watched();
+        std::vector<BlockLogs> closer;
+        for (const auto& [header, logs] : blocks) {
+            if (auto why = CheckLogsInBloom(*header, logs)) {
+                NoteRefused(rpc, *why);
+                return false;
+            }
+            if (options.verify == VerifyMode::Receipts && (!logs.empty() || BloomMayHoldAddress(header->logs_bloom, watched))) {
+                closer.emplace_back(header, logs);
+            }
+        }
+        for (size_t begin = 0; begin < closer.size(); begin += kReceiptsBatchMax) {
+            const size_t end = std::min(closer.size(), begin + kReceiptsBatchMax);
+            std::vector<RpcRequest> requests;
+            for (size_t i = begin; i < end; ++i) {
+                requests.push_back({"eth_getBlockReceipts", json::array({HexEncode0x(closer[i].first->hash)})});
+            }
+            auto results = rpc.Batch(requests);
+            if (!results) {
+                if (results.error().kind != RpcError::Kind::Stopped) {
+                    LogWarning("EVM RPC receipts batch failed: {}", results.error().ToString());
+                }
+                return false;
+            }
+            for (size_t i = begin; i < end; ++i) {
+                const BlockHeader& header = *closer[i].first;
+                const auto& result = results.value()[i - begin];
+                if (!result || result.value().is_null()) { // a block reorged away, or a node without the method
+                    LogWarning("EVM eth_getBlockReceipts of block {} failed: {}", header.number,
+                               result ? "no such block" : result.error().ToString());
+                    return false;
+                }
+                auto receipts = ParseBlockReceipts(result.value(), options.logs_per_request_max);
+                const auto why = receipts ? CheckReceipts(header, *receipts, closer[i].second, watched)
+                                          : fmt::format("receipts of block {}: {}", header.number, receipts.error());
+                if (why) {
+                    NoteRefused(rpc, *why);
+                    return false;
+                }
+            }
+        }
+        UpdateStatus([&](FollowerStatus& s) { s.receipts_checked += closer.size(); });
+        return true;
+    }
+
+    // One endpoint's view of a final range, as a quorum digest.
+    QuorumAnswer AskEndpoint(const std::string& url, uint64_t from, uint64_t to)
+    {
+        RpcClientOptions peer_options = options.rpc;
+        peer_options.urls = {url};
+        peer_options.attempts_max = kQuorumAttemptsMax;
+        JsonRpcClient peer(peer_options, [this] { return Stopping(); });
+        QuorumAnswer answer{.endpoint = RedactUrl(url)};
+        auto logs_json = peer.Call("eth_getLogs", json::array({json{{"fromBlock", BlockTag(from)}, {"toBlock", BlockTag(to)},
+                                                                    {"address", LogFilter()}}}));
+        if (!logs_json) {
+            answer.error = logs_json.error().ToString();
+            return answer;
+        }
+        auto block_json = peer.Call("eth_getBlockByNumber", json::array({BlockTag(to), false}));
+        if (!block_json) {
+            answer.error = block_json.error().ToString();
+            return answer;
+        }
+        answer.answered = true; // from here on, an answer we cannot read differs from ours
+        auto logs = ParseLogs(*logs_json, options.logs_per_request_max);
+        auto header = ParseBlockHeader(*block_json);
+        if (!logs || !header) return answer;
+        std::vector<ledger::Event> events;
+        for (const auto& log : *logs) {
+            auto decoded = decoder.Decode(log);
+            if (!decoded) return answer;
+            events.push_back(std::move(decoded->event));
+        }
+        answer.digest = QuorumDigest(header->hash, events);
+        return answer;
+    }
+
+    // Every endpoint is asked for the range; at least options.quorum must give our digest.
+    bool QuorumAgrees(JsonRpcClient& rpc, uint64_t from, uint64_t to, const Hash256& ours)
+    {
+        std::vector<QuorumAnswer> answers;
+        for (const auto& url : options.rpc.urls) {
+            if (Stopping()) return false;
+            answers.push_back(AskEndpoint(url, from, to));
+        }
+        const QuorumVerdict verdict = JudgeQuorum(ours, answers, options.quorum);
+        if (verdict.agreed) {
+            UpdateStatus([](FollowerStatus& s) { ++s.quorum_checks; });
+            return true;
+        }
+        const bool disagreement = std::any_of(answers.begin(), answers.end(),
+                                              [&](const QuorumAnswer& a) { return a.answered && a.digest != ours; });
+        LogWarning("EVM quorum: blocks {} to {} are not appended: {}", from, to, verdict.detail);
+        if (disagreement) NoteRefused(rpc, fmt::format("quorum for blocks {} to {}: {}", from, to, verdict.detail));
+        return false;
+    }
+
+    // Pending blocks up to `up_to` become final only if a quorum gives the same.
+    bool QuorumAgreesOnPending(uint64_t up_to)
+    {
+        std::vector<ledger::Event> events;
+        for (auto& block : ledger.GetPending(std::string(kCursorSource))) {
+            if (block.number > up_to) break;
+            events.insert(events.end(), std::make_move_iterator(block.events.begin()), std::make_move_iterator(block.events.end()));
+        }
+        const BlockRef& last = unfinal[up_to - unfinal.front().number];
+        return QuorumAgrees(*client, unfinal.front().number, up_to, QuorumDigest(last.hash, events));
     }
 
     void PublishRpcStats()
@@ -948,6 +1163,10 @@ struct EvmFollower::Impl {
         // since it may hold no log whose blockHash would vouch for it.
         std::set<uint64_t> wanted{from, to};
         if (to < target.number) wanted.insert(to + 1);
+        // Receipts mode looks at every block's bloom for logs eth_getLogs may have left out.
+        if (options.verify == VerifyMode::Receipts) {
+            for (uint64_t n = from + 1; n < to; ++n) wanted.insert(n);
+        }
         for (const auto& log : logs) {
             if (log.block_number < from || log.block_number > to) {
                 NoteInconsistent(fmt::format("eth_getLogs {}..{} returned a log of block {}", from, to, log.block_number));
@@ -970,6 +1189,15 @@ struct EvmFollower::Impl {
             target_disputed = true;
             return std::nullopt;
         }
+        if (options.verify == VerifyMode::Receipts) {
+            for (uint64_t n = from + 1; n <= to; ++n) {
+                if (headers->at(n).parent_hash != headers->at(n - 1).hash) {
+                    NoteInconsistent(fmt::format("block {} is not the parent of block {}", n - 1, n));
+                    return std::nullopt;
+                }
+            }
+        }
+        if (!VerifyBlocks(rpc, BlocksOf(*headers, logs, from, to))) return std::nullopt;
 
         const auto decode_started = Clock::now();
         FetchedRange range{.from = from, .to = to, .parent_hash = headers->at(from).parent_hash};
@@ -993,6 +1221,11 @@ struct EvmFollower::Impl {
         range.block_hashes[from] = headers->at(from).hash;
         range.block_hashes[to] = headers->at(to).hash;
         const double decode_s = Seconds(decode_started);
+        if (options.verify == VerifyMode::Quorum &&
+            !QuorumAgrees(rpc, from, to, QuorumDigest(headers->at(to).hash, range.events))) {
+            return std::nullopt;
+        }
+        refusals_in_row = 0;
         UpdateStatus([&](FollowerStatus& s) {
             auto& t = s.catch_up;
             t.logs_http_s += http_s;

@@ -34,6 +34,18 @@ inline constexpr std::string_view kCursorSource = "evm";
 
 enum class FinalityRule { Finalized, Safe, Depth };
 
+// What is checked of a node's answers beyond hashes and parents (-evmverify). Each mode
+// includes the checks of the ones before it, except that quorum does not fetch receipts.
+enum class VerifyMode {
+    None,     // nothing more
+    Bloom,    // every header's fields hash to its hash; every log is in its block's logsBloom
+    Receipts, // and every block that holds (or whose bloom admits) watched logs: its receipts
+              // against receiptsRoot, and its logs against the receipts
+    Quorum,   // bloom, and each final range as `quorum` endpoints give it
+};
+std::string_view VerifyModeName(VerifyMode mode);
+std::optional<VerifyMode> ParseVerifyMode(std::string_view name);
+
 struct FollowerOptions {
     uint64_t chain_id{0};
     Address escrow{};
@@ -50,6 +62,8 @@ struct FollowerOptions {
     uint64_t pending_blocks_max{2'000};       // unfinalized blocks followed ahead of the final one
     size_t prefetch_ranges_max{4};            // catch-up ranges fetched ahead of the database
     size_t fetchers{2};                       // catch-up ranges fetched at the same time
+    VerifyMode verify{VerifyMode::Bloom};
+    size_t quorum{2};                         // VerifyMode::Quorum: endpoints that must agree
     bool reconcile{true};
     uint32_t reconcile_interval_ms{60'000};
     std::filesystem::path identity_path;      // remembers chain id, start block and its hash
@@ -85,6 +99,9 @@ struct FollowerStatus {
     uint64_t reorgs{0};
     uint64_t reorg_depth_max{0};
     uint64_t inconsistent_answers{0}; // answers refused: hash mismatch, wrong block, bad JSON
+    uint64_t verify_refusals{0};      // answers that failed -evmverify (a header, a bloom, receipts, a quorum)
+    uint64_t receipts_checked{0};     // blocks whose receipts were checked against receiptsRoot
+    uint64_t quorum_checks{0};        // final ranges that a quorum of endpoints agreed on
     uint64_t range_shrinks{0};
     uint64_t range_blocks{0};
     RpcClientStats rpc;

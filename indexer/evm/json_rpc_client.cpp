@@ -208,6 +208,12 @@ std::string JsonRpcClient::current_endpoint() const
     return m_endpoints.empty() ? std::string() : m_endpoints[m_current]->name;
 }
 
+void JsonRpcClient::DistrustCurrent(uint32_t cooldown_ms)
+{
+    if (m_endpoints.empty()) return;
+    m_endpoints[m_current]->unhealthy_until = Clock::now() + std::chrono::milliseconds(cooldown_ms);
+}
+
 bool JsonRpcClient::SleepMs(uint64_t ms)
 {
     const auto until = Clock::now() + std::chrono::milliseconds(ms);

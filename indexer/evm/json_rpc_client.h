@@ -111,6 +111,9 @@ public:
     RpcClientStats stats() const;
     // The endpoint calls go to now (scheme://host:port).
     std::string current_endpoint() const;
+    // Its last answer was well-formed but failed verification (a lie): the next calls go
+    // to another endpoint, if there is one, for cooldown_ms.
+    void DistrustCurrent(uint32_t cooldown_ms);
 
 private:
     struct Endpoint;

@@ -3,7 +3,11 @@
 Each fault has a probability; the random stream is seeded so that a failing run can be
 repeated. Faults: HTTP 500, a stall past the client's timeout, a body cut short, HTTP 429
 with Retry-After, eth_getLogs range-limit errors in the phrasing of real providers, a
-block header whose hash is wrong, logs whose blockHash is wrong, and added latency."""
+block header whose hash is wrong, logs whose blockHash is wrong, and added latency.
+
+A lying node, deterministically (not by chance): `forge_topic_from` forges topics[0] of the
+first log of every block from that height on in eth_getLogs answers (to a value its block's
+logsBloom does not hold, so that the bloom can tell), and `drop_log_from` drops that log."""
 
 import http.server
 import json
@@ -11,6 +15,14 @@ import random
 import threading
 import time
 import urllib.request
+
+from Cryptodome.Hash import keccak as _keccak
+
+
+def keccak(data):
+    h = _keccak.new(digest_bits=256)
+    h.update(data)
+    return h.digest()
 
 RANGE_ERRORS = [
     # (JSON-RPC code, message template): {limit} is the proxy's block limit.
@@ -43,6 +55,9 @@ class FaultProxy:
         # Every enabled fault hits its first chance for sure, then at its rate: a run
         # always sees each of them, whatever the timing.
         self.force_first = faults.get("force_first", False)
+        self.forge_topic_from = faults.get("forge_topic_from")
+        self.drop_log_from = faults.get("drop_log_from")
+        self.blooms = {}  # block hash -> logsBloom, fetched from upstream to forge outside it
         self.counts = {}
         self.requests = 0
         self.server = None
@@ -95,9 +110,48 @@ class FaultProxy:
                                   limit_plus_1=limit + 1)
         return {"jsonrpc": "2.0", "id": request.get("id"), "error": {"code": code, "message": message}}
 
+    def _bloom(self, block_hash):
+        if block_hash not in self.blooms:
+            body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_getBlockByHash",
+                               "params": [block_hash, False]}).encode()
+            upstream = urllib.request.Request(self.upstream, data=body, headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(upstream, timeout=60) as answer:
+                self.blooms[block_hash] = int(json.loads(answer.read())["result"]["logsBloom"], 16)
+        return self.blooms[block_hash]
+
+    def _outside_bloom(self, block_hash):
+        """A topic whose three bloom bits are not all set in the block's logsBloom."""
+        bloom = self._bloom(block_hash)
+        for n in range(1000):
+            topic = keccak(f"Forged{n}(uint256)".encode())
+            bits = [((topic_hash[i] << 8) | topic_hash[i + 1]) & 2047 for topic_hash in [keccak(topic)]
+                    for i in (0, 2, 4)]
+            if not all(bloom >> b & 1 for b in bits):
+                return "0x" + topic.hex()
+        raise AssertionError("a saturated bloom")
+
+    def _lie(self, logs):
+        """The first log of each block at or above the configured heights: forged or dropped."""
+        seen = set()
+        out = []
+        for log in logs:
+            number = int(log["blockNumber"], 16)
+            first = number not in seen
+            seen.add(number)
+            if first and self.drop_log_from is not None and number >= self.drop_log_from:
+                self._count("drop_log")
+                continue
+            if first and self.forge_topic_from is not None and number >= self.forge_topic_from and log["topics"]:
+                log["topics"][0] = self._outside_bloom(log["blockHash"])
+                self._count("forge_topic")
+            out.append(log)
+        return out
+
     def _tamper(self, request, response):
         method = request.get("method")
         result = response.get("result") if isinstance(response, dict) else None
+        if method == "eth_getLogs" and isinstance(result, list):
+            result = response["result"] = self._lie(result)
         if method == "eth_getBlockByNumber" and isinstance(result, dict) and self._roll("bad_header_hash"):
             result["hash"] = "0x" + ("%064x" % self.rng.getrandbits(256))
         if method == "eth_getLogs" and isinstance(result, list) and result and self._roll("bad_log_hash"):
