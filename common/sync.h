@@ -2,6 +2,7 @@
 // in the manner of Bitcoin Core's threadsafety.h and sync.h.
 #pragma once
 
+#include <condition_variable>
 #include <mutex>
 #include <shared_mutex>
 
@@ -46,6 +47,10 @@ public:
 private:
     std::shared_mutex m_mutex;
 };
+
+// Waits on a Mutex itself (inside its LOCK scope: `while (!ready) cv.wait(mutex);`), so
+// that the guarded state read around the wait stays visible to -Wthread-safety.
+using ConditionVariable = std::condition_variable_any;
 
 template <typename M>
 class SCOPED_LOCKABLE LockGuard {

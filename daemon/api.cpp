@@ -20,6 +20,7 @@ constexpr int64_t kRpcMaxBatchDefault = 100;
 constexpr int64_t kRpcMaxConnectionsDefault = 256;
 constexpr int64_t kRpcTimeoutSDefault = 30;
 constexpr int64_t kRpcMaxRequestMsDefault = 10'000;
+constexpr int64_t kRpcMaxResponseDefault = 25'000'000;
 
 } // namespace
 
@@ -78,6 +79,10 @@ void RegisterRpcArgs(ArgsManager& args)
     args.AddArg({.name = "zmqpubeventhwm", .type = ArgType::Int, .default_text = "100000",
                  .help = "Messages queued per ZMQ subscriber before the newest are dropped",
                  .category = "ZeroMQ notification options", .min = 1, .max = 10'000'000});
+    args.AddArg({.name = "rpcmaxresponse", .type = ArgType::Int, .default_text = std::to_string(kRpcMaxResponseDefault),
+                 .help = "Largest answer in bytes, a whole batch included: a list stops early with its continuation "
+                         "marker, and the calls of a batch past it are answered with an error",
+                 .category = rpc, .min = 4096, .max = 1 << 30});
     args.AddArg({.name = "rpcmaxrequestms", .type = ArgType::Int, .default_text = std::to_string(kRpcMaxRequestMsDefault),
                  .help = "Calls of a batch that start later than this many milliseconds after the request are "
                          "answered with an error",
@@ -263,6 +268,7 @@ Result<std::unique_ptr<rpc::RpcServer>> StartApi(const ArgsManager& args, uint16
     options.http.timeout_s = static_cast<int>(args.GetInt("rpctimeout", kRpcTimeoutSDefault));
     options.limits.batch_length_max = static_cast<size_t>(args.GetInt("rpcmaxbatch", kRpcMaxBatchDefault));
     options.limits.request_time_max = std::chrono::milliseconds(args.GetInt("rpcmaxrequestms", kRpcMaxRequestMsDefault));
+    options.limits.answer_bytes_max = static_cast<size_t>(args.GetInt("rpcmaxresponse", kRpcMaxResponseDefault));
     options.reads_open = args.GetBool("rpcopenreads", false);
     options.rpcauth = args.GetList("rpcauth");
     if (!args.IsNegated("rpccookiefile")) {

@@ -4,20 +4,22 @@
 #include "common/sync.h"
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <event2/thread.h>
 #include <fmt/format.h>
 
 #include <arpa/inet.h>
+#include <cerrno>
 #include <chrono>
-#include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <map>
-#include <mutex>
 #include <netinet/in.h>
-#include <set>
+#include <strings.h>
 #include <sys/socket.h>
 #include <thread>
 
@@ -25,6 +27,7 @@ namespace bitacora::rpc {
 namespace {
 
 constexpr int kReplyGraceS = 2;
+constexpr int kAcceptRetryMs = 200; // after accept() failed for want of descriptors
 
 const char* ReasonPhrase(int status)
 {
@@ -43,6 +46,27 @@ const char* ReasonPhrase(int status)
     }
 }
 
+// Framing that two HTTP parsers could read differently is refused (request smuggling
+// behind a proxy): more than one Content-Length, one that is not plain digits ("+5",
+// or folded onto a second line, which libevent joins with a space), or one beside a
+// Transfer-Encoding.
+bool AmbiguousFraming(evkeyvalq* headers)
+{
+    int lengths = 0;
+    bool transfer_encoding = false;
+    for (const evkeyval* header = headers->tqh_first; header != nullptr; header = header->next.tqe_next) {
+        if (strcasecmp(header->key, "Transfer-Encoding") == 0) transfer_encoding = true;
+        if (strcasecmp(header->key, "Content-Length") != 0) continue;
+        ++lengths;
+        const char* value = header->value;
+        if (*value == '\0') return true;
+        for (; *value != '\0'; ++value) {
+            if (*value < '0' || *value > '9') return true;
+        }
+    }
+    return lengths > 1 || (lengths == 1 && transfer_encoding);
+}
+
 } // namespace
 
 struct HttpServer::Impl {
@@ -55,6 +79,18 @@ struct HttpServer::Impl {
         Impl* impl{nullptr};
     };
 
+    // One accepted connection, from accept to close. libevent 2.1 tells a server of a
+    // connection only once a whole request arrived; we create its bufferevent ourselves
+    // (evhttp_set_bevcb) so that it counts from the accept, and hold a reference to it
+    // so that the deadline can look at it after libevent let go of it.
+    struct Ticket {
+        Impl* impl{nullptr};
+        bufferevent* bev{nullptr};
+        evhttp_connection* connection{nullptr}; // known from its first whole request
+        event* deadline{nullptr};               // armed while a request is awaited
+        size_t unsent_bytes{0};
+    };
+
     HttpServerOptions options;
     Handler handler;
     event_base* base{nullptr};
@@ -64,29 +100,146 @@ struct HttpServer::Impl {
     std::thread event_thread;
     std::vector<std::thread> workers;
 
-    std::mutex queue_mutex;
-    std::condition_variable queue_cv;
-    std::deque<WorkItem*> queue;          // GUARDED_BY(queue_mutex)
-    bool stopping{false};                 // GUARDED_BY(queue_mutex)
+    Mutex queue_mutex;
+    ConditionVariable queue_cv;
+    std::deque<WorkItem*> queue GUARDED_BY(queue_mutex);
+    bool stopping GUARDED_BY(queue_mutex){false};
     bool stopped{false};
 
     // Event thread only.
-    std::set<evhttp_connection*> connections;
+    std::map<bufferevent*, Ticket*> tickets;
+    std::map<evhttp_connection*, Ticket*> by_connection;
     std::map<evhttp_connection*, WorkItem*> in_flight;
+    size_t unsent_bytes{0};
     size_t replies_unsent{0}; // replies handed to libevent and not yet written out
+    bool listening{true};
+    bool accept_failing{false}; // accept() failed; a timer resumes
+    event* accept_retry{nullptr};
     std::chrono::steady_clock::time_point exit_deadline;
     event* exit_timer{nullptr};
 
-    mutable std::mutex stats_mutex;
-    HttpServerStats stats;                // GUARDED_BY(stats_mutex)
+    mutable Mutex stats_mutex;
+    HttpServerStats stats GUARDED_BY(stats_mutex);
 
-    static void SendSimple(evhttp_request* req, int status, std::string_view body, bool close)
+    void Count(uint64_t HttpServerStats::*counter)
+    {
+        LOCK(stats_mutex);
+        ++(stats.*counter);
+    }
+
+    void PublishGauges()
+    {
+        LOCK(stats_mutex);
+        stats.connections = tickets.size();
+        stats.unsent_bytes = unsent_bytes;
+    }
+
+    // The listeners accept while there is room and accept() works.
+    void UpdateListening()
+    {
+        const bool want = !accept_failing && tickets.size() < options.connections_max && !sockets.empty();
+        if (want == listening) return;
+        listening = want;
+        for (auto* socket : sockets) {
+            evconnlistener* listener = evhttp_bound_socket_get_listener(socket);
+            if (want) evconnlistener_enable(listener);
+            else evconnlistener_disable(listener);
+        }
+        if (!want) {
+            Count(&HttpServerStats::listener_pauses);
+            LogDebug(log::Category::Rpc, "RPC listener paused ({} connections open)", tickets.size());
+        }
+    }
+
+    void ArmDeadline(Ticket* ticket)
+    {
+        const timeval timeout{options.timeout_s, 0};
+        evtimer_add(ticket->deadline, &timeout);
+    }
+
+    void Release(Ticket* ticket)
+    {
+        unsent_bytes -= ticket->unsent_bytes;
+        tickets.erase(ticket->bev);
+        if (ticket->connection != nullptr) by_connection.erase(ticket->connection);
+        event_free(ticket->deadline);
+        bufferevent_decref(ticket->bev);
+        delete ticket;
+        PublishGauges();
+        UpdateListening();
+    }
+
+    static bufferevent* OnAccept(event_base* base, void* arg)
+    {
+        auto* self = static_cast<Impl*>(arg);
+        auto* ticket = new Ticket{.impl = self};
+        ticket->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+        if (ticket->bev == nullptr) {
+            delete ticket;
+            return nullptr; // libevent closes the socket
+        }
+        bufferevent_incref(ticket->bev);
+        ticket->deadline = evtimer_new(base, &Impl::OnDeadline, ticket);
+        self->tickets[ticket->bev] = ticket;
+        self->ArmDeadline(ticket);
+        self->PublishGauges();
+        self->UpdateListening();
+        return ticket->bev;
+    }
+
+    // A request did not arrive whole in time (slow headers or body, or an idle
+    // keep-alive connection): the connection is closed.
+    static void OnDeadline(evutil_socket_t, short, void* arg)
+    {
+        auto* ticket = static_cast<Ticket*>(arg);
+        Impl* self = ticket->impl;
+        if (ticket->connection != nullptr) {
+            self->Count(&HttpServerStats::timed_out_connections);
+            evhttp_connection_free(ticket->connection); // OnConnectionClose releases the ticket
+            return;
+        }
+        // Never a whole request: libevent's connection is unknown to us. If libevent has
+        // not freed it yet (callbacks still set), end it at the socket; it frees on EOF.
+        bufferevent_data_cb read_cb = nullptr;
+        bufferevent_getcb(ticket->bev, &read_cb, nullptr, nullptr, nullptr);
+        if (read_cb != nullptr) {
+            self->Count(&HttpServerStats::timed_out_connections);
+            const evutil_socket_t fd = bufferevent_getfd(ticket->bev);
+            if (fd >= 0) ::shutdown(fd, SHUT_RDWR);
+        }
+        self->Release(ticket);
+    }
+
+    static void OnAcceptError(evconnlistener*, void* arg)
+    {
+        auto* self = static_cast<Impl*>(arg);
+        const int error = EVUTIL_SOCKET_ERROR();
+        self->Count(&HttpServerStats::accept_errors);
+        LogWarning("RPC server cannot accept a connection: {}; pausing for {} ms",
+                       std::strerror(error), kAcceptRetryMs);
+        self->accept_failing = true;
+        self->UpdateListening();
+        const timeval retry{0, kAcceptRetryMs * 1000};
+        evtimer_add(self->accept_retry, &retry);
+    }
+
+    static void OnAcceptRetry(evutil_socket_t, short, void* arg)
+    {
+        auto* self = static_cast<Impl*>(arg);
+        self->accept_failing = false;
+        self->UpdateListening();
+    }
+
+    // An answer of the event thread's own (no worker saw the request).
+    void SendSimple(evhttp_request* req, int status, std::string_view body, bool close)
     {
         evbuffer* buffer = evbuffer_new();
         evbuffer_add(buffer, body.data(), body.size());
         evkeyvalq* headers = evhttp_request_get_output_headers(req);
         evhttp_add_header(headers, "Content-Type", "application/json");
         if (close) evhttp_add_header(headers, "Connection", "close");
+        ++replies_unsent;
+        evhttp_request_set_on_complete_cb(req, &Impl::OnReplyWritten, this);
         evhttp_send_reply(req, status, ReasonPhrase(status), buffer);
         evbuffer_free(buffer);
     }
@@ -94,42 +247,31 @@ struct HttpServer::Impl {
     static void OnConnectionClose(evhttp_connection* connection, void* arg)
     {
         auto* self = static_cast<Impl*>(arg);
-        self->connections.erase(connection);
         if (auto it = self->in_flight.find(connection); it != self->in_flight.end()) {
             it->second->client_gone = true; // its reply will be dropped, not sent
             self->in_flight.erase(it);
         }
-        std::lock_guard lock(self->stats_mutex);
-        self->stats.connections = self->connections.size();
+        if (auto it = self->by_connection.find(connection); it != self->by_connection.end()) self->Release(it->second);
     }
 
-    static void OnRequest(evhttp_request* req, void* arg)
+    // The connection's ticket, linked to libevent's connection at its first request.
+    Ticket* TicketOf(evhttp_connection* connection)
     {
-        auto* self = static_cast<Impl*>(arg);
-        {
-            std::lock_guard lock(self->stats_mutex);
-            ++self->stats.requests;
-        }
-        evhttp_connection* connection = evhttp_request_get_connection(req);
-        if (!self->connections.count(connection)) {
-            if (self->connections.size() >= self->options.connections_max) {
-                {
-                    std::lock_guard lock(self->stats_mutex);
-                    ++self->stats.rejected_connections;
-                }
-                SendSimple(req, 503, R"({"error":"too many connections"})", /*close=*/true);
-                return;
-            }
-            self->connections.insert(connection);
-            evhttp_connection_set_closecb(connection, &Impl::OnConnectionClose, self);
-            std::lock_guard lock(self->stats_mutex);
-            self->stats.connections = self->connections.size();
-        }
+        if (auto it = by_connection.find(connection); it != by_connection.end()) return it->second;
+        const auto it = tickets.find(evhttp_connection_get_bufferevent(connection));
+        if (it == tickets.end()) return nullptr;
+        it->second->connection = connection;
+        by_connection[connection] = it->second;
+        evhttp_connection_set_closecb(connection, &Impl::OnConnectionClose, this);
+        return it->second;
+    }
 
+    std::unique_ptr<WorkItem> MakeWorkItem(evhttp_request* req, evhttp_connection* connection)
+    {
         auto item = std::make_unique<WorkItem>();
         item->req = req;
         item->connection = connection;
-        item->impl = self;
+        item->impl = this;
         switch (evhttp_request_get_command(req)) {
         case EVHTTP_REQ_GET: item->request.method = "GET"; break;
         case EVHTTP_REQ_POST: item->request.method = "POST"; break;
@@ -149,25 +291,47 @@ struct HttpServer::Impl {
         uint16_t peer_port = 0;
         evhttp_connection_get_peer(connection, &peer_address, &peer_port);
         item->request.peer = fmt::format("{}:{}", peer_address != nullptr ? peer_address : "?", peer_port);
+        return item;
+    }
 
-        std::unique_lock lock(self->queue_mutex);
-        if (self->stopping || self->queue.size() >= self->options.queue_depth_max) {
-            lock.unlock();
-            {
-                std::lock_guard stats_lock(self->stats_mutex);
-                ++self->stats.rejected_queue_full;
-            }
-            LogWarning("RPC work queue depth exceeded ({}); answering 503", self->options.queue_depth_max);
-            SendSimple(req, 503, R"({"error":"work queue depth exceeded"})", /*close=*/false);
+    static void OnRequest(evhttp_request* req, void* arg)
+    {
+        auto* self = static_cast<Impl*>(arg);
+        self->Count(&HttpServerStats::requests);
+        evhttp_connection* connection = evhttp_request_get_connection(req);
+        Ticket* ticket = self->TicketOf(connection);
+        if (ticket != nullptr) evtimer_del(ticket->deadline); // the request is here; the answer has no deadline
+        if (AmbiguousFraming(evhttp_request_get_input_headers(req))) {
+            self->Count(&HttpServerStats::rejected_headers);
+            self->SendSimple(req, 400, R"({"error":"ambiguous Content-Length or Transfer-Encoding"})", /*close=*/true);
             return;
         }
-        self->in_flight[connection] = item.get();
-        self->queue.push_back(item.release());
-        {
-            std::lock_guard stats_lock(self->stats_mutex);
-            self->stats.queue_depth = self->queue.size();
+        if (self->unsent_bytes > self->options.unsent_bytes_max) {
+            self->Count(&HttpServerStats::rejected_unsent_bytes);
+            self->SendSimple(req, 503, R"({"error":"too many answers are waiting for their clients to read them"})",
+                       /*close=*/false);
+            return;
         }
-        self->queue_cv.notify_one();
+        std::unique_ptr<WorkItem> item = self->MakeWorkItem(req, connection);
+        bool queued = false;
+        {
+            LOCK(self->queue_mutex);
+            if (!self->stopping && self->queue.size() < self->options.queue_depth_max) {
+                self->in_flight[connection] = item.get();
+                self->queue.push_back(item.release());
+                queued = true;
+                LOCK(self->stats_mutex);
+                self->stats.queue_depth = self->queue.size();
+            }
+        }
+        if (queued) {
+            self->queue_cv.notify_one();
+            return;
+        }
+        self->Count(&HttpServerStats::rejected_queue_full);
+        LogWarning("RPC work queue depth exceeded ({}); answering 503",
+                       self->options.queue_depth_max);
+        self->SendSimple(req, 503, R"({"error":"work queue depth exceeded"})", /*close=*/false);
     }
 
     // Runs on the event thread: sends the answer, or drops it if the client left.
@@ -176,8 +340,7 @@ struct HttpServer::Impl {
         std::unique_ptr<WorkItem> item(static_cast<WorkItem*>(arg));
         Impl* self = item->impl;
         if (item->client_gone) {
-            std::lock_guard lock(self->stats_mutex);
-            ++self->stats.dropped_replies;
+            self->Count(&HttpServerStats::dropped_replies);
             return;
         }
         self->in_flight.erase(item->connection);
@@ -188,25 +351,47 @@ struct HttpServer::Impl {
             evhttp_add_header(headers, "Content-Type", item->response.content_type.c_str());
         }
         for (const auto& [name, value] : item->response.headers) evhttp_add_header(headers, name.c_str(), value.c_str());
+        if (auto it = self->by_connection.find(item->connection); it != self->by_connection.end()) {
+            it->second->unsent_bytes += item->response.body.size();
+            self->unsent_bytes += item->response.body.size();
+            self->PublishGauges();
+        }
         ++self->replies_unsent;
         evhttp_request_set_on_complete_cb(item->req, &Impl::OnReplyWritten, self);
         evhttp_send_reply(item->req, item->response.status, ReasonPhrase(item->response.status), buffer);
         evbuffer_free(buffer);
     }
 
+    // The answer is written out: the connection now awaits its next request, whole,
+    // within the timeout.
+    static void OnReplyWritten(evhttp_request* req, void* arg)
+    {
+        auto* self = static_cast<Impl*>(arg);
+        if (self->replies_unsent > 0) --self->replies_unsent;
+        evhttp_connection* connection = evhttp_request_get_connection(req);
+        if (auto it = self->by_connection.find(connection); it != self->by_connection.end()) {
+            self->unsent_bytes -= it->second->unsent_bytes;
+            it->second->unsent_bytes = 0;
+            self->ArmDeadline(it->second);
+            self->PublishGauges();
+        }
+    }
+
+    WorkItem* NextItem()
+    {
+        LOCK(queue_mutex);
+        while (queue.empty() && !stopping) queue_cv.wait(queue_mutex);
+        if (queue.empty()) return nullptr; // stopping, and everything queued was answered
+        WorkItem* item = queue.front();
+        queue.pop_front();
+        LOCK(stats_mutex);
+        stats.queue_depth = queue.size();
+        return item;
+    }
+
     void WorkerLoop()
     {
-        for (;;) {
-            WorkItem* item = nullptr;
-            {
-                std::unique_lock lock(queue_mutex);
-                queue_cv.wait(lock, [&] { return !queue.empty() || stopping; });
-                if (queue.empty()) return; // stopping, and everything queued was answered
-                item = queue.front();
-                queue.pop_front();
-                std::lock_guard stats_lock(stats_mutex);
-                stats.queue_depth = queue.size();
-            }
+        while (WorkItem* item = NextItem()) {
             try {
                 item->response = handler(item->request);
             } catch (const std::exception& e) {
@@ -223,12 +408,7 @@ struct HttpServer::Impl {
         auto* self = static_cast<Impl*>(arg);
         for (auto* socket : self->sockets) evhttp_del_accept_socket(self->http, socket);
         self->sockets.clear();
-    }
-
-    static void OnReplyWritten(evhttp_request*, void* arg)
-    {
-        auto* self = static_cast<Impl*>(arg);
-        if (self->replies_unsent > 0) --self->replies_unsent;
+        self->listening = false;
     }
 
     // Exits the loop once the last replies are written out (or after a grace period, for
@@ -249,6 +429,34 @@ struct HttpServer::Impl {
         const timeval poll{0, 10'000};
         evtimer_add(self->exit_timer, &poll);
     }
+
+    Status Bind(uint16_t requested_port)
+    {
+        uint16_t bound = requested_port;
+        std::string failures;
+        for (const auto& address : options.bind_addresses) {
+            evhttp_bound_socket* socket = evhttp_bind_socket_with_handle(http, address.c_str(), bound);
+            if (socket == nullptr) {
+                failures += fmt::format("{}{}:{}", failures.empty() ? "" : ", ", address, bound);
+                continue;
+            }
+            evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(socket), &Impl::OnAcceptError);
+            if (bound == 0) {
+                sockaddr_storage addr{};
+                socklen_t len = sizeof(addr);
+                getsockname(evhttp_bound_socket_get_fd(socket), reinterpret_cast<sockaddr*>(&addr), &len);
+                bound = ntohs(addr.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port
+                                                         : reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+            }
+            sockets.push_back(socket);
+            LogInfo("RPC server listening on {}:{}", address.find(':') != std::string::npos ? "[" + address + "]" : address,
+                    bound);
+        }
+        if (sockets.empty()) return Error{fmt::format("cannot bind the RPC server to {}", failures)};
+        if (!failures.empty()) LogWarning("RPC server could not bind {}", failures);
+        port = bound;
+        return {};
+    }
 };
 
 HttpServer::HttpServer(std::unique_ptr<Impl> impl) : m_impl(std::move(impl)) {}
@@ -268,39 +476,22 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& o
         return Error{"cannot create the HTTP server"};
     }
     Impl& m = *impl;
-    auto fail = [&](const std::string& message) -> Result<std::unique_ptr<HttpServer>> {
-        evhttp_free(m.http);
-        event_base_free(m.base);
-        return Error{message};
-    };
     evhttp_set_allowed_methods(m.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
     evhttp_set_max_body_size(m.http, static_cast<ev_ssize_t>(options.body_bytes_max));
     evhttp_set_max_headers_size(m.http, static_cast<ev_ssize_t>(options.header_bytes_max));
+    // libevent's own timeout restarts with every byte; ours (the ticket's deadline) does
+    // not. libevent's stays as a backstop for writes to clients that stopped reading.
     evhttp_set_timeout(m.http, options.timeout_s);
     evhttp_set_gencb(m.http, &Impl::OnRequest, &m);
+    evhttp_set_bevcb(m.http, &Impl::OnAccept, &m);
+    m.accept_retry = evtimer_new(m.base, &Impl::OnAcceptRetry, &m);
 
-    uint16_t port = options.port;
-    std::string failures;
-    for (const auto& address : options.bind_addresses) {
-        evhttp_bound_socket* socket = evhttp_bind_socket_with_handle(m.http, address.c_str(), port);
-        if (socket == nullptr) {
-            failures += fmt::format("{}{}:{}", failures.empty() ? "" : ", ", address, port);
-            continue;
-        }
-        if (port == 0) {
-            sockaddr_storage addr{};
-            socklen_t len = sizeof(addr);
-            getsockname(evhttp_bound_socket_get_fd(socket), reinterpret_cast<sockaddr*>(&addr), &len);
-            port = ntohs(addr.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port
-                                                    : reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
-        }
-        m.sockets.push_back(socket);
-        LogInfo("RPC server listening on {}:{}", address.find(':') != std::string::npos ? "[" + address + "]" : address, port);
+    if (Status bound = m.Bind(options.port); !bound) {
+        event_free(m.accept_retry);
+        evhttp_free(m.http);
+        event_base_free(m.base);
+        return Error{bound.error()};
     }
-    if (m.sockets.empty()) return fail(fmt::format("cannot bind the RPC server to {}", failures));
-    if (!failures.empty()) LogWarning("RPC server could not bind {}", failures);
-    m.port = port;
-
     // The loop must outlive its listeners: Stop() removes them first and still needs the
     // loop to send the last replies.
     m.event_thread = std::thread([&m] { event_base_loop(m.base, EVLOOP_NO_EXIT_ON_EMPTY); });
@@ -321,17 +512,23 @@ void HttpServer::Stop()
     // open connections are answered 503). 3. The loop sends the last replies and exits.
     event_base_once(m.base, -1, EV_TIMEOUT, &Impl::OnStopAccepting, &m, nullptr);
     {
-        std::lock_guard lock(m.queue_mutex);
+        LOCK(m.queue_mutex);
         m.stopping = true;
     }
     m.queue_cv.notify_all();
     for (auto& worker : m.workers) worker.join();
     event_base_once(m.base, -1, EV_TIMEOUT, &Impl::OnExit, &m, nullptr);
     m.event_thread.join();
-    for (auto* connection : std::set<evhttp_connection*>(m.connections)) {
-        evhttp_connection_set_closecb(connection, nullptr, nullptr);
-    }
+    for (auto& [connection, ticket] : m.by_connection) evhttp_connection_set_closecb(connection, nullptr, nullptr);
     evhttp_free(m.http);
+    // libevent let go of every connection; our references are the last.
+    for (auto& [bev, ticket] : m.tickets) {
+        event_free(ticket->deadline);
+        bufferevent_decref(bev);
+        delete ticket;
+    }
+    m.tickets.clear();
+    event_free(m.accept_retry);
     event_base_free(m.base);
 }
 
@@ -339,7 +536,7 @@ uint16_t HttpServer::bound_port() const { return m_impl->port; }
 
 HttpServerStats HttpServer::stats() const
 {
-    std::lock_guard lock(m_impl->stats_mutex);
+    LOCK(m_impl->stats_mutex);
     return m_impl->stats;
 }
 

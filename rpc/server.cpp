@@ -94,7 +94,20 @@ struct RpcServer::Impl {
         out += fmt::format("bitacora_rpc_http_requests_total {}\n", s.requests);
         out += "# HELP bitacora_rpc_rejected_total Requests refused before a worker saw them.\n# TYPE bitacora_rpc_rejected_total counter\n";
         out += fmt::format("bitacora_rpc_rejected_total{{reason=\"queue_full\"}} {}\n", s.rejected_queue_full);
-        out += fmt::format("bitacora_rpc_rejected_total{{reason=\"connections\"}} {}\n", s.rejected_connections);
+        out += fmt::format("bitacora_rpc_rejected_total{{reason=\"framing\"}} {}\n", s.rejected_headers);
+        out += fmt::format("bitacora_rpc_rejected_total{{reason=\"unsent_bytes\"}} {}\n", s.rejected_unsent_bytes);
+        out += "# HELP bitacora_rpc_connections_timed_out_total Connections closed because a request did not arrive whole "
+               "within -rpctimeout.\n# TYPE bitacora_rpc_connections_timed_out_total counter\n";
+        out += fmt::format("bitacora_rpc_connections_timed_out_total {}\n", s.timed_out_connections);
+        out += "# HELP bitacora_rpc_accept_errors_total accept() failures (out of descriptors); the listener pauses.\n"
+               "# TYPE bitacora_rpc_accept_errors_total counter\n";
+        out += fmt::format("bitacora_rpc_accept_errors_total {}\n", s.accept_errors);
+        out += "# HELP bitacora_rpc_listener_pauses_total Times the listener paused (connection limit or accept errors).\n"
+               "# TYPE bitacora_rpc_listener_pauses_total counter\n";
+        out += fmt::format("bitacora_rpc_listener_pauses_total {}\n", s.listener_pauses);
+        out += "# HELP bitacora_rpc_unsent_bytes Answer bytes waiting for clients to read them.\n"
+               "# TYPE bitacora_rpc_unsent_bytes gauge\n";
+        out += fmt::format("bitacora_rpc_unsent_bytes {}\n", s.unsent_bytes);
         out += "# HELP bitacora_rpc_queue_depth Requests waiting for a worker.\n# TYPE bitacora_rpc_queue_depth gauge\n";
         out += fmt::format("bitacora_rpc_queue_depth {}\n", s.queue_depth);
         out += "# HELP bitacora_rpc_connections Open HTTP connections.\n# TYPE bitacora_rpc_connections gauge\n";

@@ -1,5 +1,6 @@
 #include "indexer/btc/bitcoind_rpc.h"
 
+#include "common/json_bounds.h"
 #include "common/logging.h"
 
 #include <curl/curl.h>
@@ -186,7 +187,9 @@ BtcResult<nlohmann::json> BitcoindRpc::Send(const std::string& path, std::string
                             fmt::format("cannot read the cookie file {} (is bitcoind running with this datadir?)",
                                         m_options.cookie_file.string())};
         }
-        Body response{.data = {}, .max = m_options.response_bytes_max};
+        const size_t answer_bytes_max = method == "getblock" ? m_options.block_response_bytes_max
+                                                             : m_options.response_bytes_max;
+        Body response{.data = {}, .max = answer_bytes_max};
         curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
         curl_easy_reset(c);
         curl_easy_setopt(c, CURLOPT_URL, url.c_str());
@@ -220,7 +223,7 @@ BtcResult<nlohmann::json> BitcoindRpc::Send(const std::string& path, std::string
             ++m_stats.errors;
             if (response.too_large) {
                 return BtcError{BtcError::Kind::Malformed, 0, status,
-                                fmt::format("{} answer larger than {} bytes", method, m_options.response_bytes_max)};
+                                fmt::format("{} answer larger than {} bytes", method, answer_bytes_max)};
             }
             return BtcError{BtcError::Kind::Transport, 0, 0, fmt::format("{}: {}", m_endpoint, curl_easy_strerror(code))};
         }
@@ -233,11 +236,19 @@ BtcResult<nlohmann::json> BitcoindRpc::Send(const std::string& path, std::string
         }
         // bitcoind answers JSON-RPC 2.0 errors with HTTP 200, and legacy errors with 404
         // or 500 and a JSON body: read the body whenever it is JSON.
-        auto answer = nlohmann::json::parse(response.data, nullptr, false);
-        if (answer.is_discarded() || !answer.is_object()) {
+        // Nesting is bounded before parsing: a deep id or error would overflow the stack
+        // when copied or dumped.
+        BoundedJson parsed = ParseJsonBounded(response.data);
+        if (parsed.status == JsonParseStatus::TooDeep) {
+            ++m_stats.errors;
+            return BtcError{BtcError::Kind::Malformed, 0, status,
+                            fmt::format("{} answer nests deeper than {} levels", method, kJsonDepthMax)};
+        }
+        nlohmann::json& answer = parsed.value;
+        if (!parsed.ok() || !answer.is_object()) {
             ++m_stats.errors;
             if (status != 200) {
-                return BtcError{BtcError::Kind::Http, 0, status, response.data.substr(0, 200)};
+                return BtcError{BtcError::Kind::Http, 0, status, log::EscapeMessage(response.data.substr(0, 200))};
             }
             return BtcError{BtcError::Kind::Malformed, 0, status,
                             fmt::format("{} answer is not a JSON object ({} bytes)", method, response.data.size())};

@@ -80,7 +80,10 @@ struct BitcoindRpcOptions {
     std::string wallet;                // empty: bitcoind's only loaded wallet ("/")
     uint32_t timeout_ms{30'000};
     uint32_t connect_timeout_ms{3'000};
-    size_t response_bytes_max{64u << 20}; // a 4 MB block is 8 MB of hex
+    // Decoded answer bytes per call; a larger (or endless, or gzip-inflated) answer is
+    // cut off there and refused, never retried. A block is at most 4 MB, so 8 MB of hex.
+    size_t response_bytes_max{4u << 20};
+    size_t block_response_bytes_max{10u << 20}; // getblock
 };
 
 struct BitcoindRpcStats {

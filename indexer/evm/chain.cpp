@@ -1,5 +1,7 @@
 #include "indexer/evm/chain.h"
 
+#include "common/json_bounds.h"
+
 #include "indexer/evm/verify.h"
 
 #include <fmt/format.h>
@@ -231,6 +233,15 @@ std::optional<std::string> ReadLog(sj::object object, Log& log)
 // simdjson's DOM parser: the library picks the fastest kernel for this CPU at run time.
 struct AnswerParser::Impl {
     sj::parser parser;
+    // The nesting limit every JSON that enters the process has (common/json_bounds.h);
+    // simdjson keeps it when it grows its buffers for a larger answer.
+    // (Should the allocation fail, parse() allocates with simdjson's default depth, 1024;
+    // simdjson itself does not recurse.)
+    Impl()
+    {
+        const simdjson::error_code allocated = parser.allocate(64 * 1024, kJsonDepthMax);
+        static_cast<void>(allocated);
+    }
 };
 
 AnswerParser::AnswerParser() : m_impl(std::make_unique<Impl>()) {}

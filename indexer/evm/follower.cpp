@@ -1127,6 +1127,11 @@ struct EvmFollower::Impl {
         const double http_s = static_cast<double>(rpc.stats().latency_us_total - http_us_before) / 1e6;
         if (!answer) {
             const RpcError& error = answer.error();
+            if (error.kind == RpcError::Kind::TooLarge && blocks > 1) {
+                // Like a provider's "too much": a smaller range gives a smaller answer.
+                ShrinkRange(blocks / 2, error.ToString(), false);
+                return std::nullopt;
+            }
             if (error.kind != RpcError::Kind::Stopped) {
                 LogWarning("EVM eth_getLogs {}..{} failed: {}", from, to, error.ToString());
                 UpdateStatus([&](FollowerStatus& s) { s.error = error.ToString(); });

@@ -1,5 +1,6 @@
 #include "indexer/evm/json_rpc_client.h"
 
+#include "common/json_bounds.h"
 #include "common/logging.h"
 
 #include <curl/curl.h>
@@ -47,6 +48,14 @@ size_t WriteBody(char* ptr, size_t size, size_t nmemb, void* userdata)
     return bytes;
 }
 
+// Ends a transfer in flight when the daemon stops (curl calls it about once a second
+// even while no byte arrives).
+int OnProgress(void* userdata, curl_off_t, curl_off_t, curl_off_t, curl_off_t)
+{
+    const auto* stopping = static_cast<const std::function<bool()>*>(userdata);
+    return *stopping && (*stopping)() ? 1 : 0;
+}
+
 struct Headers {
     std::optional<uint32_t> retry_after_s;
 };
@@ -81,12 +90,16 @@ RpcResult<nlohmann::json> ParseResponseObject(nlohmann::json& object, const std:
                 rpc.message = message->get<std::string>();
             }
             if (auto data = error->find("data"); data != error->end() && !data->is_null()) {
-                rpc.message += " (" + (data->is_string() ? data->get<std::string>() : data->dump()) + ")";
+                // The answer's nesting was bounded before parsing, so dump() stays shallow.
+                std::string text = data->is_string() ? data->get<std::string>() : data->dump();
+                if (text.size() > 1024) text.resize(1024);
+                rpc.message += " (" + text + ")";
             }
         } else {
             rpc.message = error->dump();
         }
         if (rpc.message.size() > 2048) rpc.message.resize(2048);
+        rpc.message = log::EscapeMessage(rpc.message);
         if (IsRateLimitMessage(rpc.message) || rpc.code == 429) rpc.kind = RpcError::Kind::RateLimited;
         return rpc;
     }
@@ -117,6 +130,7 @@ std::string_view RpcErrorKindName(RpcError::Kind kind)
     case RpcError::Kind::Rpc: return "rpc";
     case RpcError::Kind::Malformed: return "malformed";
     case RpcError::Kind::Stopped: return "stopped";
+    case RpcError::Kind::TooLarge: return "too-large";
     }
     return "?";
 }
@@ -195,6 +209,9 @@ JsonRpcClient::JsonRpcClient(RpcClientOptions options, std::function<bool()> sto
         curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
         curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, WriteBody);
         curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, ReadHeader);
+        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, OnProgress);
+        curl_easy_setopt(c, CURLOPT_XFERINFODATA, &m_stopping);
         m_endpoints.push_back(std::move(endpoint));
     }
 }
@@ -264,9 +281,10 @@ JsonRpcClient::Endpoint* JsonRpcClient::PickEndpoint()
     return m_endpoints[best].get();
 }
 
-RpcResult<std::string> JsonRpcClient::SendOnce(Endpoint& endpoint, const std::string& body, uint32_t& retry_after_ms)
+RpcResult<std::string> JsonRpcClient::SendOnce(Endpoint& endpoint, const std::string& body, size_t answer_bytes_max,
+                                               uint32_t& retry_after_ms)
 {
-    Body response{.limit_bytes = m_options.response_bytes_max};
+    Body response{.limit_bytes = answer_bytes_max};
     Headers headers;
     CURL* c = endpoint.curl;
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
@@ -279,11 +297,15 @@ RpcResult<std::string> JsonRpcClient::SendOnce(Endpoint& endpoint, const std::st
     m_stats.latency_us_total +=
         static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started).count());
     m_stats.bytes_received += response.data.size();
+    if (code == CURLE_ABORTED_BY_CALLBACK) return RpcError{.kind = RpcError::Kind::Stopped, .message = "stopping"};
     if (code != CURLE_OK) {
         ++m_stats.transport_errors;
-        std::string message = curl_easy_strerror(code);
-        if (response.over_limit) message = fmt::format("response larger than {} bytes", m_options.response_bytes_max);
-        return RpcError{.kind = RpcError::Kind::Transport, .message = message, .endpoint = endpoint.name};
+        if (response.over_limit) {
+            return RpcError{.kind = RpcError::Kind::TooLarge,
+                            .message = fmt::format("answer larger than {} bytes (decoded)", answer_bytes_max),
+                            .endpoint = endpoint.name};
+        }
+        return RpcError{.kind = RpcError::Kind::Transport, .message = curl_easy_strerror(code), .endpoint = endpoint.name};
     }
     long status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
@@ -296,10 +318,10 @@ RpcResult<std::string> JsonRpcClient::SendOnce(Endpoint& endpoint, const std::st
     if (status != 200) {
         // Some servers answer JSON-RPC errors with 4xx/5xx bodies; keep their message.
         ++m_stats.http_errors;
-        std::string message = response.data.substr(0, 512);
-        auto parsed = nlohmann::json::parse(response.data, nullptr, /*allow_exceptions=*/false);
-        if (parsed.is_object()) {
-            auto rpc = ParseResponseObject(parsed, endpoint.name);
+        std::string message = log::EscapeMessage(response.data.substr(0, 512));
+        BoundedJson parsed = ParseJsonBounded(response.data);
+        if (parsed.ok() && parsed.value.is_object()) {
+            auto rpc = ParseResponseObject(parsed.value, endpoint.name);
             if (!rpc) message = rpc.error().message;
         }
         return RpcError{.kind = RpcError::Kind::Http, .http_status = status, .message = message, .endpoint = endpoint.name};
@@ -309,19 +331,23 @@ RpcResult<std::string> JsonRpcClient::SendOnce(Endpoint& endpoint, const std::st
 
 RpcResult<nlohmann::json> JsonRpcClient::Send(const std::string& body, size_t calls)
 {
-    auto raw = SendRaw(body, calls);
+    auto raw = SendRaw(body, calls, m_options.response_bytes_max);
     if (!raw) return raw.error();
-    auto parsed = nlohmann::json::parse(raw.value(), nullptr, /*allow_exceptions=*/false);
-    if (parsed.is_discarded()) {
+    // Nesting is bounded before parsing: an id or error nested 200,000 deep overflowed
+    // the stack when it was compared or dumped.
+    BoundedJson parsed = ParseJsonBounded(raw.value());
+    if (!parsed.ok()) {
         ++m_stats.malformed;
         return RpcError{.kind = RpcError::Kind::Malformed,
-                        .message = fmt::format("response is not JSON ({} bytes)", raw.value().size()),
+                        .message = parsed.status == JsonParseStatus::TooDeep
+                                       ? fmt::format("response nests deeper than {} levels", kJsonDepthMax)
+                                       : fmt::format("response is not JSON ({} bytes)", raw.value().size()),
                         .endpoint = current_endpoint()};
     }
-    return parsed;
+    return std::move(parsed.value);
 }
 
-RpcResult<std::string> JsonRpcClient::SendRaw(const std::string& body, size_t calls)
+RpcResult<std::string> JsonRpcClient::SendRaw(const std::string& body, size_t calls, size_t answer_bytes_max)
 {
     if (m_endpoints.empty()) return RpcError{.kind = RpcError::Kind::Transport, .message = "no RPC endpoint configured"};
     m_stats.calls += calls;
@@ -337,12 +363,14 @@ RpcResult<std::string> JsonRpcClient::SendRaw(const std::string& body, size_t ca
             }
         }
         uint32_t retry_after_ms = 0;
-        auto result = SendOnce(*endpoint, body, retry_after_ms);
+        auto result = SendOnce(*endpoint, body, answer_bytes_max, retry_after_ms);
         if (result) {
             endpoint->failures_in_row = 0;
             return result;
         }
         last = result.error();
+        // Asking again for the same thing cannot make it smaller; the caller asks for less.
+        if (last.kind == RpcError::Kind::TooLarge || last.kind == RpcError::Kind::Stopped) return last;
         ++endpoint->failures_in_row;
         // Full jitter (a uniform wait up to the backoff) spreads retries of many clients.
         m_rng_state ^= m_rng_state << 13;
@@ -393,7 +421,8 @@ RpcResult<JsonRpcClient::RawAnswer> JsonRpcClient::CallRaw(std::string_view meth
 {
     const uint64_t id = m_next_id++;
     const nlohmann::json request = {{"jsonrpc", "2.0"}, {"id", id}, {"method", method}, {"params", params}};
-    auto body = SendRaw(request.dump(), 1);
+    const size_t answer_bytes_max = method == "eth_getLogs" ? m_options.logs_response_bytes_max : m_options.response_bytes_max;
+    auto body = SendRaw(request.dump(), 1, answer_bytes_max);
     if (!body) return body.error();
     return RawAnswer{id, std::move(body.value())};
 }
@@ -402,7 +431,7 @@ RpcResult<JsonRpcClient::RawBatch> JsonRpcClient::BatchRaw(const std::vector<Rpc
 {
     const uint64_t first_id = m_next_id;
     m_next_id += requests.size();
-    auto body = SendRaw(BatchBody(requests, first_id), requests.size());
+    auto body = SendRaw(BatchBody(requests, first_id), requests.size(), m_options.response_bytes_max);
     if (!body) return body.error();
     return RawBatch{first_id, std::move(body.value())};
 }

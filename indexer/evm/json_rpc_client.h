@@ -34,7 +34,8 @@ struct RpcError {
         RateLimited, // HTTP 429, or a JSON-RPC error that says so
         Rpc,         // a well-formed JSON-RPC error object
         Malformed,   // not JSON, not JSON-RPC, or an answer to another request
-        Stopped,     // the client was asked to stop while waiting
+        Stopped,     // the client was asked to stop while waiting or transferring
+        TooLarge,    // the decoded answer outgrew its cap (not retried: asking again cannot help)
     };
     Kind kind{Kind::Transport};
     int64_t code{0};      // JSON-RPC error code (Rpc, RateLimited)
@@ -63,7 +64,11 @@ struct RpcClientOptions {
     uint32_t backoff_initial_ms{100};
     uint32_t backoff_max_ms{10'000};
     uint32_t retry_after_max_ms{60'000};   // a longer Retry-After is capped
-    size_t response_bytes_max{512u << 20}; // a larger answer is a transport error
+    // Decoded bytes of one answer (gzip is counted inflated); past them the transfer is
+    // cut off and the call fails with TooLarge. eth_getLogs answers get their own cap:
+    // the follower halves its range when one is too large, as for a provider's limit.
+    size_t response_bytes_max{16u << 20};
+    size_t logs_response_bytes_max{32u << 20};
     size_t batch_requests_max{1'000};
     std::string user_agent{"bitacorad"};
 };
@@ -118,8 +123,9 @@ public:
 private:
     struct Endpoint;
     RpcResult<nlohmann::json> Send(const std::string& body, size_t calls);
-    RpcResult<std::string> SendRaw(const std::string& body, size_t calls);
-    RpcResult<std::string> SendOnce(Endpoint& endpoint, const std::string& body, uint32_t& retry_after_ms);
+    RpcResult<std::string> SendRaw(const std::string& body, size_t calls, size_t answer_bytes_max);
+    RpcResult<std::string> SendOnce(Endpoint& endpoint, const std::string& body, size_t answer_bytes_max,
+                                    uint32_t& retry_after_ms);
     Endpoint* PickEndpoint();
     // A wrong answer from the endpoint in use: cool it down before the next attempt.
     bool PenalizeCurrent(uint32_t attempt);

@@ -9,6 +9,7 @@
 #include "indexer/evm/range_limit.h"
 
 #include <doctest/doctest.h>
+#include <zlib.h>
 #include <nlohmann/json.hpp>
 
 #include <arpa/inet.h>
@@ -19,6 +20,7 @@
 #include <netinet/in.h>
 #include <string>
 #include <sys/socket.h>
+#include <future>
 #include <thread>
 #include <unistd.h>
 
@@ -296,6 +298,7 @@ public:
         std::string extra_headers;
         bool truncate{false};
         int delay_ms{0};
+        int stall_ms{0}; // after half the body, wait this long before the rest (a hung node)
     };
 
     ScriptedServer()
@@ -385,7 +388,14 @@ private:
             if (response.delay_ms) std::this_thread::sleep_for(std::chrono::milliseconds(response.delay_ms));
             std::string out = "HTTP/1.1 " + std::to_string(response.status) + " X\r\nContent-Type: application/json\r\n" +
                               response.extra_headers + "Content-Length: " + std::to_string(response.body.size()) + "\r\n\r\n";
-            out += response.truncate ? response.body.substr(0, response.body.size() / 2) : response.body;
+            if (response.stall_ms > 0) {
+                out += response.body.substr(0, response.body.size() / 2);
+                ::send(client, out.data(), out.size(), MSG_NOSIGNAL);
+                std::this_thread::sleep_for(std::chrono::milliseconds(response.stall_ms));
+                out = response.body.substr(response.body.size() / 2);
+            } else {
+                out += response.truncate ? response.body.substr(0, response.body.size() / 2) : response.body;
+            }
             ::send(client, out.data(), out.size(), MSG_NOSIGNAL);
             if (response.truncate) {
                 ::close(client);
@@ -446,6 +456,75 @@ TEST_CASE("the client retries transport errors, bad bodies and 5xx, and returns 
     // Credentials and paths never reach logs.
     CHECK(error.error().endpoint.find("secret") == std::string::npos);
     CHECK(RedactUrl("https://user:pw@host.example:8545/v2/KEY?x=1") == "https://host.example:8545");
+}
+
+namespace {
+
+std::string Gzip(const std::string& text)
+{
+    z_stream stream{};
+    REQUIRE(deflateInit2(&stream, 9, Z_DEFLATED, 15 + 16, 9, Z_DEFAULT_STRATEGY) == Z_OK); // 16: gzip framing
+    std::string out(deflateBound(&stream, text.size()), '\0');
+    stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(text.data()));
+    stream.avail_in = static_cast<uInt>(text.size());
+    stream.next_out = reinterpret_cast<Bytef*>(out.data());
+    stream.avail_out = static_cast<uInt>(out.size());
+    REQUIRE(deflate(&stream, Z_FINISH) == Z_STREAM_END);
+    out.resize(stream.total_out);
+    deflateEnd(&stream);
+    return out;
+}
+
+} // namespace
+
+TEST_CASE("hostile answers: deep nesting, oversized and gzip-inflated bodies, a transfer hung at shutdown")
+{
+    ScriptedServer server;
+    const std::string deep = std::string(200'000, '[') + std::string(200'000, ']');
+    // An id, an error and an error's data nested 200,000 deep killed the daemon at eth_chainId.
+    server.Push({.body = R"({"jsonrpc":"2.0","id":)" + deep + R"(,"result":"0x1"})"});
+    server.Push({.body = R"({"jsonrpc":"2.0","id":1,"error":)" + deep + "}"});
+    server.Push({.body = R"({"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"x","data":)" + deep + "}}"});
+    server.Push({.body = Answer(1, "0x2105")});
+    JsonRpcClient client(FastOptions({server.url()}), nullptr);
+    auto chain = client.Call("eth_chainId");
+    REQUIRE(chain);
+    CHECK(chain.value() == "0x2105");
+    CHECK(client.stats().malformed == 3);
+
+    // Too large: cut off at the cap, and not asked again (the caller asks for less).
+    RpcClientOptions small = FastOptions({server.url()});
+    small.response_bytes_max = 1 << 20;
+    small.logs_response_bytes_max = 2 << 20;
+    JsonRpcClient capped(small, nullptr);
+    const int before = server.requests();
+    server.Push({.body = Answer(1, std::string(3 << 20, 'a'))});
+    auto big = capped.CallRaw("eth_getLogs", json::array());
+    REQUIRE_FALSE(big);
+    CHECK(big.error().kind == RpcError::Kind::TooLarge);
+    CHECK(server.requests() == before + 1);
+    // The cap counts inflated bytes: 64 MiB of zeros is 64 KiB of gzip.
+    server.Push({.body = Gzip(Answer(2, std::string(64 << 20, '0'))), .extra_headers = "Content-Encoding: gzip\r\n"});
+    auto bomb = capped.Call("eth_blockNumber");
+    REQUIRE_FALSE(bomb);
+    CHECK(bomb.error().kind == RpcError::Kind::TooLarge);
+
+    // A transfer in flight ends when the daemon stops, not when the node finishes.
+    std::atomic<bool> stop{false};
+    RpcClientOptions slow = FastOptions({server.url()});
+    slow.timeout_ms = 60'000;
+    JsonRpcClient stoppable(slow, [&] { return stop.load(); });
+    server.Push({.body = Answer(1, std::string(1 << 16, 'a')), .stall_ms = 20'000});
+    auto stopper = std::async(std::launch::async, [&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        stop = true;
+    });
+    const auto started = std::chrono::steady_clock::now();
+    auto stopped = stoppable.Call("eth_blockNumber");
+    stopper.get();
+    REQUIRE_FALSE(stopped);
+    CHECK(stopped.error().kind == RpcError::Kind::Stopped);
+    CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(3));
 }
 
 TEST_CASE("HTTP 429 waits for Retry-After; JSON-RPC rate-limit messages count as rate limits")

@@ -149,7 +149,7 @@ TEST_CASE("an answer for a client that left is dropped, and the server goes on")
     CHECK(Exchange(port, "still here") == "200 still here");
 }
 
-TEST_CASE("connections over the limit are answered 503; stop answers what was queued")
+TEST_CASE("connections count from their accept; at the limit the listener pauses; stop answers what was queued")
 {
     HttpServerOptions options = SmallServer();
     options.connections_max = 2;
@@ -158,13 +158,19 @@ TEST_CASE("connections over the limit are answered 503; stop answers what was qu
     auto server = HttpServer::Start(options, [&](const HttpRequest& r) { return gate.Handle(r); });
     REQUIRE(server);
     const uint16_t port = (*server)->bound_port();
+    // Two connections that have sent nothing yet already hold both places.
     const int a = Connect(port);
-    SendRequest(a, "/", "a");
     const int b = Connect(port);
-    SendRequest(b, "/", "b");
     WaitFor([&] { return (*server)->stats().connections == 2; });
-    CHECK(Exchange(port, "c").starts_with("503"));
-    CHECK((*server)->stats().rejected_connections == 1);
+    const int c = Connect(port); // waits in the kernel's backlog
+    SendRequest(c, "/", "c");
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    CHECK((*server)->stats().connections == 2);
+    CHECK((*server)->stats().requests == 0);
+    CHECK((*server)->stats().listener_pauses >= 1);
+    SendRequest(a, "/", "a");
+    SendRequest(b, "/", "b");
+    WaitFor([&] { return gate.entered == 1 && (*server)->stats().queue_depth == 1; }); // one worker
     // Stop while a and b wait: both still get their answers.
     auto stopped = std::async(std::launch::async, [&] { (*server)->Stop(); });
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -172,8 +178,101 @@ TEST_CASE("connections over the limit are answered 503; stop answers what was qu
     stopped.get();
     CHECK(ReadResponse(a) == "200 a");
     CHECK(ReadResponse(b) == "200 b");
+    CHECK(ReadResponse(c) == "closed"); // never accepted by a server that stopped
     ::close(a);
     ::close(b);
+    ::close(c);
+}
+
+TEST_CASE("a closed connection frees its place and the listener resumes")
+{
+    HttpServerOptions options = SmallServer();
+    options.connections_max = 1;
+    auto server = HttpServer::Start(options, [](const HttpRequest& r) { return HttpResponse{.body = r.body}; });
+    REQUIRE(server);
+    const uint16_t port = (*server)->bound_port();
+    for (int i = 0; i < 20; ++i) CHECK(Exchange(port, "n" + std::to_string(i)) == "200 n" + std::to_string(i));
+    WaitFor([&] { return (*server)->stats().connections == 0; });
+}
+
+TEST_CASE("slowloris: a request must arrive whole within the timeout, however slowly its bytes come")
+{
+    HttpServerOptions options = SmallServer();
+    options.timeout_s = 1;
+    options.connections_max = 4;
+    auto server = HttpServer::Start(options, [](const HttpRequest& r) { return HttpResponse{.body = r.body}; });
+    REQUIRE(server);
+    const uint16_t port = (*server)->bound_port();
+    // One header byte every 200 ms resets libevent's own timeout every time.
+    const int slow = Connect(port);
+    const int silent = Connect(port);
+    const std::string head = "POST / HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+    ::send(slow, head.data(), head.size(), MSG_NOSIGNAL);
+    const auto start = std::chrono::steady_clock::now();
+    bool closed = false;
+    while (!closed && std::chrono::steady_clock::now() - start < std::chrono::seconds(5)) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        closed = ::send(slow, "a", 1, MSG_NOSIGNAL) < 0;
+        char byte = 0;
+        if (::recv(slow, &byte, 1, MSG_DONTWAIT) == 0) closed = true;
+    }
+    CHECK(closed);
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::milliseconds(2500));
+    CHECK(ReadResponse(silent) == "closed");
+    WaitFor([&] { return (*server)->stats().connections == 0; });
+    CHECK((*server)->stats().timed_out_connections == 2);
+    // An idle keep-alive connection is closed after its answer too.
+    const int idle = Connect(port);
+    SendRequest(idle, "/", "once");
+    CHECK(ReadResponse(idle) == "200 once");
+    CHECK(ReadResponse(idle) == "closed");
+    ::close(slow);
+    ::close(silent);
+    ::close(idle);
+    CHECK(Exchange(port, "still serving") == "200 still serving");
+}
+
+TEST_CASE("ambiguous request framing is refused: two Content-Lengths, +N, folded, with Transfer-Encoding")
+{
+    auto server = HttpServer::Start(SmallServer(), [](const HttpRequest& r) { return HttpResponse{.body = r.body}; });
+    REQUIRE(server);
+    const uint16_t port = (*server)->bound_port();
+    auto raw = [&](const std::string& request) {
+        const int fd = Connect(port);
+        ::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+        std::string out = ReadResponse(fd);
+        ::close(fd);
+        return out;
+    };
+    CHECK(raw("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 5\r\n\r\nabcde").starts_with("400"));
+    CHECK(raw("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +2\r\n\r\nab").starts_with("400"));
+    CHECK(raw("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n 5\r\n\r\nabcde").starts_with("400"));
+    CHECK(raw("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n")
+              .starts_with("400"));
+    CHECK(raw("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab") == "200 ab");
+    // libevent itself refuses the values it cannot read as a number; we refuse the rest.
+    CHECK((*server)->stats().rejected_headers >= 2);
+}
+
+TEST_CASE("answers that clients do not read are bounded in bytes")
+{
+    HttpServerOptions options = SmallServer();
+    options.unsent_bytes_max = 1 << 20;
+    options.queue_depth_max = 8;
+    const std::string big(8 << 20, 'x');
+    auto server = HttpServer::Start(options, [&](const HttpRequest& r) {
+        return HttpResponse{.body = r.body == "big" ? big : r.body};
+    });
+    REQUIRE(server);
+    const uint16_t port = (*server)->bound_port();
+    const int lazy = Connect(port); // asks for 8 MiB and never reads
+    SendRequest(lazy, "/", "big");
+    WaitFor([&] { return (*server)->stats().unsent_bytes > options.unsent_bytes_max; });
+    CHECK(Exchange(port, "more").starts_with("503"));
+    CHECK((*server)->stats().rejected_unsent_bytes == 1);
+    ::close(lazy);
+    WaitFor([&] { return (*server)->stats().unsent_bytes == 0; });
+    CHECK(Exchange(port, "more") == "200 more");
 }
 
 TEST_CASE("bodies over the limit are refused by the server, not the handler")
