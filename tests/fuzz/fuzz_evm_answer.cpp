@@ -1,6 +1,9 @@
 // libFuzzer target for what an EVM node sends back: eth_getLogs answers and header
 // batches (simdjson), and the decoding of every parsed log into a ledger event.
-// Properties: no crash, no exception, no hang; a log that decodes re-encodes.
+// Properties: no crash, no exception, no hang; a log that decodes re-encodes; whatever
+// the nesting bound lets through (what the nlohmann-based clients for EVM nodes and
+// bitcoind parse) can be copied, compared and dumped without deep recursion.
+#include "common/json_bounds.h"
 #include "indexer/evm/chain.h"
 #include "indexer/evm/log_decoder.h"
 
@@ -34,5 +37,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size)
         }
     }
     (void)parser.ParseHeaderBatch(body, 1, 3);
+    const BoundedJson bounded = ParseJsonBounded(body);
+    if (bounded.ok()) {
+        const nlohmann::json copy = bounded.value;
+        if (copy != bounded.value || copy.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).empty()) {
+            std::abort();
+        }
+    }
     return 0;
 }
