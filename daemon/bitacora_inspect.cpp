@@ -3,6 +3,10 @@
 // integration tests, which compare the projections with the contracts' own state.
 //
 //   bitacora-inspect <datadir>/regtest/ledger <<< $'summary\norder 7\nposition 0xabc...\ntotals'
+//   bitacora-inspect <datadir>/regtest/ledger check    (the full consistency check; exit 1 if it fails)
+//
+// The ledger is opened read-only, so that a damaged one (refused by bitacorad) can still
+// be looked at: `health` says what its opening found.
 #include "common/hex.h"
 #include "common/logging.h"
 #include "indexer/evm/chain.h"
@@ -56,34 +60,48 @@ json Answer(ledger::Ledger& ledger, const std::string& line)
         out["owner"] = argument;
         return out;
     }
+    if (command == "health") return rpc::HealthJson(ledger.health());
+    if (command == "check") {
+        const auto report = ledger.CheckConsistency();
+        if (!report) return {{"error", report.error()}};
+        return rpc::ConsistencyReportJson(*report);
+    }
     if (command == "leaf") {
         const auto index = std::strtoull(argument.c_str(), nullptr, 10);
         const auto leaf = ledger.GetLeaf(index);
         if (!leaf) return {{"error", leaf.error()}};
         return {{"index", index}, {"leaf", HexEncode(*leaf)}};
     }
-    return {{"error", "unknown command '" + command + "'; expected summary, totals, order, position, reputation, leaf"}};
+    return {{"error", "unknown command '" + command + "'; expected summary, totals, order, position, reputation, leaf, health, check"}};
 }
 
 } // namespace
 
 int main(int argc, char* argv[])
 {
-    if (argc != 2) {
-        std::fprintf(stderr, "Usage: bitacora-inspect <ledger directory> < queries\n"
+    const bool check_only = argc == 3 && std::string(argv[2]) == "check";
+    if (argc != 2 && !check_only) {
+        std::fprintf(stderr, "Usage: bitacora-inspect <ledger directory> [check] < queries\n"
                              "Queries, one per line: summary | totals | order <id> | position <address> | "
-                             "reputation <address> | leaf <index>\n"
-                             "The daemon must be stopped (the database allows one process).\n");
+                             "reputation <address> | leaf <index> | health | check\n"
+                             "check alone: the full consistency check, exit status 1 when it finds a problem.\n"
+                             "The daemon should be stopped (a running one: admin_checkLedger).\n");
         return 2;
     }
     // stdout carries the answers only; the ledger's own log lines go to stderr.
     log::GetLogger().SetPrintToConsole(false);
     ledger::LedgerOptions options;
     options.create_if_missing = false;
+    options.read_only = true;
     auto opened = ledger::Ledger::Open(argv[1], options);
     if (!opened) {
         std::fprintf(stderr, "Error: %s\n", opened.error().c_str());
         return 1;
+    }
+    if (check_only) {
+        const json report = Answer(*opened.value(), "check");
+        std::cout << report.dump(2) << "\n";
+        return report.value("consistent", false) ? 0 : 1;
     }
     std::string line;
     while (std::getline(std::cin, line)) {

@@ -10,6 +10,7 @@
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/slice_transform.h>
+#include <rocksdb/snapshot.h>
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
@@ -20,6 +21,7 @@
 #include <future>
 #include <cstdarg>
 #include <cstdio>
+#include <unordered_set>
 
 namespace bitacora::ledger {
 namespace {
@@ -101,7 +103,74 @@ std::string EncodeCursor(const Cursor& cursor)
     return keys::U64(cursor.block_number) + std::string(cursor.block_hash.begin(), cursor.block_hash.end());
 }
 
+// Runs a body that may throw LedgerReadError and returns the failure as its error.
+template <typename F>
+auto ReadErrorsAsResult(F&& body) -> decltype(body())
+{
+    try {
+        return body();
+    } catch (const LedgerReadError& e) {
+        return Error{e.what()};
+    }
+}
+
+// One projection entry into the state hash: u32 length-framed key and value.
+void HashProjectionEntry(Sha256Hasher& hasher, std::string_view key, std::string_view value)
+{
+    Bytes framing;
+    Writer(framing).U32(static_cast<uint32_t>(key.size()));
+    hasher.Update(framing);
+    hasher.Update({reinterpret_cast<const uint8_t*>(key.data()), key.size()});
+    framing.clear();
+    Writer(framing).U32(static_cast<uint32_t>(value.size()));
+    hasher.Update(framing);
+    hasher.Update({reinterpret_cast<const uint8_t*>(value.data()), value.size()});
+}
+
+void AddProblem(ConsistencyReport& report, std::string problem)
+{
+    if (report.problems.size() < ConsistencyReport::kProblemsMax) report.problems.push_back(std::move(problem));
+    ++report.problems_total;
+}
+
+// The ledger's health, read by API threads while others read or append.
+class HealthState {
+public:
+    // The first failure is the reason shown; a write error outranks read errors.
+    bool Degrade(const std::string& reason) LOCKS_EXCLUDED(m_mutex)
+    {
+        LOCK(m_mutex);
+        if (m_health.state != LedgerHealth::State::Ok) return false;
+        m_health = {LedgerHealth::State::Degraded, reason};
+        return true;
+    }
+    void SetReadOnly(const std::string& reason) LOCKS_EXCLUDED(m_mutex)
+    {
+        LOCK(m_mutex);
+        if (m_health.state != LedgerHealth::State::ReadOnly) m_health = {LedgerHealth::State::ReadOnly, reason};
+    }
+    LedgerHealth Get() const LOCKS_EXCLUDED(m_mutex)
+    {
+        LOCK(m_mutex);
+        return m_health;
+    }
+
+private:
+    mutable Mutex m_mutex;
+    LedgerHealth m_health GUARDED_BY(m_mutex);
+};
+
 } // namespace
+
+std::string_view LedgerHealthName(LedgerHealth::State state)
+{
+    switch (state) {
+    case LedgerHealth::State::Ok: return "ok";
+    case LedgerHealth::State::Degraded: return "degraded";
+    case LedgerHealth::State::ReadOnly: return "read-only";
+    }
+    return "?";
+}
 
 struct Ledger::Impl {
     std::filesystem::path path;
@@ -122,6 +191,11 @@ struct Ledger::Impl {
     // and a restart once the disk is fixed recovers from the WAL.
     std::string write_error;
     std::unique_ptr<LayeredState> overlay; // final projections plus pending events
+    // What was acknowledged, signed and anchored (null when opened read-only without one).
+    std::unique_ptr<HighWaterFile> mark;
+    std::optional<HighWater> read_only_mark; // the mark as read, for a read-only ledger
+    mutable HealthState health;
+    uint64_t projection_generation{0}; // bumped by every rebuild (it swaps the family)
 
     ~Impl()
     {
@@ -131,17 +205,38 @@ struct Ledger::Impl {
         }
     }
 
-    std::optional<std::string> Get(rocksdb::ColumnFamilyHandle* cf, const std::string& key) const
+    // Marks the ledger degraded and throws: the caller's request fails, the process lives.
+    [[noreturn]] void ReadFailed(const std::string& what) const
+    {
+        if (health.Degrade(what)) {
+            LogError("{}; the ledger is degraded: check it (bitacora-inspect check, admin_checkLedger) and restore "
+                     "it from a backup if it is damaged",
+                     what);
+        } else {
+            LogDebug(log::Category::Db, "{}", what);
+        }
+        throw LedgerReadError(what);
+    }
+
+    std::optional<std::string> Get(rocksdb::ColumnFamilyHandle* cf, const std::string& key,
+                                   const rocksdb::ReadOptions& read_options = {}) const
     {
         std::string value;
-        const auto status = db->Get(rocksdb::ReadOptions(), cf, key, &value);
+        const auto status = db->Get(read_options, cf, key, &value);
         if (status.IsNotFound()) return std::nullopt;
-        // A read error of the database under us is not recoverable here.
-        if (!status.ok()) {
-            LogError("Database read failed: {}", status.ToString());
-            std::abort();
-        }
+        if (!status.ok()) ReadFailed(fmt::format("database read failed: {}", status.ToString()));
         return value;
+    }
+
+    // An iterator stops at a read error as at the end: tell them apart.
+    void CheckIterator(const rocksdb::Iterator& it, std::string_view what) const
+    {
+        if (!it.status().ok()) ReadFailed(fmt::format("reading {} failed: {}", what, it.status().ToString()));
+    }
+
+    Hash256 RootAt(uint64_t tree_size) const
+    {
+        return tree_size == frontier.size() ? frontier.Root() : MerkleFrontier::Load(Nodes(), tree_size).Root();
     }
 
     NodeReader Nodes() const
@@ -155,16 +250,12 @@ struct Ledger::Impl {
                 // Leaf hashes are not stored: the leaf is, and hashing it is cheaper than
                 // a fifth key per event on every append.
                 const auto leaf = Get(events, keys::Event(index));
-                if (!leaf) {
-                    LogError("Event {} missing: the database is corrupt", index);
-                    std::abort();
-                }
+                if (!leaf) ReadFailed(fmt::format("event {} is missing: the database is corrupt", index));
                 return MerkleLeafHash(AsSpan(*leaf));
             }
             const auto value = Get(merkle, keys::MerkleNode(level, index));
             if (!value || value->size() != 32) {
-                LogError("Merkle node ({}, {}) missing: the database is corrupt", level, index);
-                std::abort();
+                ReadFailed(fmt::format("Merkle node ({}, {}) is missing: the database is corrupt", level, index));
             }
             Hash256 hash;
             std::copy(value->begin(), value->end(), hash.begin());
@@ -176,17 +267,275 @@ struct Ledger::Impl {
     {
         return [this](const std::string& key) { return Get(proj, key); };
     }
+
+    struct PreparedAppend {
+        MerkleFrontier frontier;
+        rocksdb::WriteBatch batch;
+        std::vector<MerkleFrontier::Node> upper; // cached once the batch is durable
+    };
+
+    // The batch of an append: leaves, the nodes they complete, projections, cursors and
+    // the anchor record. Reads the projections (a read error throws).
+    Status PrepareAppend(const std::vector<Event>& new_events, const std::vector<Cursor>& cursors,
+                         const AnchorRecord* anchor, PreparedAppend& out) const
+    {
+        LayeredState state(ProjectionReader());
+        const uint64_t first_index = out.frontier.size();
+        for (const auto& event : new_events) {
+            const uint64_t index = out.frontier.size();
+            const Bytes leaf = EncodeEvent(event);
+            out.batch.Put(events, keys::Event(index), AsSlice(leaf));
+            out.frontier.Append(MerkleLeafHash(leaf), [&](const MerkleFrontier::Node& node) {
+                if (node.level == 0) return;
+                out.batch.Put(merkle, keys::MerkleNode(node.level, node.index), AsSlice(node.hash));
+                if (node.level >= kCachedLevelMin) out.upper.push_back(node);
+            });
+        }
+        ApplyEvents(new_events, first_index, state);
+        for (const auto& [key, value] : state.writes()) out.batch.Put(proj, key, value);
+        out.batch.Put(meta, std::string(keys::kTreeSize), keys::U64(out.frontier.size()));
+        for (const auto& cursor : cursors) {
+            out.batch.Put(meta, std::string(keys::kCursorPrefix) + cursor.source, EncodeCursor(cursor));
+        }
+        if (anchor == nullptr) return {};
+        if (const auto old = Get(anchors, keys::AnchorRecordKey(anchor->id))) {
+            if (const auto previous = DecodeAnchorRecord(AsSpan(*old)); previous && previous->proven()) {
+                out.batch.Delete(anchors, keys::ProvenAnchorKey(previous->tree_size, previous->id));
+            }
+        }
+        out.batch.Put(anchors, keys::AnchorRecordKey(anchor->id), AsSlice(EncodeAnchorRecord(*anchor)));
+        if (anchor->proven()) out.batch.Put(anchors, keys::ProvenAnchorKey(anchor->tree_size, anchor->id), "");
+        return {};
+    }
+
+    // Writes the mark after an fsynced batch: the log up to the frontier, and the anchor.
+    // A failure makes the ledger read-only: it could not vouch for what it appends next.
+    Status MarkSynced(const AnchorRecord* anchor)
+    {
+        HighWater next = mark->current();
+        next.synced = {frontier.size(), frontier.Root()};
+        if (anchor != nullptr && anchor->id >= next.anchor_id) {
+            next.anchor_id = anchor->id;
+            next.anchor = {anchor->tree_size, anchor->root};
+        }
+        return WriteMark(next);
+    }
+
+    Status WriteMark(const HighWater& next)
+    {
+        if (auto written = mark->Write(next); !written) {
+            write_error = written.error();
+            health.SetReadOnly(written.error());
+            LogError("{}; the ledger is read-only until restarted", written.error());
+            return written;
+        }
+        return {};
+    }
+
+    // SHA-256 over every stored projection entry in key order, read at `snapshot` (null:
+    // now). The caller holds the ledger's lock: a rebuild swaps the family.
+    Result<Hash256> StoredStateHash(const rocksdb::Snapshot* snapshot) const
+    {
+        const rocksdb::Snapshot* own = snapshot ? nullptr : db->GetSnapshot();
+        rocksdb::ReadOptions read_options;
+        read_options.snapshot = snapshot ? snapshot : own;
+        read_options.fill_cache = false;
+        std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(read_options, proj));
+        Sha256Hasher hasher;
+        for (it->SeekToFirst(); it->Valid(); it->Next()) HashProjectionEntry(hasher, it->key().ToStringView(), it->value().ToStringView());
+        const auto status = it->status();
+        it.reset();
+        if (own) db->ReleaseSnapshot(own);
+        if (!status.ok()) {
+            const std::string what = fmt::format("reading projections failed: {}", status.ToString());
+            health.Degrade(what);
+            return Error{what};
+        }
+        return hasher.Finalize();
+    }
+
+    // CheckConsistency()'s pass over the log at `snapshot`: every leaf re-read and
+    // decoded, every stored Merkle node compared with the recomputed one, the root and
+    // the high-water mark checked, and the projections derived into `derived`.
+    Status CheckLog(const rocksdb::Snapshot* snapshot, const std::optional<HighWater>& high, LayeredState& derived,
+                    ConsistencyReport& report) const
+    {
+        rocksdb::ReadOptions read_options;
+        read_options.snapshot = snapshot;
+        read_options.fill_cache = false; // one pass; keep the cache for live reads
+        std::vector<std::pair<std::string, MarkedTree>> marked;
+        if (high) {
+            marked = {{"the last fsynced append", high->synced}, {"the largest signed checkpoint", high->checkpoint},
+                      {fmt::format("anchor {}", high->anchor_id), high->anchor}};
+        }
+        MerkleFrontier recomputed;
+        std::vector<Event> chunk;
+        std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(read_options, events));
+        it->SeekToFirst();
+        for (uint64_t index = 0; index < report.tree_size; ++index, it->Next()) {
+            CheckIterator(*it, "events");
+            if (!it->Valid() || keys::ParseU64(it->key().ToStringView()) != index) {
+                AddProblem(report, fmt::format("event {} is missing: the log stops there", index));
+                break;
+            }
+            const auto leaf = it->value();
+            const std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(leaf.data()), leaf.size());
+            if (auto event = DecodeEvent(bytes)) {
+                chunk.push_back(std::move(event.value()));
+            } else {
+                AddProblem(report, fmt::format("event {} does not decode: {}", index, event.error()));
+            }
+            recomputed.Append(MerkleLeafHash(bytes), [&](const MerkleFrontier::Node& node) {
+                if (node.level > 0) CheckNode(node, read_options, report);
+            });
+            for (const auto& [what, tree] : marked) {
+                if (tree.size == index + 1 && recomputed.Root() != tree.root) {
+                    AddProblem(report, fmt::format("{} had root {} at size {}; the log's is {}", what,
+                                                   HexEncode(tree.root), tree.size, HexEncode(recomputed.Root())));
+                }
+            }
+            if (chunk.size() == kRebuildChunkEvents || index + 1 == report.tree_size) {
+                ApplyEvents(chunk, index + 1 - chunk.size(), derived);
+                chunk.clear();
+            }
+        }
+        if (recomputed.size() == report.tree_size && it->Valid()) {
+            AddProblem(report, fmt::format("events beyond the tree size {} are stored", report.tree_size));
+        }
+        CheckIterator(*it, "events");
+        report.recomputed_root = recomputed.Root();
+        if (recomputed.size() == report.tree_size && report.recomputed_root != report.root) {
+            AddProblem(report, fmt::format("the root recomputed from the leaves is {}, the ledger serves {}",
+                                           HexEncode(report.recomputed_root), HexEncode(report.root)));
+        }
+        for (const auto& [what, tree] : marked) {
+            if (tree.size > report.tree_size) {
+                AddProblem(report, fmt::format("{} covered {} events, the log has {}: {} acknowledged events are lost",
+                                               what, tree.size, report.tree_size, tree.size - report.tree_size));
+            }
+        }
+        return {};
+    }
+
+    void CheckNode(const MerkleFrontier::Node& node, const rocksdb::ReadOptions& read_options,
+                   ConsistencyReport& report) const
+    {
+        ++report.nodes_checked;
+        const auto stored = Get(merkle, keys::MerkleNode(node.level, node.index), read_options);
+        if (!stored || stored->size() != 32 || !std::equal(node.hash.begin(), node.hash.end(), stored->begin(),
+                                                           [](uint8_t a, char b) { return a == static_cast<uint8_t>(b); })) {
+            AddProblem(report, fmt::format("Merkle node ({}, {}) is {}", node.level, node.index,
+                                           stored ? "wrong" : "missing"));
+        }
+    }
+
+    // The in-memory copy of the upper Merkle levels (kCachedLevelMin and above).
+    Status LoadUpperNodes()
+    {
+        upper_nodes.assign(64 - kCachedLevelMin, {});
+        std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), merkle));
+        for (it->Seek(std::string(1, static_cast<char>(kCachedLevelMin))); it->Valid(); it->Next()) {
+            const auto key = it->key();
+            if (key.size() != 9 || it->value().size() != 32) return Error{"corrupt Merkle node key or value"};
+            const unsigned level = static_cast<uint8_t>(key[0]);
+            auto& nodes = upper_nodes.at(level - kCachedLevelMin);
+            if (keys::ParseU64(std::string_view(key.data() + 1, 8)) != nodes.size()) return Error{"gap in stored Merkle nodes"};
+            Hash256 hash;
+            std::copy(it->value().data(), it->value().data() + 32, hash.begin());
+            nodes.push_back(hash);
+        }
+        if (!it->status().ok()) return Error{fmt::format("reading Merkle nodes failed: {}", it->status().ToString())};
+        return {};
+    }
+
+    // What the log lost against the mark, one sentence per marked tree; empty: nothing.
+    std::vector<std::string> LostAgainst(const HighWater& high) const
+    {
+        const std::vector<std::pair<std::string, MarkedTree>> marked = {
+            {"the last fsynced append", high.synced},
+            {"the largest signed checkpoint", high.checkpoint},
+            {fmt::format("anchor {}", high.anchor_id), high.anchor}};
+        std::vector<std::string> lost;
+        const uint64_t size = frontier.size();
+        for (const auto& [what, tree] : marked) {
+            if (tree.size == 0) continue;
+            if (tree.size > size) {
+                lost.push_back(fmt::format("{} covered {} events (root {}) but the log has {} (root {}): {} "
+                                           "acknowledged events are lost",
+                                           what, tree.size, HexEncode(tree.root), size, HexEncode(frontier.Root()),
+                                           tree.size - size));
+            } else if (const Hash256 root = RootAt(tree.size); root != tree.root) {
+                lost.push_back(fmt::format("{} had root {} at size {} but the log's root there is {}: the log was "
+                                           "rewritten",
+                                           what, HexEncode(tree.root), tree.size, HexEncode(root)));
+            }
+        }
+        return lost;
+    }
+
+    // Checks the log against its high-water mark and opens the mark for writing, or
+    // starts one (a new ledger, or one from before marks existed).
+    Status OpenMark(bool created)
+    {
+        const auto file = path / kHighWaterFileName;
+        auto read = HighWaterFile::Read(file);
+        if (!read) {
+            if (!options.read_only) return Error{read.error()};
+            health.Degrade(read.error());
+            return {};
+        }
+        if (!*read && options.read_only) return {};
+        if (*read) {
+            std::string lost;
+            for (const auto& sentence : LostAgainst(**read)) lost += (lost.empty() ? "" : "; ") + sentence;
+            if (!lost.empty()) {
+                const std::string message = fmt::format(
+                    "the ledger in {} is shorter than, or not consistent with, what it acknowledged, signed or "
+                    "anchored: {}. Restore the whole ledger directory (its {} file included) from a backup; "
+                    "`bitacora-inspect {} check` shows what is damaged",
+                    path.string(), lost, kHighWaterFileName, path.string());
+                if (!options.read_only) return Error{message};
+                health.Degrade(message);
+            }
+            read_only_mark = **read;
+            if (options.read_only) return {};
+            auto opened = HighWaterFile::Open(file, **read);
+            if (!opened) return Error{opened.error()};
+            mark = std::move(opened.value());
+            return {};
+        }
+        // The recovered log is what the mark starts from: make it durable first.
+        if (const auto synced = db->SyncWAL(); !synced.ok()) {
+            return Error{fmt::format("cannot sync the database {}: {}", path.string(), synced.ToString())};
+        }
+        if (!created) {
+            LogWarning("{} has no high-water mark (made by an older release, or removed); starting one at {} events",
+                       path.string(), frontier.size());
+        }
+        auto started = HighWaterFile::Create(file, HighWater{.synced = {frontier.size(), frontier.Root()}});
+        if (!started) return Error{started.error()};
+        mark = std::move(started.value());
+        return {};
+    }
 };
 
 Ledger::Ledger(std::unique_ptr<Impl> impl) : m_impl(std::move(impl)) {}
 Ledger::~Ledger() = default;
 
-Result<std::unique_ptr<Ledger>> Ledger::Open(const std::filesystem::path& dir, const LedgerOptions& options)
+namespace {
+
+rocksdb::Options DatabaseOptions(const LedgerOptions& options)
 {
     rocksdb::Options db_options;
     db_options.create_if_missing = options.create_if_missing;
     db_options.create_missing_column_families = true;
     db_options.paranoid_checks = true;
+    // A torn last record (a process killed mid-write) is dropped as before, but a
+    // damaged record with intact records after it fails the open: the default
+    // (point-in-time recovery) silently dropped everything after it. Not
+    // kAbsoluteConsistency: a SIGKILL can tear the tail of an unsynced write (the
+    // kernel stops a write at a page on a fatal signal), and that must still open.
+    db_options.wal_recovery_mode = rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
     db_options.max_open_files = 512;
     db_options.info_log = std::make_shared<RocksDbLogger>();
     // One budget for every family's memtables, so that resident memory stays bounded.
@@ -199,25 +548,12 @@ Result<std::unique_ptr<Ledger>> Ledger::Open(const std::filesystem::path& dir, c
     // Point lookups dominate (orders, nodes, leaves): bloom filters spare most SST reads.
     table_options.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
     db_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table_options));
+    return db_options;
+}
 
-    const std::vector<std::string> families = {rocksdb::kDefaultColumnFamilyName, keys::kMetaFamily,
-                                               keys::kEventsFamily, keys::kMerkleFamily, keys::kProjectionsFamily,
-                                               keys::kAnchorsFamily};
-    std::vector<std::string> existing;
-    const bool fresh = !std::filesystem::exists(dir / "CURRENT");
-    if (fresh && options.create_if_missing) {
-        // Created here so that RocksDB does not warn about a missing directory.
-        std::error_code ec;
-        std::filesystem::create_directories(dir, ec);
-        if (ec) return Error{fmt::format("cannot create database directory {}: {}", dir.string(), ec.message())};
-    }
-    if (!fresh && rocksdb::DB::ListColumnFamilies(db_options, dir.string(), &existing).ok()) {
-        for (const auto& name : existing) {
-            if (std::find(families.begin(), families.end(), name) == families.end()) {
-                return Error{fmt::format("database {} has an unknown column family '{}'", dir.string(), name)};
-            }
-        }
-    }
+std::vector<rocksdb::ColumnFamilyDescriptor> FamilyDescriptors(const rocksdb::Options& db_options,
+                                                               const std::vector<std::string>& families)
+{
     std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
     for (const auto& name : families) {
         rocksdb::ColumnFamilyOptions family(db_options);
@@ -235,13 +571,111 @@ Result<std::unique_ptr<Ledger>> Ledger::Open(const std::filesystem::path& dir, c
         }
         descriptors.emplace_back(name, family);
     }
+    return descriptors;
+}
+
+// Files that only an earlier ledger leaves behind. Without CURRENT, RocksDB would
+// create a fresh database next to them (and delete their tables): an empty log that
+// the same checkpoint key would then sign at sizes it already signed.
+std::vector<std::string> EarlierLedgerMarkers(const std::filesystem::path& dir, const LedgerOptions& options)
+{
+    std::vector<std::string> found;
+    std::error_code ec;
+    if (!options.checkpoint_key_path.empty() && std::filesystem::exists(options.checkpoint_key_path, ec)) {
+        found.push_back(options.checkpoint_key_path.string());
+    }
+    for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        const bool marker = name == kHighWaterFileName || name == "IDENTITY" || name.starts_with("MANIFEST-") ||
+                            name.starts_with("OPTIONS-") || name.ends_with(".sst") || name.ends_with(".log");
+        if (marker) found.push_back(name);
+    }
+    std::sort(found.begin(), found.end());
+    return found;
+}
+
+Status RefuseToRecreate(const std::filesystem::path& dir, const LedgerOptions& options)
+{
+    const auto markers = EarlierLedgerMarkers(dir, options);
+    if (markers.empty()) return {};
+    std::string list;
+    for (size_t i = 0; i < markers.size() && i < 8; ++i) list += (i ? ", " : "") + markers[i];
+    if (markers.size() > 8) list += fmt::format(" and {} more", markers.size() - 8);
+    return Error{fmt::format("refusing to create a new ledger in {}: its database is missing (no CURRENT) but an "
+                             "earlier ledger left {}; a new log would be signed with the same key at sizes it "
+                             "already signed. Restore the ledger directory from a backup (or, only if these files "
+                             "never belonged to a ledger, move them away)",
+                             dir.string(), list)};
+}
+
+// Reads or initialises the schema version; returns it.
+Result<uint32_t> InitSchema(rocksdb::DB& db, rocksdb::ColumnFamilyHandle* meta,
+                                   const std::optional<std::string>& stored, const std::filesystem::path& dir,
+                                   bool read_only)
+{
+    if (!stored) {
+        if (read_only) return Error{fmt::format("{} holds no ledger (no schema version)", dir.string())};
+        rocksdb::WriteOptions write_options;
+        write_options.sync = true;
+        const auto written = db.Put(write_options, meta, std::string(keys::kSchemaVersion), std::to_string(Ledger::kSchemaVersion));
+        if (!written.ok()) return Error{fmt::format("cannot initialise database {}: {}", dir.string(), written.ToString())};
+        LogInfo("Created database {} (schema version {})", dir.string(), Ledger::kSchemaVersion);
+        return Ledger::kSchemaVersion;
+    }
+    uint32_t version = 0;
+    const auto [ptr, ec] = std::from_chars(stored->data(), stored->data() + stored->size(), version);
+    if (ec != std::errc() || ptr != stored->data() + stored->size()) {
+        return Error{fmt::format("database {} has a corrupt schema version '{}'", dir.string(), *stored)};
+    }
+    if (version > Ledger::kSchemaVersion) {
+        return Error{fmt::format("database {} has schema version {}, newer than this bitacorad supports ({}); "
+                                 "run a newer release",
+                                 dir.string(), version, Ledger::kSchemaVersion)};
+    }
+    return version;
+}
+
+} // namespace
+
+Result<std::unique_ptr<Ledger>> Ledger::Open(const std::filesystem::path& dir, const LedgerOptions& options)
+{
+    const rocksdb::Options db_options = DatabaseOptions(options);
+    const std::vector<std::string> families = {rocksdb::kDefaultColumnFamilyName, keys::kMetaFamily,
+                                               keys::kEventsFamily, keys::kMerkleFamily, keys::kProjectionsFamily,
+                                               keys::kAnchorsFamily};
+    std::vector<std::string> existing;
+    const bool fresh = !std::filesystem::exists(dir / "CURRENT");
+    if (fresh && options.create_if_missing) {
+        if (auto refused = RefuseToRecreate(dir, options); !refused) return Error{refused.error()};
+    }
+    if (fresh && options.create_if_missing && !options.read_only) {
+        // Created here so that RocksDB does not warn about a missing directory.
+        std::error_code ec;
+        std::filesystem::create_directories(dir, ec);
+        if (ec) return Error{fmt::format("cannot create database directory {}: {}", dir.string(), ec.message())};
+    }
+    if (!fresh && rocksdb::DB::ListColumnFamilies(db_options, dir.string(), &existing).ok()) {
+        for (const auto& name : existing) {
+            if (std::find(families.begin(), families.end(), name) == families.end()) {
+                return Error{fmt::format("database {} has an unknown column family '{}'", dir.string(), name)};
+            }
+        }
+    }
+    const auto descriptors = FamilyDescriptors(db_options, families);
 
     auto impl = std::make_unique<Impl>();
     impl->path = dir;
     impl->options = options;
     rocksdb::DB* raw = nullptr;
-    const auto status = rocksdb::DB::Open(db_options, dir.string(), descriptors, &impl->handles, &raw);
-    if (!status.ok()) return Error{fmt::format("cannot open database {}: {}", dir.string(), status.ToString())};
+    const auto status = options.read_only
+                            ? rocksdb::DB::OpenForReadOnly(db_options, dir.string(), descriptors, &impl->handles, &raw)
+                            : rocksdb::DB::Open(db_options, dir.string(), descriptors, &impl->handles, &raw);
+    if (!status.ok()) {
+        return Error{fmt::format("cannot open database {}: {}{}", dir.string(), status.ToString(),
+                                 status.IsCorruption() ? "; the database is damaged: restore the ledger directory "
+                                                         "from a backup"
+                                                       : "")};
+    }
     impl->db.reset(raw);
     impl->meta = impl->handles[1];
     impl->events = impl->handles[2];
@@ -250,62 +684,37 @@ Result<std::unique_ptr<Ledger>> Ledger::Open(const std::filesystem::path& dir, c
     impl->anchors = impl->handles[5];
     LogDebug(log::Category::Db, "RocksDB {} opened: {} column families, block cache {} MiB", dir.string(),
              families.size(), options.cache_mib);
-
     auto ledger = std::unique_ptr<Ledger>(new Ledger(std::move(impl)));
-    Impl& m = *ledger->m_impl;
-    const auto stored = m.Get(m.meta, std::string(keys::kSchemaVersion));
-    if (!stored) {
-        rocksdb::WriteOptions write_options;
-        write_options.sync = true;
-        const auto written = m.db->Put(write_options, m.meta, std::string(keys::kSchemaVersion), std::to_string(kSchemaVersion));
-        if (!written.ok()) return Error{fmt::format("cannot initialise database {}: {}", dir.string(), written.ToString())};
-        ledger->m_schema_version = kSchemaVersion;
-        LogInfo("Created database {} (schema version {})", dir.string(), kSchemaVersion);
-    } else {
-        uint32_t version = 0;
-        const auto [ptr, ec] = std::from_chars(stored->data(), stored->data() + stored->size(), version);
-        if (ec != std::errc() || ptr != stored->data() + stored->size()) {
-            return Error{fmt::format("database {} has a corrupt schema version '{}'", dir.string(), *stored)};
-        }
-        if (version > kSchemaVersion) {
-            return Error{fmt::format("database {} has schema version {}, newer than this bitacorad supports ({}); "
-                                     "run a newer release",
-                                     dir.string(), version, kSchemaVersion)};
-        }
-        ledger->m_schema_version = version;
-    }
+    if (auto loaded = ReadErrorsAsResult([&] { return ledger->Load(); }); !loaded) return Error{loaded.error()};
+    return ledger;
+}
 
-    m.upper_nodes.resize(64 - kCachedLevelMin);
-    {
-        std::unique_ptr<rocksdb::Iterator> it(m.db->NewIterator(rocksdb::ReadOptions(), m.merkle));
-        for (it->Seek(std::string(1, static_cast<char>(kCachedLevelMin))); it->Valid(); it->Next()) {
-            const auto key = it->key();
-            if (key.size() != 9 || it->value().size() != 32) return Error{"corrupt Merkle node key or value"};
-            const unsigned level = static_cast<uint8_t>(key[0]);
-            auto& nodes = m.upper_nodes.at(level - kCachedLevelMin);
-            if (keys::ParseU64(std::string_view(key.data() + 1, 8)) != nodes.size()) return Error{"gap in stored Merkle nodes"};
-            Hash256 hash;
-            std::copy(it->value().data(), it->value().data() + 32, hash.begin());
-            nodes.push_back(hash);
-        }
-        if (!it->status().ok()) return Error{fmt::format("reading Merkle nodes failed: {}", it->status().ToString())};
-    }
+Status Ledger::Load()
+{
+    Impl& m = *m_impl;
+    const std::filesystem::path& dir = m.path;
+    const auto stored = m.Get(m.meta, std::string(keys::kSchemaVersion));
+    auto version = InitSchema(*m.db, m.meta, stored, dir, m.options.read_only);
+    if (!version) return Error{version.error()};
+    m_schema_version = *version;
+    if (auto loaded = m.LoadUpperNodes(); !loaded) return loaded;
     const auto tree_size = m.Get(m.meta, std::string(keys::kTreeSize));
     m.frontier = MerkleFrontier::Load(m.Nodes(), tree_size ? keys::ParseU64(*tree_size) : 0);
     if (stored) {
-        LogInfo("Opened database {} (schema version {}, {} events, root {})", dir.string(), ledger->m_schema_version,
+        LogInfo("Opened database {} (schema version {}, {} events, root {})", dir.string(), m_schema_version,
                 m.frontier.size(), HexEncode(m.frontier.Root()));
     }
+    if (auto marked = m.OpenMark(!stored); !marked) return marked;
+    if (m.options.read_only) return {};
 
-    if (!options.checkpoint_key_path.empty()) {
-        auto signer = CheckpointSigner::LoadOrCreate(options.checkpoint_key_path);
+    if (!m.options.checkpoint_key_path.empty()) {
+        auto signer = CheckpointSigner::LoadOrCreate(m.options.checkpoint_key_path);
         if (!signer) return Error{signer.error()};
         m.signer = std::move(signer.value());
     }
-
     if (m.Get(m.meta, std::string(kRebuildMarker))) {
         LogWarning("A projection rebuild was interrupted; rebuilding again");
-        if (auto rebuilt = ledger->RebuildProjections(); !rebuilt) return Error{rebuilt.error()};
+        if (auto rebuilt = RebuildProjections(); !rebuilt) return rebuilt;
     }
     // Projections of an older layout (fewer indexes) are recomputed from the log.
     const auto projection_version = m.Get(m.meta, std::string(keys::kProjectionVersion));
@@ -314,7 +723,7 @@ Result<std::unique_ptr<Ledger>> Ledger::Open(const std::filesystem::path& dir, c
         if (m.frontier.size() > 0) {
             LogInfo("Projections are version {}, this release writes version {}: rebuilding them from the log",
                     stored_projection, kProjectionVersion);
-            if (auto status = ledger->RebuildProjections(); !status) return Error{status.error()};
+            if (auto rebuilt = RebuildProjections(); !rebuilt) return rebuilt;
         }
         rocksdb::WriteOptions write_options;
         write_options.sync = true;
@@ -322,7 +731,7 @@ Result<std::unique_ptr<Ledger>> Ledger::Open(const std::filesystem::path& dir, c
             m.db->Put(write_options, m.meta, std::string(keys::kProjectionVersion), std::to_string(kProjectionVersion));
         if (!written.ok()) return Error{fmt::format("cannot record the projection version: {}", written.ToString())};
     }
-    return ledger;
+    return {};
 }
 
 Result<AppendResult> Ledger::Append(const std::vector<Event>& events, const std::vector<Cursor>& cursors)
@@ -335,6 +744,7 @@ Result<AppendResult> Ledger::AppendLocked(const std::vector<Event>& events, cons
                                           const AnchorRecord* anchor)
 {
     Impl& m = *m_impl;
+    if (m.options.read_only) return Error{"the ledger is open read-only"};
     if (!m.write_error.empty()) {
         return Error{fmt::format("ledger is read-only after a write error ({}); fix the disk and restart", m.write_error)};
     }
@@ -348,59 +758,42 @@ Result<AppendResult> Ledger::AppendLocked(const std::vector<Event>& events, cons
         }
     }
 
-    MerkleFrontier frontier = m.frontier; // committed only once the batch is durable
-    LayeredState state(m.ProjectionReader());
-    rocksdb::WriteBatch batch;
-    std::vector<MerkleFrontier::Node> upper; // cached once the batch is durable
-    const uint64_t first_index = frontier.size();
-    for (const auto& event : events) {
-        const uint64_t index = frontier.size();
-        const Bytes leaf = EncodeEvent(event);
-        batch.Put(m.events, keys::Event(index), AsSlice(leaf));
-        frontier.Append(MerkleLeafHash(leaf), [&](const MerkleFrontier::Node& node) {
-            if (node.level == 0) return;
-            batch.Put(m.merkle, keys::MerkleNode(node.level, node.index), AsSlice(node.hash));
-            if (node.level >= kCachedLevelMin) upper.push_back(node);
-        });
+    Impl::PreparedAppend prepared;
+    prepared.frontier = m.frontier; // committed only once the batch is durable
+    const uint64_t first_index = prepared.frontier.size();
+    if (auto built = ReadErrorsAsResult([&]() -> Status { return m.PrepareAppend(events, cursors, anchor, prepared); });
+        !built) {
+        return Error{fmt::format("ledger append failed: {}", built.error())};
     }
-    ApplyEvents(events, first_index, state);
-    for (const auto& [key, value] : state.writes()) batch.Put(m.proj, key, value);
-    batch.Put(m.meta, std::string(keys::kTreeSize), keys::U64(frontier.size()));
-    for (const auto& cursor : cursors) {
-        batch.Put(m.meta, std::string(keys::kCursorPrefix) + cursor.source, EncodeCursor(cursor));
-    }
-    if (anchor != nullptr) {
-        if (const auto old = m.Get(m.anchors, keys::AnchorRecordKey(anchor->id))) {
-            if (const auto previous = DecodeAnchorRecord(AsSpan(*old)); previous && previous->proven()) {
-                batch.Delete(m.anchors, keys::ProvenAnchorKey(previous->tree_size, previous->id));
-            }
-        }
-        batch.Put(m.anchors, keys::AnchorRecordKey(anchor->id), AsSlice(EncodeAnchorRecord(*anchor)));
-        if (anchor->proven()) batch.Put(m.anchors, keys::ProvenAnchorKey(anchor->tree_size, anchor->id), "");
-    }
-
     rocksdb::WriteOptions write_options;
     write_options.sync = m.options.sync_every_append || anchor != nullptr ||
                          std::any_of(events.begin(), events.end(), [](const Event& e) { return !IsOnChain(e.kind()); });
-    const auto status = m.db->Write(write_options, &batch);
+    const auto status = m.db->Write(write_options, &prepared.batch);
     if (!status.ok()) {
         // Nothing was applied: the in-memory frontier still matches the database.
         m.write_error = status.ToString();
+        m.health.SetReadOnly(fmt::format("an append failed: {}", status.ToString()));
         LogError("Ledger append of {} events failed: {}; the ledger is read-only until restarted", events.size(),
                  status.ToString());
         return Error{fmt::format("ledger append failed: {}", status.ToString())};
     }
-    m.frontier = std::move(frontier);
-    for (const auto& node : upper) {
+    m.frontier = std::move(prepared.frontier);
+    for (const auto& node : prepared.upper) {
         auto& nodes = m.upper_nodes[node.level - kCachedLevelMin];
         assert(nodes.size() == node.index);
         nodes.push_back(node.hash);
     }
+    // The batch is durable; the mark follows it (a crash between leaves an older mark).
+    const Status marked = write_options.sync ? m.MarkSynced(anchor) : Status{};
     LogDebug(log::Category::Ledger, "Appended {} events at {}; size {}", events.size(), first_index, m.frontier.size());
     if (m_listener && !events.empty()) {
         m_listener(LedgerNotice{.type = LedgerNotice::Type::Appended, .first_index = first_index, .events = events});
     }
     if (!m.pending.empty() && !events.empty()) RebuildOverlayLocked();
+    if (!marked) {
+        return Error{fmt::format("events {} to {} were written, but {}; the ledger is read-only until restarted",
+                                 first_index, m.frontier.size(), marked.error())};
+    }
     return AppendResult{first_index, m.frontier.size(), m.frontier.Root()};
 }
 
@@ -415,17 +808,22 @@ Result<uint64_t> Ledger::AppendOffchain(const OffchainEvent& event)
         return Error{"off-chain event signature does not verify for its submitter key"};
     }
     LOCK(m_mutex);
-    LayeredState final_state(m_impl->ProjectionReader());
-    if (const auto existing = ReadIdempotencyKey(final_state, event.idempotency_key)) {
-        const auto leaf = m_impl->Get(m_impl->events, keys::Event(*existing));
+    // A failed read must not pass for an unused key: that would append the event twice.
+    auto existing = ReadErrorsAsResult([&]() -> Result<std::optional<uint64_t>> {
+        LayeredState final_state(m_impl->ProjectionReader());
+        const auto index = ReadIdempotencyKey(final_state, event.idempotency_key);
+        if (!index) return std::optional<uint64_t>{};
+        const auto leaf = m_impl->Get(m_impl->events, keys::Event(*index));
         if (!leaf) return Error{"idempotency index points at a missing event"};
         const auto decoded = DecodeEvent(AsSpan(*leaf));
         const auto* previous = decoded ? std::get_if<OffchainEvent>(&decoded->body) : nullptr;
         if (previous == nullptr || previous->kind != event.kind || previous->payload != event.payload) {
             return Error{fmt::format("idempotency key '{}' was already used for a different event", event.idempotency_key)};
         }
-        return *existing;
-    }
+        return index;
+    });
+    if (!existing) return Error{existing.error()};
+    if (*existing) return **existing;
     auto appended = AppendLocked({Event{std::nullopt, event}}, {});
     if (!appended) return Error{appended.error()};
     return appended->first_index;
@@ -443,13 +841,21 @@ Hash256 Ledger::root() const
     return m_impl->frontier.Root();
 }
 
+LedgerHealth Ledger::health() const { return m_impl->health.Get(); }
+
+std::optional<HighWater> Ledger::high_water() const
+{
+    READ_LOCK(m_mutex);
+    return m_impl->mark ? std::optional(m_impl->mark->current()) : m_impl->read_only_mark;
+}
+
 Result<Hash256> Ledger::RootAt(uint64_t tree_size) const
 {
     READ_LOCK(m_mutex);
     if (tree_size > m_impl->frontier.size()) {
         return Error{fmt::format("tree size {} is beyond the log's {}", tree_size, m_impl->frontier.size())};
     }
-    return MerkleFrontier::Load(m_impl->Nodes(), tree_size).Root();
+    return ReadErrorsAsResult([&]() -> Result<Hash256> { return m_impl->RootAt(tree_size); });
 }
 
 std::optional<Cursor> Ledger::GetCursor(const std::string& source) const
@@ -464,9 +870,11 @@ std::optional<Cursor> Ledger::GetCursor(const std::string& source) const
 Result<Bytes> Ledger::GetLeaf(uint64_t index) const
 {
     if (index >= size()) return Error{fmt::format("no event at index {}", index)};
-    const auto value = m_impl->Get(m_impl->events, keys::Event(index));
-    if (!value) return Error{fmt::format("event {} is missing from the database", index)};
-    return Bytes(value->begin(), value->end());
+    return ReadErrorsAsResult([&]() -> Result<Bytes> {
+        const auto value = m_impl->Get(m_impl->events, keys::Event(index));
+        if (!value) m_impl->ReadFailed(fmt::format("event {} is missing from the database", index));
+        return Bytes(value->begin(), value->end());
+    });
 }
 
 Result<InclusionProof> Ledger::ProveInclusion(uint64_t index, uint64_t tree_size) const
@@ -476,16 +884,17 @@ Result<InclusionProof> Ledger::ProveInclusion(uint64_t index, uint64_t tree_size
         return Error{fmt::format("tree size {} is beyond the log's {}", tree_size, m_impl->frontier.size())};
     }
     if (index >= tree_size) return Error{fmt::format("index {} is not below tree size {}", index, tree_size)};
-    InclusionProof proof;
-    proof.index = index;
-    proof.tree_size = tree_size;
-    const auto leaf = m_impl->Get(m_impl->events, keys::Event(index));
-    if (!leaf) return Error{fmt::format("event {} is missing from the database", index)};
-    proof.leaf.assign(leaf->begin(), leaf->end());
-    const NodeReader nodes = m_impl->Nodes();
-    proof.path = MerkleInclusionPath(nodes, index, tree_size);
-    proof.root = tree_size == m_impl->frontier.size() ? m_impl->frontier.Root() : MerkleFrontier::Load(nodes, tree_size).Root();
-    return proof;
+    return ReadErrorsAsResult([&]() -> Result<InclusionProof> {
+        InclusionProof proof;
+        proof.index = index;
+        proof.tree_size = tree_size;
+        const auto leaf = m_impl->Get(m_impl->events, keys::Event(index));
+        if (!leaf) m_impl->ReadFailed(fmt::format("event {} is missing from the database", index));
+        proof.leaf.assign(leaf->begin(), leaf->end());
+        proof.path = MerkleInclusionPath(m_impl->Nodes(), index, tree_size);
+        proof.root = m_impl->RootAt(tree_size);
+        return proof;
+    });
 }
 
 Result<std::vector<Hash256>> Ledger::ProveConsistency(uint64_t old_size, uint64_t new_size) const
@@ -495,21 +904,50 @@ Result<std::vector<Hash256>> Ledger::ProveConsistency(uint64_t old_size, uint64_
     if (new_size > m_impl->frontier.size()) {
         return Error{fmt::format("tree size {} is beyond the log's {}", new_size, m_impl->frontier.size())};
     }
-    return MerkleConsistencyPath(m_impl->Nodes(), old_size, new_size);
+    return ReadErrorsAsResult([&]() -> Result<std::vector<Hash256>> {
+        return MerkleConsistencyPath(m_impl->Nodes(), old_size, new_size);
+    });
+}
+
+Status Ledger::RecordCheckpointLocked(uint64_t tree_size, const Hash256& root, uint64_t timestamp) const
+{
+    Impl& m = *m_impl;
+    if (!m.mark) return Error{"the ledger is open read-only"};
+    HighWater next = m.mark->current();
+    if (tree_size <= next.checkpoint.size && tree_size <= next.synced.size) return {}; // already vouched for
+    if (tree_size > next.synced.size) {
+        // Never sign what a power cut could take back: everything appended so far goes
+        // to disk first (unsynced on-chain batches included), then the mark.
+        if (!m.write_error.empty()) return Error{fmt::format("ledger is read-only after a write error ({})", m.write_error)};
+        if (const auto synced = m.db->SyncWAL(); !synced.ok()) {
+            return Error{fmt::format("cannot sync the log before signing: {}", synced.ToString())};
+        }
+        next.synced = {m.frontier.size(), m.frontier.Root()};
+    }
+    if (tree_size > next.checkpoint.size) {
+        next.checkpoint = {tree_size, root};
+        next.checkpoint_time = timestamp;
+    }
+    return m.WriteMark(next);
 }
 
 Result<Checkpoint> Ledger::SignCheckpoint(uint64_t timestamp) const
 {
-    LOCK(m_mutex);
-    if (!m_impl->signer) return Error{"no checkpoint key configured"};
-    return m_impl->signer->Sign(m_impl->frontier.size(), m_impl->frontier.Root(), timestamp);
+    return SignCheckpointAt(size(), timestamp);
 }
 
 Result<Checkpoint> Ledger::SignCheckpointAt(uint64_t tree_size, uint64_t timestamp) const
 {
+    LOCK(m_mutex);
     if (!m_impl->signer) return Error{"no checkpoint key configured"};
-    auto root = RootAt(tree_size);
+    if (tree_size > m_impl->frontier.size()) {
+        return Error{fmt::format("tree size {} is beyond the log's {}", tree_size, m_impl->frontier.size())};
+    }
+    auto root = ReadErrorsAsResult([&]() -> Result<Hash256> { return m_impl->RootAt(tree_size); });
     if (!root) return Error{root.error()};
+    if (auto recorded = RecordCheckpointLocked(tree_size, *root, timestamp); !recorded) {
+        return Error{fmt::format("cannot sign a checkpoint: {}", recorded.error())};
+    }
     return m_impl->signer->Sign(tree_size, *root, timestamp);
 }
 
@@ -531,16 +969,14 @@ std::optional<AnchorRecord> Ledger::GetAnchor(uint64_t id) const
     const auto value = m_impl->Get(m_impl->anchors, keys::AnchorRecordKey(id));
     if (!value) return std::nullopt;
     auto record = DecodeAnchorRecord(AsSpan(*value));
-    if (!record) {
-        LogError("Anchor record {} does not decode ({}): the database is corrupt", id, record.error());
-        std::abort();
-    }
+    if (!record) m_impl->ReadFailed(fmt::format("anchor record {} does not decode ({}): the database is corrupt", id, record.error()));
     return std::move(*record);
 }
 
 std::vector<AnchorRecord> Ledger::ListAnchors(uint64_t after_id, size_t limit) const
 {
     std::vector<AnchorRecord> out;
+    if (after_id == UINT64_MAX) return out; // after_id + 1 would wrap to the first anchor
     std::unique_ptr<rocksdb::Iterator> it(m_impl->db->NewIterator(rocksdb::ReadOptions(), m_impl->anchors));
     for (it->Seek(keys::AnchorRecordKey(after_id + 1)); it->Valid() && out.size() < limit; it->Next()) {
         const auto key = it->key();
@@ -549,6 +985,7 @@ std::vector<AnchorRecord> Ledger::ListAnchors(uint64_t after_id, size_t limit) c
                                                                   it->value().size()));
         if (record) out.push_back(std::move(*record));
     }
+    m_impl->CheckIterator(*it, "anchors");
     return out;
 }
 
@@ -556,6 +993,7 @@ std::optional<AnchorRecord> Ledger::LatestAnchor() const
 {
     std::unique_ptr<rocksdb::Iterator> it(m_impl->db->NewIterator(rocksdb::ReadOptions(), m_impl->anchors));
     it->SeekForPrev(keys::AnchorRecordKey(UINT64_MAX));
+    m_impl->CheckIterator(*it, "anchors");
     if (!it->Valid() || it->key().size() != 9 || it->key()[0] != 'r') return std::nullopt;
     return GetAnchor(keys::ParseU64(it->key().ToStringView().substr(1)));
 }
@@ -564,8 +1002,68 @@ std::optional<AnchorRecord> Ledger::AnchorCovering(uint64_t index) const
 {
     std::unique_ptr<rocksdb::Iterator> it(m_impl->db->NewIterator(rocksdb::ReadOptions(), m_impl->anchors));
     it->Seek(keys::ProvenAnchorKey(index + 1, 0));
+    m_impl->CheckIterator(*it, "anchors");
     if (!it->Valid() || it->key().size() != 17 || it->key()[0] != 'p') return std::nullopt;
     return GetAnchor(keys::ParseU64(it->key().ToStringView().substr(9)));
+}
+
+namespace {
+
+// SHA-256 over projection entries held in memory, in key order as RocksDB keeps them.
+Hash256 DerivedStateHash(const std::unordered_map<std::string, std::string>& entries)
+{
+    std::vector<const std::pair<const std::string, std::string>*> sorted;
+    sorted.reserve(entries.size());
+    for (const auto& entry : entries) sorted.push_back(&entry);
+    std::sort(sorted.begin(), sorted.end(), [](const auto* a, const auto* b) { return a->first < b->first; });
+    Sha256Hasher hasher;
+    for (const auto* entry : sorted) HashProjectionEntry(hasher, entry->first, entry->second);
+    return hasher.Finalize();
+}
+
+} // namespace
+
+Result<ConsistencyReport> Ledger::CheckConsistency() const
+{
+    ConsistencyReport report;
+    const rocksdb::Snapshot* snapshot = nullptr;
+    uint64_t generation = 0;
+    std::optional<HighWater> mark;
+    {
+        READ_LOCK(m_mutex); // no append in flight: the snapshot holds exactly the frontier's log
+        snapshot = m_impl->db->GetSnapshot();
+        report.tree_size = m_impl->frontier.size();
+        report.root = m_impl->frontier.Root();
+        generation = m_impl->projection_generation;
+        mark = m_impl->mark ? std::optional(m_impl->mark->current()) : m_impl->read_only_mark;
+    }
+    // The log and the tree are read without the lock (their families never change);
+    // the projections are derived in memory meanwhile.
+    LayeredState derived([](const std::string&) { return std::optional<std::string>{}; });
+    auto checked = ReadErrorsAsResult([&]() -> Status { return m_impl->CheckLog(snapshot, mark, derived, report); });
+    if (checked) {
+        report.derived_state_hash = DerivedStateHash(derived.writes());
+        READ_LOCK(m_mutex);
+        if (m_impl->projection_generation != generation) {
+            checked = Error{"the projections were rebuilt during the check; run it again"};
+        } else if (auto stored = m_impl->StoredStateHash(snapshot); !stored) {
+            checked = Error{stored.error()};
+        } else {
+            report.state_hash = *stored;
+        }
+    }
+    m_impl->db->ReleaseSnapshot(snapshot);
+    if (!checked) return Error{checked.error()};
+    if (report.state_hash != report.derived_state_hash) {
+        AddProblem(report, fmt::format("the stored projections (state hash {}) differ from those derived from the "
+                                       "log ({}): bitacorad -rebuild recomputes them",
+                                       HexEncode(report.state_hash), HexEncode(report.derived_state_hash)));
+    }
+    if (!report.ok()) {
+        m_impl->health.Degrade(fmt::format("the consistency check found {} problems: {}", report.problems_total,
+                                           report.problems.front()));
+    }
+    return report;
 }
 
 std::optional<XOnlyPubKey> Ledger::checkpoint_public_key() const
@@ -621,27 +1119,7 @@ Totals Ledger::GetTotals(bool include_pending)
 Result<Hash256> Ledger::StateHash() const
 {
     LOCK(m_mutex); // a rebuild swaps the projections' column family
-    const rocksdb::Snapshot* snapshot = m_impl->db->GetSnapshot();
-    rocksdb::ReadOptions read_options;
-    read_options.snapshot = snapshot;
-    std::unique_ptr<rocksdb::Iterator> it(m_impl->db->NewIterator(read_options, m_impl->proj));
-    Sha256Hasher hasher;
-    Bytes framing;
-    for (it->SeekToFirst(); it->Valid(); it->Next()) {
-        framing.clear();
-        Writer(framing).U32(static_cast<uint32_t>(it->key().size()));
-        hasher.Update(framing);
-        hasher.Update({reinterpret_cast<const uint8_t*>(it->key().data()), it->key().size()});
-        framing.clear();
-        Writer(framing).U32(static_cast<uint32_t>(it->value().size()));
-        hasher.Update(framing);
-        hasher.Update({reinterpret_cast<const uint8_t*>(it->value().data()), it->value().size()});
-    }
-    const auto status = it->status();
-    it.reset();
-    m_impl->db->ReleaseSnapshot(snapshot);
-    if (!status.ok()) return Error{fmt::format("reading projections failed: {}", status.ToString())};
-    return hasher.Finalize();
+    return m_impl->StoredStateHash(nullptr);
 }
 
 std::vector<UInt256> Ledger::OrdersByParty(bool by_seller, const Address& party, const std::optional<UInt256>& after,
@@ -661,6 +1139,7 @@ std::vector<UInt256> Ledger::OrdersByParty(bool by_seller, const Address& party,
         out.push_back(UInt256::FromBigEndian(
             std::span<const uint8_t, 32>(reinterpret_cast<const uint8_t*>(key.data()) + prefix.size(), 32)));
     }
+    m_impl->CheckIterator(*it, "projections");
     return out;
 }
 
@@ -678,6 +1157,7 @@ std::vector<uint64_t> Ledger::AccountEvents(const Address& account, std::optiona
         if (after && index <= *after) continue;
         out.push_back(index);
     }
+    m_impl->CheckIterator(*it, "projections");
     return out;
 }
 
@@ -694,6 +1174,7 @@ std::vector<OrderRecord> Ledger::OrdersAfter(const std::optional<UInt256>& after
         auto order = OrderRecord::Decode(AsSpan(it->value().ToString()));
         if (order) out.push_back(std::move(*order));
     }
+    m_impl->CheckIterator(*it, "projections");
     return out;
 }
 
@@ -701,7 +1182,19 @@ Status Ledger::RebuildProjections()
 {
     LOCK(m_mutex);
     Impl& m = *m_impl;
+    if (m.options.read_only) return Error{"the ledger is open read-only"};
     if (!m.write_error.empty()) return Error{fmt::format("ledger is read-only after a write error ({})", m.write_error)};
+    ++m.projection_generation;
+    try {
+        return RebuildProjectionsLocked();
+    } catch (const LedgerReadError& e) {
+        return Error{e.what()};
+    }
+}
+
+Status Ledger::RebuildProjectionsLocked()
+{
+    Impl& m = *m_impl;
     rocksdb::WriteOptions write_options;
     write_options.sync = true;
     // The marker makes an interrupted rebuild restart at the next Open(). Dropping the
@@ -785,17 +1278,21 @@ Status Ledger::RebuildProjections()
 void Ledger::RebuildOverlayLocked()
 {
     Impl& m = *m_impl;
-    if (m.pending.empty()) {
-        m.overlay.reset();
-        return;
-    }
+    m.overlay.reset();
+    if (m.pending.empty()) return;
     auto overlay = std::make_unique<LayeredState>(m.ProjectionReader());
     uint64_t index = m.frontier.size(); // provisional indices after the final log
-    for (const auto& [source, blocks] : m.pending) {
-        for (const auto& block : blocks) {
-            ApplyEvents(block.events, index, *overlay);
-            index += block.events.size();
+    try {
+        for (const auto& [source, blocks] : m.pending) {
+            for (const auto& block : blocks) {
+                ApplyEvents(block.events, index, *overlay);
+                index += block.events.size();
+            }
         }
+    } catch (const LedgerReadError& e) {
+        // Reads then show the final state only; the health says why.
+        LogWarning("The pending overlay could not be built ({}); pending events are not shown", e.what());
+        return;
     }
     m.overlay = std::move(overlay);
 }
@@ -823,7 +1320,11 @@ Status Ledger::AddPendingBlock(const std::string& source, PendingBlock block)
         // The common case, one chain extending its tip: apply only the new block.
         uint64_t index = m.frontier.size();
         for (size_t i = 0; i + 1 < blocks.size(); ++i) index += blocks[i].events.size();
-        ApplyEvents(blocks.back().events, index, *m.overlay);
+        try {
+            ApplyEvents(blocks.back().events, index, *m.overlay);
+        } catch (const LedgerReadError&) {
+            RebuildOverlayLocked(); // half-applied: start over (or go without an overlay)
+        }
     } else {
         RebuildOverlayLocked();
     }

@@ -13,6 +13,13 @@
 // (the WAL is in the page cache), and a power cut can only cut the log back to an
 // earlier consistent prefix, whose cursor makes the follower fetch the rest again.
 // LedgerOptions::sync_every_append syncs every batch.
+//
+// Storage faults: every fsynced batch, the largest signed checkpoint and the latest
+// anchor are also recorded in a high-water mark outside RocksDB (high_water_mark.h);
+// Open() refuses a log that fell short of it, a WAL damaged in the middle, and a
+// missing database where an earlier ledger's files remain. A read error is an error
+// for that call (LedgerReadError where no Result is returned), never an abort, and
+// marks the ledger degraded (health()).
 #pragma once
 
 #include "common/result.h"
@@ -21,6 +28,7 @@
 #include "ledger/anchors.h"
 #include "ledger/checkpoint.h"
 #include "ledger/event.h"
+#include "ledger/high_water_mark.h"
 #include "ledger/projections.h"
 
 #include <cstdint>
@@ -29,6 +37,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -44,6 +53,42 @@ struct LedgerOptions {
     // Bounds of the pending overlay: blocks per source, events per block.
     size_t pending_blocks_max{10'000};
     size_t pending_events_per_block_max{100'000};
+    // For inspection (bitacora-inspect): nothing is written, appends are refused, and a
+    // log short of its high-water mark opens degraded instead of being refused.
+    bool read_only{false};
+};
+
+// A read of the database failed (an I/O error, a corrupt block) or found it
+// inconsistent: thrown by the calls that return no Result; those that do return it as
+// their error. Either way the ledger is marked degraded.
+class LedgerReadError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+struct LedgerHealth {
+    enum class State {
+        Ok,
+        Degraded, // a read failed or the database is inconsistent: some answers are errors
+        ReadOnly, // a write failed (a full disk, an I/O error): appends are refused until a restart
+    };
+    State state{State::Ok};
+    std::string reason; // the first failure, for operators
+};
+std::string_view LedgerHealthName(LedgerHealth::State state); // "ok", "degraded", "read-only"
+
+// What CheckConsistency() found.
+struct ConsistencyReport {
+    static constexpr size_t kProblemsMax = 20; // listed; more are counted
+    uint64_t tree_size{0};
+    Hash256 root{};                // the root the ledger serves
+    Hash256 recomputed_root{};     // folded from every leaf, re-read
+    uint64_t nodes_checked{0};     // stored Merkle nodes compared with the recomputed ones
+    Hash256 state_hash{};          // of the stored projections
+    Hash256 derived_state_hash{};  // of the projections re-derived from the log
+    std::vector<std::string> problems;
+    uint64_t problems_total{0};
+    bool ok() const { return problems_total == 0; }
 };
 
 // The last block of a source (e.g. "evm", "btc") whose events are final in the log.
@@ -99,6 +144,14 @@ public:
     Ledger& operator=(const Ledger&) = delete;
 
     uint32_t schema_version() const { return m_schema_version; }
+    LedgerHealth health() const;
+    // The high-water mark as last written (none when opened read-only without one).
+    std::optional<HighWater> high_water() const LOCKS_EXCLUDED(m_mutex);
+    // Re-reads every leaf, recomputes the root and every stored Merkle node, checks the
+    // high-water mark, re-derives the projections in memory and compares their state
+    // hash with the stored one. Reads a snapshot: appends go on meanwhile. A problem
+    // found degrades the ledger.
+    Result<ConsistencyReport> CheckConsistency() const LOCKS_EXCLUDED(m_mutex);
 
     // --- the final log ---
     // Appends events in order and moves the given cursors, atomically.
@@ -174,7 +227,13 @@ public:
 private:
     struct Impl;
     explicit Ledger(std::unique_ptr<Impl> impl);
+    // Open()'s second half: schema, tree, high-water mark, key, projection upkeep.
+    Status Load() LOCKS_EXCLUDED(m_mutex);
     void RebuildOverlayLocked() EXCLUSIVE_LOCKS_REQUIRED(m_mutex);
+    Status RebuildProjectionsLocked() EXCLUSIVE_LOCKS_REQUIRED(m_mutex);
+    // Makes the log durable up to (size, root) and records a checkpoint of it in the mark.
+    Status RecordCheckpointLocked(uint64_t tree_size, const Hash256& root, uint64_t timestamp) const
+        EXCLUSIVE_LOCKS_REQUIRED(m_mutex);
     Result<AppendResult> AppendLocked(const std::vector<Event>& events, const std::vector<Cursor>& cursors,
                                       const AnchorRecord* anchor = nullptr) EXCLUSIVE_LOCKS_REQUIRED(m_mutex);
 

@@ -191,4 +191,22 @@ json AnchorJson(const ledger::AnchorRecord& a)
     return out;
 }
 
+json HealthJson(const ledger::LedgerHealth& health)
+{
+    return {{"state", ledger::LedgerHealthName(health.state)}, {"reason", health.reason}};
+}
+
+json ConsistencyReportJson(const ledger::ConsistencyReport& r)
+{
+    return {{"consistent", r.ok()},
+            {"treeSize", r.tree_size},
+            {"root", HexEncode(r.root)},
+            {"recomputedRoot", HexEncode(r.recomputed_root)},
+            {"nodesChecked", r.nodes_checked},
+            {"stateHash", HexEncode(r.state_hash)},
+            {"derivedStateHash", HexEncode(r.derived_state_hash)},
+            {"problems", r.problems},
+            {"problemsTotal", r.problems_total}};
+}
+
 } // namespace bitacora::rpc

@@ -21,5 +21,8 @@ std::string BitcoinHashHex(const Hash256& hash);
 nlohmann::json AnchorJson(const ledger::AnchorRecord& anchor);
 // The "anchor" member of a proof bundle (docs/auditor-guide.md).
 nlohmann::json AnchorProofJson(const ledger::AnchorRecord& anchor);
+// The ledger's health (state, reason) and a consistency check's findings.
+nlohmann::json HealthJson(const ledger::LedgerHealth& health);
+nlohmann::json ConsistencyReportJson(const ledger::ConsistencyReport& report);
 
 } // namespace bitacora::rpc

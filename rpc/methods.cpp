@@ -87,10 +87,11 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
     d.Add({.name = "bitacora_status",
            .summary = "The ledger's size and root, and each source's sync heights (final and pending), reorgs and "
                       "reconciliation.",
-           .result = "{ledger: {size, root, checkpointKey}, sources: {evm: {...}}}",
+           .result = "{ledger: {size, root, checkpointKey, health: {state, reason}}, sources: {evm: {...}}}",
            .handler = [&ledger, sources = context.sources](const Params&) -> json {
                json out = {{"ledger", {{"size", ledger.size()}, {"root", HexEncode(ledger.root())}}}};
                if (auto key = ledger.checkpoint_public_key()) out["ledger"]["checkpointKey"] = HexEncode(*key);
+               out["ledger"]["health"] = HealthJson(ledger.health());
                out["sources"] = sources ? sources() : json::object();
                return out;
            }});
@@ -551,6 +552,20 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
                json out = AnchorJson(*anchor);
                out["proof"] = AnchorProofJson(*anchor);
                return out;
+           }});
+
+    d.Add({.name = "admin_checkLedger",
+           .access = Access::Write,
+           .summary = "Checks the whole ledger: every leaf re-read, the root and every stored Merkle node recomputed, "
+                      "the high-water mark compared, the projections re-derived and their state hash compared. Reads "
+                      "a snapshot (appends go on); takes about as long as -rebuild. A problem found degrades the "
+                      "ledger's health.",
+           .result = "{consistent, treeSize, root, recomputedRoot, nodesChecked, stateHash, derivedStateHash, "
+                     "problems: [...], problemsTotal}",
+           .handler = [&ledger](const Params&) -> json {
+               auto report = ledger.CheckConsistency();
+               if (!report) throw RpcException{kInternalError, report.error()};
+               return ConsistencyReportJson(*report);
            }});
 
     d.Add({.name = "admin_anchorNow",

@@ -26,6 +26,7 @@ struct RpcServer::Impl {
     Authenticator auth;
     std::function<std::string()> extra_metrics;
     std::function<bool()> ready;
+    ledger::Ledger* ledger{nullptr}; // its health is part of GET /health
     std::unique_ptr<HttpServer> http;
 
     std::mutex metrics_mutex;
@@ -54,10 +55,7 @@ struct RpcServer::Impl {
 
     HttpResponse Route(const HttpRequest& request, std::vector<std::string>& methods, double& seconds)
     {
-        if (request.method == "GET" && request.path == "/health") {
-            const bool ok = !ready || ready();
-            return {.status = ok ? 200 : 503, .body = ok ? R"({"status":"ready"})" : R"({"status":"starting"})"};
-        }
+        if (request.method == "GET" && request.path == "/health") return Health();
         if (request.method == "GET" && request.path == "/metrics") {
             return {.content_type = "text/plain; version=0.0.4", .body = Metrics()};
         }
@@ -84,6 +82,17 @@ struct RpcServer::Impl {
         seconds = std::chrono::duration<double>(Clock::now() - started).count();
         methods = std::move(result.methods);
         return {.status = result.http_status, .body = std::move(result.body)};
+    }
+
+    // 200 when ready and the ledger is ok; 503 while starting, or with the ledger's state
+    // and reason when it is degraded or read-only.
+    HttpResponse Health() const
+    {
+        if (ready && !ready()) return {.status = 503, .body = R"({"status":"starting"})"};
+        const auto health = ledger ? ledger->health() : ledger::LedgerHealth{};
+        if (health.state == ledger::LedgerHealth::State::Ok) return {.body = R"({"status":"ready"})"};
+        const nlohmann::json body = {{"status", ledger::LedgerHealthName(health.state)}, {"reason", health.reason}};
+        return {.status = 503, .body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
     }
 
     std::string Metrics()
@@ -136,6 +145,7 @@ Result<std::unique_ptr<RpcServer>> RpcServer::Start(const RpcServerOptions& opti
     auto impl = std::make_unique<Impl>(options);
     impl->extra_metrics = std::move(extra_metrics);
     impl->ready = std::move(ready);
+    impl->ledger = methods.ledger;
     for (const auto& entry : options.rpcauth) {
         if (auto status = impl->auth.AddRpcAuth(entry); !status) return Error{status.error()};
     }

@@ -5,12 +5,16 @@
 #include "ledger/ledger.h"
 #include "ledger/merkle.h"
 #include "ledger_testing.h"
+#include "rpc/server.h"
 
 #include <doctest/doctest.h>
 
+#include <arpa/inet.h>
 #include <cerrno>
 #include <cstring>
+#include <netinet/in.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 using namespace bitacora;
@@ -37,7 +41,68 @@ struct TmpfsMount {
     }
 };
 
+// GET <path> on 127.0.0.1:port; returns "<status> <body>".
+std::string HttpGet(uint16_t port, const std::string& path)
+{
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+    const std::string request = "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    REQUIRE(::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size()));
+    std::string data;
+    char buffer[4096];
+    for (ssize_t n; (n = ::recv(fd, buffer, sizeof(buffer), 0)) > 0;) data.append(buffer, static_cast<size_t>(n));
+    ::close(fd);
+    const auto end = data.find("\r\n\r\n");
+    if (data.size() < 12 || end == std::string::npos) return "closed";
+    return data.substr(9, 3) + " " + data.substr(end + 4);
+}
+
+// Appends batches of 500 reference events until one fails; returns its error.
+std::string FillDisk(Ledger& ledger)
+{
+    for (int batch = 0; batch < 10'000; ++batch) {
+        std::vector<Event> events;
+        for (uint64_t i = ledger.size(); i < ledger.size() + 500; ++i) events.push_back(ReferenceEvent(i));
+        if (const auto result = ledger.Append(events); !result) return result.error();
+    }
+    return "";
+}
+
 } // namespace
+
+TEST_CASE("after a write error the ledger is read-only and /health answers 503 with the reason")
+{
+    TempDir dir("ledger-full-disk-health");
+    TmpfsMount disk(dir.path / "disk", "12m");
+    if (!disk.mounted) {
+        MESSAGE("SKIPPED: cannot mount a tmpfs (" << std::strerror(errno) << "); run as root to test a full disk");
+        return;
+    }
+    LedgerOptions options;
+    options.sync_every_append = true;
+    auto opened = Ledger::Open(disk.path / "db", options);
+    REQUIRE_MESSAGE(opened, (opened ? "" : opened.error()));
+    rpc::RpcServerOptions server_options;
+    server_options.http.bind_addresses = {"127.0.0.1"};
+    server_options.http.worker_threads = 1;
+    auto server = rpc::RpcServer::Start(server_options, {.ledger = opened->get()}, nullptr, nullptr);
+    REQUIRE_MESSAGE(server, (server ? "" : server.error()));
+    CHECK(HttpGet((*server)->port(), "/health").starts_with("200 "));
+
+    const std::string error = FillDisk(**opened);
+    REQUIRE_MESSAGE(!error.empty(), "the disk never filled");
+    const std::string health = HttpGet((*server)->port(), "/health");
+    MESSAGE("/health after the write error: " << health);
+    CHECK(health.starts_with("503 "));
+    CHECK(health.find("read-only") != std::string::npos);
+    CHECK(health.find("No space left") != std::string::npos);
+    (*server)->Stop();
+}
 
 TEST_CASE("a full disk fails appends cleanly and loses nothing acknowledged")
 {
