@@ -904,7 +904,13 @@ struct EvmFollower::Impl {
             events.insert(events.end(), std::make_move_iterator(block.events.begin()), std::make_move_iterator(block.events.end()));
         }
         const BlockRef& last = unfinal[up_to - unfinal.front().number];
-        return QuorumAgrees(*client, unfinal.front().number, up_to, QuorumDigest(last.hash, events));
+        if (QuorumAgrees(*client, unfinal.front().number, up_to, QuorumDigest(last.hash, events))) return true;
+        // What we hold may be the lie: drop it, so that the blocks are fetched again as a
+        // catch-up, whose ranges face the quorum before they are appended.
+        ledger.RollbackPending(std::string(kCursorSource), FinalNumber());
+        unfinal.clear();
+        PublishPending();
+        return false;
     }
 
     void PublishRpcStats()

@@ -3,7 +3,7 @@ topics[0] of a log, or drops a log, in every eth_getLogs answer. With the lying 
 alone the daemon stops with a clear error and never appends the lie; with an honest
 endpoint beside it, its ledger ends equal to an honest reference's, for blocks caught up
 and blocks followed live. The bloom (the default) catches the forged topic; receipts
-checked against receiptsRoot catch both."""
+checked against receiptsRoot catch both; a quorum of endpoints outvotes a lying one."""
 
 import os
 import sys
@@ -29,8 +29,10 @@ def _first_log_block(platform):
     return int(logs[0]["blockNumber"], 16)
 
 
-def _lying_node(options, platform, tmp, verify_args, fault, message):
+def _lying_node(options, platform, tmp, verify_args, fault, message, alone_extra=(), both_extra=None):
     """The lie is caught during catch-up (alone: a clear stop) and live (beside an honest node)."""
+    if both_extra is None:
+        both_extra = [f"-evmrpc={platform.anvil.url}"]
     platform.waves(3)
     platform.mine(70)  # all of it final: a catch-up
     first = _first_log_block(platform)
@@ -38,7 +40,7 @@ def _lying_node(options, platform, tmp, verify_args, fault, message):
     daemons = []
     try:
         alone = os.path.join(tmp, "alone")
-        daemons.append(start_follower(options, platform, alone, url=proxy.url, extra=verify_args))
+        daemons.append(start_follower(options, platform, alone, url=proxy.url, extra=[*alone_extra, *verify_args]))
         code = daemons[-1].wait(timeout_s=120)
         log = read_log(alone)
         check(code != 0, "bitacorad kept following a node whose answers fail verification")
@@ -50,8 +52,7 @@ def _lying_node(options, platform, tmp, verify_args, fault, message):
         # An honest endpoint beside the liar, listed after it: the lie is refused, the
         # range asked again from the honest one, during catch-up and live follow.
         both = os.path.join(tmp, "both")
-        daemons.append(start_follower(options, platform, both, url=proxy.url,
-                                      extra=[f"-evmrpc={platform.anvil.url}", *verify_args]))
+        daemons.append(start_follower(options, platform, both, url=proxy.url, extra=[*both_extra, *verify_args]))
         wait_synced_at(both, platform, daemon=daemons[-1], timeout_s=180)
         platform.waves(3)
         platform.mine(70)
@@ -95,9 +96,23 @@ def test_a_dropped_log_is_caught_by_the_receipts(options, tmp):
         platform.stop()
 
 
+def test_a_lying_minority_is_outvoted_by_the_quorum(options, tmp):
+    """A dropped log, which no bloom sees: with the liar and one honest endpoint a quorum of
+    2 is never reached (a clear stop naming both); beside two honest ones the liar is outvoted."""
+    platform = Platform(options, tmp, seed=24)
+    try:
+        anvil = platform.anvil.url
+        _lying_node(options, platform, tmp, ["-evmverify=quorum", "-evmquorum=2"], "drop_log_from", "DIFFERS",
+                    alone_extra=[f"-evmrpc={anvil}"],
+                    both_extra=[f"-evmrpc={anvil}", f"-evmrpc=http://localhost:{platform.anvil.port}"])
+    finally:
+        platform.stop()
+
+
 if __name__ == "__main__":
     main([
         test_a_forged_topic_is_caught_by_the_bloom,
         test_a_forged_topic_is_caught_by_the_receipts,
         test_a_dropped_log_is_caught_by_the_receipts,
+        test_a_lying_minority_is_outvoted_by_the_quorum,
     ])
