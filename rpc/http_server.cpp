@@ -134,9 +134,25 @@ struct HttpServer::Impl {
         stats.unsent_bytes = unsent_bytes;
     }
 
-    // The listeners accept while there is room and accept() works.
-    void UpdateListening()
+    // Connections that closed before a whole request came are not announced by libevent;
+    // it has let go of their bufferevent (its callbacks are cleared) and ours is the last
+    // reference. Looked for when the limit is reached, so the count is exact when it matters.
+    void ReclaimClosed()
     {
+        std::vector<Ticket*> closed;
+        for (const auto& [bev, ticket] : tickets) {
+            if (ticket->connection != nullptr) continue;
+            bufferevent_data_cb read_cb = nullptr;
+            bufferevent_getcb(bev, &read_cb, nullptr, nullptr, nullptr);
+            if (read_cb == nullptr) closed.push_back(ticket);
+        }
+        for (Ticket* ticket : closed) Forget(ticket);
+    }
+
+    // The listeners accept while there is room and accept() works.
+    void UpdateListening(bool reclaim = true)
+    {
+        if (reclaim && tickets.size() >= options.connections_max) ReclaimClosed();
         const bool want = !accept_failing && tickets.size() < options.connections_max && !sockets.empty();
         if (want == listening) return;
         listening = want;
@@ -157,7 +173,7 @@ struct HttpServer::Impl {
         evtimer_add(ticket->deadline, &timeout);
     }
 
-    void Release(Ticket* ticket)
+    void Forget(Ticket* ticket)
     {
         unsent_bytes -= ticket->unsent_bytes;
         tickets.erase(ticket->bev);
@@ -165,6 +181,11 @@ struct HttpServer::Impl {
         event_free(ticket->deadline);
         bufferevent_decref(ticket->bev);
         delete ticket;
+    }
+
+    void Release(Ticket* ticket)
+    {
+        Forget(ticket);
         PublishGauges();
         UpdateListening();
     }
@@ -172,6 +193,8 @@ struct HttpServer::Impl {
     static bufferevent* OnAccept(event_base* base, void* arg)
     {
         auto* self = static_cast<Impl*>(arg);
+        // Before the new one exists: libevent has not set its callbacks yet either.
+        if (self->tickets.size() + 1 >= self->options.connections_max) self->ReclaimClosed();
         auto* ticket = new Ticket{.impl = self};
         ticket->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
         if (ticket->bev == nullptr) {
@@ -183,7 +206,7 @@ struct HttpServer::Impl {
         self->tickets[ticket->bev] = ticket;
         self->ArmDeadline(ticket);
         self->PublishGauges();
-        self->UpdateListening();
+        self->UpdateListening(/*reclaim=*/false);
         return ticket->bev;
     }
 

@@ -13,6 +13,7 @@ namespace bitacora::btc {
 namespace {
 
 constexpr int kPollMs = 200;
+constexpr int64_t kZmqMessageBytesMax = 4096; // one frame; ours are 32 to 37 bytes
 constexpr const char* kMonitorEndpoint = "inproc://bitacora-btc-zmq-monitor";
 
 Hash256 FromDisplay(const uint8_t* bytes)
@@ -68,6 +69,10 @@ void ZmqSubscriber::Run()
         // bitcoind's doc/zmq.md: TCP keepalive so that a dead peer is noticed.
         socket.set(zmq::sockopt::tcp_keepalive, 1);
         socket.set(zmq::sockopt::rcvhwm, 10'000);
+        // We subscribe to `sequence` or `hashblock` only (33 and 32 bytes a body): a larger
+        // message is dropped by libzmq with its connection, so what a hostile publisher can
+        // queue here is at most rcvhwm x this.
+        socket.set(zmq::sockopt::maxmsgsize, int64_t{kZmqMessageBytesMax});
         std::set<std::string> endpoints;
         for (const auto& s : m_subscriptions) {
             socket.set(zmq::sockopt::subscribe, s.topic);

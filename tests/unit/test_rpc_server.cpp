@@ -193,6 +193,11 @@ TEST_CASE("a closed connection frees its place and the listener resumes")
     const uint16_t port = (*server)->bound_port();
     for (int i = 0; i < 20; ++i) CHECK(Exchange(port, "n" + std::to_string(i)) == "200 n" + std::to_string(i));
     WaitFor([&] { return (*server)->stats().connections == 0; });
+    // Connections that close before sending anything (TCP health probes) do not hold
+    // their place until the timeout.
+    for (int i = 0; i < 5; ++i) ::close(Connect(port));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    CHECK(Exchange(port, "after probes") == "200 after probes");
 }
 
 TEST_CASE("slowloris: a request must arrive whole within the timeout, however slowly its bytes come")
