@@ -645,7 +645,7 @@ Result<std::unique_ptr<Ledger>> Ledger::Open(const std::filesystem::path& dir, c
                                                keys::kAnchorsFamily};
     std::vector<std::string> existing;
     const bool fresh = !std::filesystem::exists(dir / "CURRENT");
-    if (fresh && options.create_if_missing) {
+    if (fresh && options.create_if_missing && !options.read_only) {
         if (auto refused = RefuseToRecreate(dir, options); !refused) return Error{refused.error()};
     }
     if (fresh && options.create_if_missing && !options.read_only) {
@@ -685,7 +685,12 @@ Result<std::unique_ptr<Ledger>> Ledger::Open(const std::filesystem::path& dir, c
     LogDebug(log::Category::Db, "RocksDB {} opened: {} column families, block cache {} MiB", dir.string(),
              families.size(), options.cache_mib);
     auto ledger = std::unique_ptr<Ledger>(new Ledger(std::move(impl)));
-    if (auto loaded = ReadErrorsAsResult([&] { return ledger->Load(); }); !loaded) return Error{loaded.error()};
+    try {
+        if (auto loaded = ledger->Load(); !loaded) return Error{loaded.error()};
+    } catch (const LedgerReadError& e) {
+        return Error{fmt::format("cannot open the ledger {}: {}; restore the ledger directory from a backup",
+                                 dir.string(), e.what())};
+    }
     return ledger;
 }
 

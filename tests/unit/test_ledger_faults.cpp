@@ -210,6 +210,31 @@ TEST_CASE("a read error degrades the ledger's health and the consistency check r
     CHECK(report.error().find("Corruption") != std::string::npos);
 }
 
+TEST_CASE("calls without a Result throw LedgerReadError on a corrupt block, and the process goes on")
+{
+    TempDir dir("ledger-sst-throw");
+    const auto db = dir.path / "db";
+    WriteLedger(db);
+    REQUIRE(Ledger::Open(db, {}));
+    const auto sst = SstOf(db, "proj");
+    REQUIRE(sst);
+    FlipBytes(*sst, 100, 8); // the first block: the account index of the lowest addresses
+    auto opened = Ledger::Open(db, {});
+    REQUIRE(opened);
+    std::string error;
+    for (uint64_t n = 1; n < 300 && error.empty(); ++n) {
+        try {
+            (void)(*opened)->AccountEvents(Addr(n), std::nullopt, 10);
+        } catch (const LedgerReadError& e) {
+            error = e.what();
+        }
+    }
+    CHECK(error.find("Corruption") != std::string::npos);
+    CHECK((*opened)->health().state == LedgerHealth::State::Degraded);
+    CHECK_FALSE((*opened)->StateHash());
+    CHECK((*opened)->GetLeaf(0)); // other families still read
+}
+
 namespace {
 
 // Opens the ledger's RocksDB directly, to damage it behind the ledger's back.
