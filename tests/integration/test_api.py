@@ -12,6 +12,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -571,11 +572,121 @@ def test_order_lists_filter_and_paginate_stably_while_the_log_grows(options, tmp
         platform.stop()
 
 
+def _vm_kib(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def _raw_http(port, data, read=True, timeout=10):
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        if not read:
+            return b""
+        chunks = []
+        try:
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except socket.timeout:
+            pass
+        return b"".join(chunks)
+
+
+def test_hostile_clients_neither_kill_nor_exhaust_the_daemon(options, tmp):
+    """Each of these killed bitacorad or grew it without a bound (issue 12)."""
+    platform, daemon, datadir, api = _started(
+        options, tmp, waves=2,
+        extra=["-rpcopenreads=1", "-rpcmaxconnections=16", "-rpctimeout=3", "-rpcmaxresponse=65536",
+               "-rpcmaxbody=1000000"])
+    pid = daemon.proc.pid
+    try:
+        # Deep nesting in the id (a 117 KB body) and in the params of a notification.
+        deep_id = b'{"jsonrpc":"2.0","method":"bitacora_status","id":' + b"[" * 58000 + b"]" * 58000 + b"}"
+        status, answer = api.post(deep_id, credentials=None)
+        check(status == 200 and answer["error"]["code"] == -32600, f"a deep id is refused: {status} {answer}")
+        deep_params = b'{"jsonrpc":"2.0","method":"ledger_getEvent","params":' + b"[" * 100000 + b"]" * 100000 + b"}"
+        status, answer = api.post(deep_params, credentials=None)
+        check(status == 200 and answer["error"]["code"] == -32600, "deep params are refused")
+        check(daemon.proc.poll() is None and api.call("bitacora_status")["ledger"]["size"] > 0, "alive after deep JSON")
+
+        # One batch of 100 x ledger_getEvents(0, 1000) took 99 MB and 430 MB of RSS.
+        size = api.call("bitacora_status")["ledger"]["size"]
+        check(size > 150, f"the ledger holds enough events ({size})")
+        rss_before = _vm_kib(pid, "VmRSS")
+        batch = [{"jsonrpc": "2.0", "id": i, "method": "ledger_getEvents", "params": [0, 1000]} for i in range(100)]
+        status, answers = api.post(batch, credentials=None)
+        body_bytes = len(json.dumps(answers))
+        check(status == 200 and len(answers) == 100, "the batch is answered call by call")
+        check(body_bytes < 65536 + 100 * 300, f"the batch answer is within -rpcmaxresponse ({body_bytes} bytes)")
+        first = answers[0]["result"]
+        check(0 < len(first["events"]) < size and first["nextIndex"] == len(first["events"]),
+              "a list stops early at the byte budget with its continuation marker")
+        check(answers[-1]["error"]["code"] == -32003, "calls past the budget get a limit error")
+        # Clients that never read their answers: the answers are bounded, so is the memory.
+        lazy = []
+        for _ in range(8):
+            sock = socket.create_connection(("127.0.0.1", api.port), timeout=10)
+            body = json.dumps(batch).encode()
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+                         str(len(body)).encode() + b"\r\n\r\n" + body)
+            lazy.append(sock)
+        wait_for(lambda: api.call("bitacora_status") is not None, 30, "the daemon to answer beside lazy clients")
+        grown_kib = _vm_kib(pid, "VmRSS") - rss_before
+        for sock in lazy:
+            sock.close()
+        check(grown_kib < 200 * 1024, f"8 clients that never read grew RSS by {grown_kib} KiB")
+
+        # Slowloris: 40 connections trickling header bytes, with -rpcmaxconnections=16 and
+        # -rpctimeout=3. Every accepted one counts and is closed 3 s after its accept.
+        slow = []
+        for _ in range(40):
+            sock = socket.socket()
+            sock.settimeout(10)
+            sock.connect(("127.0.0.1", api.port))
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n")
+            slow.append(sock)
+        started = time.monotonic()
+        open_socks = list(slow)
+        while open_socks and time.monotonic() - started < 15:
+            time.sleep(0.5)
+            still = []
+            for sock in open_socks:
+                try:
+                    sock.sendall(b"X-Slow: a\r\n")
+                    still.append(sock)
+                except OSError:
+                    pass
+            open_socks = still
+        check(not open_socks, f"{len(open_socks)} slow connections were still open after 15 s")
+        for sock in slow:
+            sock.close()
+        check(api.call("bitacora_status")["ledger"]["size"] > 0, "serving after slowloris")
+
+        # Framing a proxy could read otherwise is refused.
+        answer = _raw_http(api.port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 40\r\n\r\n{}")
+        check(answer.startswith(b"HTTP/1.1 400"), f"two Content-Lengths are refused: {answer[:40]!r}")
+        # The largest id does not wrap to the first anchor.
+        check(api.call("ledger_getAnchors", 2**64 - 1)["anchors"] == [], "afterId 2^64-1 lists nothing")
+        with open(f"/proc/{pid}/status") as f:
+            peak = [line for line in f if line.startswith("VmHWM")][0].split()[1]
+        print(f"hostile clients: peak RSS {int(peak) // 1024} MiB", flush=True)
+        check(daemon.proc.poll() is None, "bitacorad is alive")
+    finally:
+        daemon.stop()
+        platform.stop()
+
+
 if __name__ == "__main__":
     main([
         test_read_methods_agree_with_the_contracts_and_proofs_verify,
         test_pending_records_say_so_until_final,
         test_every_error_code_auth_and_limit,
+        test_hostile_clients_neither_kill_nor_exhaust_the_daemon,
         test_bitcoin_cli_request_and_cast_rpc_are_real_clients,
         test_bitacora_cli_calls_methods_and_verifies_proofs_offline,
         test_zmq_subscribers_see_every_final_event_once_in_order,
