@@ -132,6 +132,16 @@ struct RpcServer::Impl {
         for (const auto& [status, count] : by_status) out += fmt::format("bitacora_rpc_responses_total{{status=\"{}\"}} {}\n", status, count);
         out += "# HELP bitacora_rpc_auth_failures_total Requests with wrong credentials.\n# TYPE bitacora_rpc_auth_failures_total counter\n";
         out += fmt::format("bitacora_rpc_auth_failures_total {}\n", auth_failures);
+        if (ledger != nullptr) {
+            // One series per state, 1 for the current one, so that an alert needs no label guessing.
+            const auto state = ledger->health().state;
+            out += "# HELP bitacora_ledger_health The ledger's health: ok, degraded (a read failed) or read-only (a "
+                   "write failed).\n# TYPE bitacora_ledger_health gauge\n";
+            for (const auto s : {ledger::LedgerHealth::State::Ok, ledger::LedgerHealth::State::Degraded,
+                                 ledger::LedgerHealth::State::ReadOnly}) {
+                out += fmt::format("bitacora_ledger_health{{state=\"{}\"}} {}\n", ledger::LedgerHealthName(s), s == state ? 1 : 0);
+            }
+        }
         if (extra_metrics) out += extra_metrics();
         return out;
     }

@@ -328,6 +328,20 @@ bool BtcFollower::SyncOnce()
 
 void BtcFollower::Run()
 {
+    try {
+        Loop();
+    } catch (const ledger::LedgerReadError& error) {
+        // The ledger is marked degraded and keeps serving what it can read; following and
+        // anchoring from records we cannot read could write wrong data, so both stop here.
+        LogError("Bitcoin follower stopped: the ledger could not be read: {}", error.what());
+        std::lock_guard lock(m_status_mutex);
+        m_status.state = "failed";
+        m_status.last_error = std::string("ledger read failed: ") + error.what();
+    }
+}
+
+void BtcFollower::Loop()
+{
     while (!m_stop) {
         const bool ok = SyncOnce();
         bool more = false;

@@ -39,7 +39,7 @@ struct BtcFollowerOptions {
 };
 
 struct BtcFollowerStatus {
-    std::string state{"starting"};     // starting, syncing, synced, node_down
+    std::string state{"starting"};     // starting, syncing, synced, node_down, failed (the ledger could not be read)
     std::optional<uint64_t> tip_height;
     Hash256 tip_hash{};
     std::optional<uint64_t> node_height;
@@ -80,6 +80,7 @@ private:
         Hash256 hash{};
     };
     void Run();
+    void Loop();
     bool Initialize();
     bool Disconnect(const Tip& tip);
     void NoteError(const std::string& what);

@@ -494,6 +494,14 @@ struct EvmFollower::Impl {
                 s.error = fatal.message;
             });
             if (on_fatal) on_fatal(fatal.message);
+        } catch (const ledger::LedgerReadError& error) {
+            // The ledger is marked degraded and keeps serving what it can read; following
+            // on from a cursor we cannot read could write wrong data, so this follower stops.
+            LogError("EVM follower stopped: the ledger could not be read: {}", error.what());
+            UpdateStatus([&](FollowerStatus& s) {
+                s.state = FollowerStatus::State::Failed;
+                s.error = std::string("ledger read failed: ") + error.what();
+            });
         }
     }
 

@@ -101,6 +101,9 @@ TEST_CASE("after a write error the ledger is read-only and /health answers 503 w
     CHECK(health.starts_with("503 "));
     CHECK(health.find("read-only") != std::string::npos);
     CHECK(health.find("No space left") != std::string::npos);
+    const std::string metrics = HttpGet((*server)->port(), "/metrics");
+    CHECK(metrics.find("bitacora_ledger_health{state=\"read-only\"} 1") != std::string::npos);
+    CHECK(metrics.find("bitacora_ledger_health{state=\"ok\"} 0") != std::string::npos);
     (*server)->Stop();
 }
 
