@@ -139,6 +139,9 @@ int main(int argc, char* argv[])
     fmt::print("catch-up: -evmverify={}: {} blocks' receipts checked, {} ranges agreed by a quorum of {}, {} answers refused\n",
                evm::VerifyModeName(verify), status.receipts_checked, status.quorum_checks, options.quorum,
                status.verify_refusals);
+    fmt::print("catch-up time, verification (summed): eth_getBlockReceipts HTTP {:.3f} s, receipts checks {:.3f} s, "
+               "quorum {:.3f} s\n",
+               t.receipts_http_s, t.receipts_check_s, t.quorum_s);
     fmt::print("catch-up time, fetcher threads (summed): eth_getLogs HTTP {:.3f} s, JSON->logs {:.3f} s, headers {:.3f} s, "
                "checks+decoding {:.3f} s, waiting for the database {:.3f} s\n",
                t.logs_http_s, t.logs_parse_s, t.headers_s, t.decode_s, t.queue_full_s);

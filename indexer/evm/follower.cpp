@@ -35,7 +35,8 @@ constexpr uint32_t kFetchFailuresMax = 8;
 constexpr uint64_t kRangeSoftCeilingSuccesses = 50;
 constexpr uint32_t kFetchRetryDelayMsMax = 3'200;
 constexpr uint64_t kCatchUpLogBlocksMin = 100; // shorter catch-ups (finality moving on) log at debug level
-constexpr uint32_t kRefusalsMax = 8;          // verification failures in a row before the follower stops
+constexpr uint32_t kRefusalsMax = 8;          // failed verifications of one block before the follower stops
+constexpr size_t kRefusedBlocksMax = 1'000;   // blocks whose refusals are remembered
 constexpr uint32_t kDistrustMs = 2'000;       // a lying endpoint is passed over for this long
 constexpr size_t kReceiptsBatchMax = 10;      // eth_getBlockReceipts per HTTP batch: answers run to MBs
 constexpr uint32_t kQuorumAttemptsMax = 2;    // per endpoint and quorum check
@@ -202,12 +203,14 @@ struct EvmFollower::Impl {
     std::string last_report;
     RpcClientStats fetcher_rpc; // added in when a catch-up's fetcher finishes
     std::atomic<bool> target_disputed{false}; // set by the fetcher
-    std::atomic<uint32_t> refusals_in_row{0};   // answers that failed -evmverify since the last one that passed
 
     mutable Mutex status_mutex;
     FollowerStatus status GUARDED_BY(status_mutex);
     std::vector<double> latency_ms GUARDED_BY(status_mutex); // ring of the last kLatencySamplesMax
     size_t latency_next GUARDED_BY(status_mutex){0};
+    // Answers about a block that failed -evmverify since the block last passed: one bad
+    // answer is retried, a block that no endpoint answers truthfully stops the follower.
+    std::map<uint64_t, uint32_t> refusals GUARDED_BY(status_mutex);
     std::string last_refusal GUARDED_BY(status_mutex);
 
     Impl(FollowerOptions o, ledger::Ledger& l, std::function<void(const std::string&)> f)
@@ -244,32 +247,40 @@ struct EvmFollower::Impl {
     }
 
     // An answer that failed verification: refused, and its endpoint passed over for a while.
-    void NoteRefused(JsonRpcClient& rpc, const std::string& what)
+    void NoteRefused(JsonRpcClient& rpc, uint64_t block, const std::string& what)
     {
-        const uint32_t in_row = ++refusals_in_row;
-        LogWarning("EVM node {} failed -evmverify={}: {}; refused ({} in a row), asking again", rpc.current_endpoint(),
-                   VerifyModeName(options.verify), what, in_row);
         rpc.DistrustCurrent(kDistrustMs);
-        UpdateStatus([&](FollowerStatus& s) {
-            ++s.verify_refusals;
-            s.error = what;
-        });
-        LOCK(status_mutex);
-        last_refusal = fmt::format("{}: {}", rpc.current_endpoint(), what);
-    }
-
-    // Every endpoint keeps failing verification: stop rather than append what none vouches for.
-    void ThrowIfNoHonestEndpoint()
-    {
-        if (refusals_in_row.load() < kRefusalsMax) return;
-        std::string last;
+        uint32_t count = 0;
         {
             LOCK(status_mutex);
-            last = last_refusal;
+            if (refusals.size() >= kRefusedBlocksMax && !refusals.contains(block)) refusals.erase(refusals.begin());
+            count = ++refusals[block];
+            if (count >= kRefusalsMax) last_refusal = fmt::format("{}: {}", rpc.current_endpoint(), what);
+            ++status.verify_refusals;
+            status.error = what;
         }
-        throw Fatal{fmt::format("no -evmrpc endpoint gave answers that pass -evmverify={} ({} refused in a row; the "
-                                "last: {}). Nothing unverified was appended; check the node(s) or add an honest endpoint",
-                                VerifyModeName(options.verify), refusals_in_row.load(), last)};
+        LogWarning("EVM node {} failed -evmverify={}: {}; refused ({} time{} for block {}), asking again",
+                   rpc.current_endpoint(), VerifyModeName(options.verify), what, count, count == 1 ? "" : "s", block);
+    }
+
+    // Blocks from..to passed: earlier refusals about them were passing faults.
+    void NotePassed(uint64_t from, uint64_t to)
+    {
+        LOCK(status_mutex);
+        refusals.erase(refusals.lower_bound(from), refusals.upper_bound(to));
+    }
+
+    // No endpoint answers a block truthfully: stop rather than append what none vouches for.
+    void ThrowIfNoHonestEndpoint()
+    {
+        LOCK(status_mutex);
+        for (const auto& [block, count] : refusals) {
+            if (count < kRefusalsMax) continue;
+            throw Fatal{fmt::format("no -evmrpc endpoint gave answers that pass -evmverify={} for block {} ({} refused; "
+                                    "the last: {}). Nothing unverified was appended; check the node(s) or add an honest "
+                                    "endpoint",
+                                    VerifyModeName(options.verify), block, count, last_refusal)};
+        }
     }
 
     std::array<Address, 2> Watched() const { return {options.escrow, options.vault}; }
@@ -310,15 +321,17 @@ struct EvmFollower::Impl {
             return std::nullopt;
         }
         if (auto why = CheckHeaderHash(*header); why && options.verify != VerifyMode::None) {
-            NoteRefused(rpc, *why);
+            NoteRefused(rpc, header->number, *why);
             return std::nullopt;
         }
         return *header;
     }
 
-    // Headers of the given heights, in batches; nullopt if any is missing or wrong.
+    // Headers of the given heights, in batches; nullopt if any is missing or wrong, or with
+    // `prefix_ok` the headers before the first that fails verification, if there are any.
     std::optional<std::map<uint64_t, BlockHeader>> HeadersByNumber(JsonRpcClient& rpc, AnswerParser& parser,
-                                                                  const std::vector<uint64_t>& numbers)
+                                                                  const std::vector<uint64_t>& numbers,
+                                                                  bool prefix_ok = false)
     {
         std::map<uint64_t, BlockHeader> out;
         for (size_t begin = 0; begin < numbers.size(); begin += options.header_batch_max) {
@@ -347,7 +360,8 @@ struct EvmFollower::Impl {
                     return std::nullopt;
                 }
                 if (auto why = CheckHeaderHash(header); why && options.verify != VerifyMode::None) {
-                    NoteRefused(rpc, *why);
+                    NoteRefused(rpc, header.number, *why);
+                    if (prefix_ok && !out.empty()) return out;
                     return std::nullopt;
                 }
                 out[numbers[i]] = header;
@@ -673,7 +687,7 @@ struct EvmFollower::Impl {
         }
         std::vector<uint64_t> numbers;
         for (uint64_t n = from; n <= to; ++n) numbers.push_back(n);
-        auto headers = HeadersByNumber(*client, parser, numbers);
+        auto headers = HeadersByNumber(*client, parser, numbers, /*prefix_ok=*/true);
         if (!headers) return Next::Retry;
         const auto fetched_at = Clock::now();
 
@@ -682,7 +696,9 @@ struct EvmFollower::Impl {
         std::optional<Hash256> parent = unfinal.empty() ? FinalHash() : std::optional<Hash256>(unfinal.back().hash);
         std::vector<BlockHeader> linked;
         for (uint64_t n = from; n <= to; ++n) {
-            const BlockHeader& header = headers->at(n);
+            const auto found = headers->find(n);
+            if (found == headers->end()) break; // the rest failed verification: asked again next time
+            const BlockHeader& header = found->second;
             if (parent && header.parent_hash != *parent) {
                 if (linked.empty()) {
                     if (unfinal.empty()) {
@@ -732,7 +748,7 @@ struct EvmFollower::Impl {
                 return Next::Retry;
             }
             if (!VerifyBlocks(*client, {BlockLogs{&header, std::span<const Log>(*logs)}})) return Next::Retry;
-            refusals_in_row = 0;
+            NotePassed(header.number, header.number);
             Sha256Hasher hasher;
             for (const auto& event : block.events) hasher.Update(Sha256(ledger::EncodeEvent(event)));
             const BlockRef ref{header.number, header.hash, hasher.Finalize(), block.events.size()};
@@ -752,7 +768,7 @@ struct EvmFollower::Impl {
             status.raw_logs += raw;
         }
         PublishPending();
-        if (to < std::min(head.number, limit)) return Next::Now;
+        if (to < std::min(head.number, limit) || headers->size() < numbers.size()) return Next::Now;
         UpdateStatus([](FollowerStatus& s) { s.state = FollowerStatus::State::Following; });
         return Next::Poll;
     }
@@ -809,7 +825,7 @@ struct EvmFollower::Impl {
         std::vector<BlockLogs> closer;
         for (const auto& [header, logs] : blocks) {
             if (auto why = CheckLogsInBloom(*header, logs)) {
-                NoteRefused(rpc, *why);
+                NoteRefused(rpc, header->number, *why);
                 return false;
             }
             if (options.verify == VerifyMode::Receipts && (!logs.empty() || BloomMayHoldAddress(header->logs_bloom, watched))) {
@@ -822,13 +838,16 @@ struct EvmFollower::Impl {
             for (size_t i = begin; i < end; ++i) {
                 requests.push_back({"eth_getBlockReceipts", json::array({HexEncode0x(closer[i].first->hash)})});
             }
+            const uint64_t http_us_before = rpc.stats().latency_us_total;
             auto results = rpc.Batch(requests);
+            const auto check_started = Clock::now();
             if (!results) {
                 if (results.error().kind != RpcError::Kind::Stopped) {
                     LogWarning("EVM RPC receipts batch failed: {}", results.error().ToString());
                 }
                 return false;
             }
+            const double http_s = static_cast<double>(rpc.stats().latency_us_total - http_us_before) / 1e6;
             for (size_t i = begin; i < end; ++i) {
                 const BlockHeader& header = *closer[i].first;
                 const auto& result = results.value()[i - begin];
@@ -841,10 +860,15 @@ struct EvmFollower::Impl {
                 const auto why = receipts ? CheckReceipts(header, *receipts, closer[i].second, watched)
                                           : fmt::format("receipts of block {}: {}", header.number, receipts.error());
                 if (why) {
-                    NoteRefused(rpc, *why);
+                    NoteRefused(rpc, header.number, *why);
                     return false;
                 }
             }
+            const double check_s = Seconds(check_started);
+            UpdateStatus([&](FollowerStatus& s) {
+                s.catch_up.receipts_http_s += http_s;
+                s.catch_up.receipts_check_s += check_s;
+            });
         }
         UpdateStatus([&](FollowerStatus& s) { s.receipts_checked += closer.size(); });
         return true;
@@ -887,10 +911,13 @@ struct EvmFollower::Impl {
     bool QuorumAgrees(JsonRpcClient& rpc, uint64_t from, uint64_t to, const Hash256& ours)
     {
         std::vector<QuorumAnswer> answers;
+        const auto started = Clock::now();
         for (const auto& url : options.rpc.urls) {
             if (Stopping()) return false;
             answers.push_back(AskEndpoint(url, from, to));
         }
+        const double quorum_s = Seconds(started);
+        UpdateStatus([&](FollowerStatus& s) { s.catch_up.quorum_s += quorum_s; });
         const QuorumVerdict verdict = JudgeQuorum(ours, answers, options.quorum);
         if (verdict.agreed) {
             UpdateStatus([](FollowerStatus& s) { ++s.quorum_checks; });
@@ -899,7 +926,7 @@ struct EvmFollower::Impl {
         const bool disagreement = std::any_of(answers.begin(), answers.end(),
                                               [&](const QuorumAnswer& a) { return a.answered && a.digest != ours; });
         LogWarning("EVM quorum: blocks {} to {} are not appended: {}", from, to, verdict.detail);
-        if (disagreement) NoteRefused(rpc, fmt::format("quorum for blocks {} to {}: {}", from, to, verdict.detail));
+        if (disagreement) NoteRefused(rpc, from, fmt::format("quorum for blocks {} to {}: {}", from, to, verdict.detail));
         return false;
     }
 
@@ -1244,7 +1271,7 @@ struct EvmFollower::Impl {
             !QuorumAgrees(rpc, from, to, QuorumDigest(headers->at(to).hash, range.events))) {
             return std::nullopt;
         }
-        refusals_in_row = 0;
+        NotePassed(from, to);
         UpdateStatus([&](FollowerStatus& s) {
             auto& t = s.catch_up;
             t.logs_http_s += http_s;

@@ -113,6 +113,9 @@ struct FollowerStatus {
         double headers_s{0};      // header batches, all included
         double decode_s{0};       // checks and ABI decoding into ledger events
         double queue_full_s{0};   // waiting for the database to take a range
+        double receipts_http_s{0};  // -evmverify=receipts: eth_getBlockReceipts exchanges
+        double receipts_check_s{0}; // -evmverify=receipts: their JSON, encoding, trie roots, comparisons
+        double quorum_s{0};         // -evmverify=quorum: asking every endpoint
         // The follower thread:
         double append_s{0};       // ledger appends
         double queue_empty_s{0};  // waiting for the network
