@@ -230,6 +230,12 @@ std::optional<std::string> ReadLog(sj::object object, Log& log)
 
 } // namespace
 
+static std::string ParseFailure(simdjson::error_code error)
+{
+    if (error == simdjson::DEPTH_ERROR) return fmt::format("answer nests deeper than {} levels", kJsonDepthMax);
+    return "answer is not JSON";
+}
+
 // simdjson's DOM parser: the library picks the fastest kernel for this CPU at run time.
 struct AnswerParser::Impl {
     sj::parser parser;
@@ -250,8 +256,8 @@ AnswerParser::~AnswerParser() = default;
 Result<GetLogsAnswer> AnswerParser::ParseGetLogs(std::string_view body, uint64_t id, size_t logs_max)
 {
     sj::element document;
-    if (m_impl->parser.parse(body.data(), body.size(), /*realloc_if_needed=*/true).get(document)) {
-        return Error{"answer is not JSON"};
+    if (const auto error = m_impl->parser.parse(body.data(), body.size(), /*realloc_if_needed=*/true).get(document)) {
+        return Error{ParseFailure(error)};
     }
     sj::object root;
     if (document.get_object().get(root)) return Error{"answer is not a JSON object"};
@@ -300,8 +306,8 @@ Result<GetLogsAnswer> AnswerParser::ParseGetLogs(std::string_view body, uint64_t
 Result<std::vector<BlockHeader>> AnswerParser::ParseHeaderBatch(std::string_view body, uint64_t first_id, size_t count)
 {
     sj::element document;
-    if (m_impl->parser.parse(body.data(), body.size(), /*realloc_if_needed=*/true).get(document)) {
-        return Error{"answer is not JSON"};
+    if (const auto error = m_impl->parser.parse(body.data(), body.size(), /*realloc_if_needed=*/true).get(document)) {
+        return Error{ParseFailure(error)};
     }
     sj::array items;
     if (document.get_array().get(items)) return Error{"batch answer is not an array"};

@@ -4,6 +4,7 @@
 #include "common/logging.h"
 
 #include <curl/curl.h>
+#include <malloc.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -369,9 +370,25 @@ RpcResult<std::string> JsonRpcClient::SendRaw(const std::string& body, size_t ca
             return result;
         }
         last = result.error();
-        // Asking again for the same thing cannot make it smaller; the caller asks for less.
-        if (last.kind == RpcError::Kind::TooLarge || last.kind == RpcError::Kind::Stopped) return last;
+        if (last.kind == RpcError::Kind::Stopped) return last;
         ++endpoint->failures_in_row;
+        if (last.kind == RpcError::Kind::TooLarge) {
+            // Asking again cannot make it smaller: the caller asks for less. The endpoint
+            // cools down, longer each time in a row, so that another one (if any) is asked
+            // next: an endpoint that only ever sends too much cannot hold the follower.
+            const uint64_t cooldown_ms = std::min<uint64_t>(
+                uint64_t{m_options.backoff_initial_ms} << std::min(endpoint->failures_in_row, 10u), m_options.backoff_max_ms);
+            endpoint->unhealthy_until = Clock::now() + std::chrono::milliseconds(cooldown_ms);
+            malloc_trim(0); // the cut-off answer's buffer goes back to the system
+            // Another endpoint may answer it within the cap (the first one may be lying):
+            // each is asked at most once per call, then the caller asks for less.
+            const auto now = Clock::now();
+            const bool other = std::any_of(m_endpoints.begin(), m_endpoints.end(),
+                                           [&](const auto& e) { return e->unhealthy_until <= now; });
+            if (!other) return last;
+            ++m_stats.failovers;
+            continue;
+        }
         // Full jitter (a uniform wait up to the backoff) spreads retries of many clients.
         m_rng_state ^= m_rng_state << 13;
         m_rng_state ^= m_rng_state >> 7;

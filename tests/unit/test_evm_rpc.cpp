@@ -509,6 +509,19 @@ TEST_CASE("hostile answers: deep nesting, oversized and gzip-inflated bodies, a 
     REQUIRE_FALSE(bomb);
     CHECK(bomb.error().kind == RpcError::Kind::TooLarge);
 
+    // An endpoint that sends too much does not hold the client: the next one is asked.
+    ScriptedServer honest;
+    RpcClientOptions two = small;
+    two.urls = {server.url(), honest.url()};
+    JsonRpcClient failover(two, nullptr);
+    const int lying_before = server.requests();
+    server.Push({.body = Answer(1, std::string(3 << 20, 'a'))});
+    honest.Push({.body = Answer(1, json::array())});
+    auto served = failover.CallRaw("eth_getLogs", json::array());
+    REQUIRE(served);
+    CHECK(server.requests() == lying_before + 1);
+    CHECK(honest.requests() == 1);
+
     // A transfer in flight ends when the daemon stops, not when the node finishes.
     std::atomic<bool> stop{false};
     RpcClientOptions slow = FastOptions({server.url()});
