@@ -95,32 +95,37 @@ struct RpcServer::Impl {
         return {.status = 503, .body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
     }
 
-    std::string Metrics()
+    // One metric family with a single sample, in Prometheus' text format.
+    static void Family(std::string& out, std::string_view name, std::string_view type, std::string_view help,
+                       uint64_t value)
+    {
+        out += fmt::format("# HELP {0} {1}\n# TYPE {0} {2}\n{0} {3}\n", name, help, type, value);
+    }
+
+    std::string HttpMetrics() const
     {
         std::string out;
         const HttpServerStats s = http ? http->stats() : HttpServerStats{};
-        out += "# HELP bitacora_rpc_http_requests_total HTTP requests received.\n# TYPE bitacora_rpc_http_requests_total counter\n";
-        out += fmt::format("bitacora_rpc_http_requests_total {}\n", s.requests);
+        Family(out, "bitacora_rpc_http_requests_total", "counter", "HTTP requests received.", s.requests);
         out += "# HELP bitacora_rpc_rejected_total Requests refused before a worker saw them.\n# TYPE bitacora_rpc_rejected_total counter\n";
         out += fmt::format("bitacora_rpc_rejected_total{{reason=\"queue_full\"}} {}\n", s.rejected_queue_full);
         out += fmt::format("bitacora_rpc_rejected_total{{reason=\"framing\"}} {}\n", s.rejected_headers);
         out += fmt::format("bitacora_rpc_rejected_total{{reason=\"unsent_bytes\"}} {}\n", s.rejected_unsent_bytes);
-        out += "# HELP bitacora_rpc_connections_timed_out_total Connections closed because a request did not arrive whole "
-               "within -rpctimeout.\n# TYPE bitacora_rpc_connections_timed_out_total counter\n";
-        out += fmt::format("bitacora_rpc_connections_timed_out_total {}\n", s.timed_out_connections);
-        out += "# HELP bitacora_rpc_accept_errors_total accept() failures (out of descriptors); the listener pauses.\n"
-               "# TYPE bitacora_rpc_accept_errors_total counter\n";
-        out += fmt::format("bitacora_rpc_accept_errors_total {}\n", s.accept_errors);
-        out += "# HELP bitacora_rpc_listener_pauses_total Times the listener paused (connection limit or accept errors).\n"
-               "# TYPE bitacora_rpc_listener_pauses_total counter\n";
-        out += fmt::format("bitacora_rpc_listener_pauses_total {}\n", s.listener_pauses);
-        out += "# HELP bitacora_rpc_unsent_bytes Answer bytes waiting for clients to read them.\n"
-               "# TYPE bitacora_rpc_unsent_bytes gauge\n";
-        out += fmt::format("bitacora_rpc_unsent_bytes {}\n", s.unsent_bytes);
-        out += "# HELP bitacora_rpc_queue_depth Requests waiting for a worker.\n# TYPE bitacora_rpc_queue_depth gauge\n";
-        out += fmt::format("bitacora_rpc_queue_depth {}\n", s.queue_depth);
-        out += "# HELP bitacora_rpc_connections Open HTTP connections.\n# TYPE bitacora_rpc_connections gauge\n";
-        out += fmt::format("bitacora_rpc_connections {}\n", s.connections);
+        Family(out, "bitacora_rpc_connections_timed_out_total", "counter",
+               "Connections closed because a request did not arrive whole within -rpctimeout.", s.timed_out_connections);
+        Family(out, "bitacora_rpc_accept_errors_total", "counter",
+               "accept() failures (out of descriptors); the listener pauses.", s.accept_errors);
+        Family(out, "bitacora_rpc_listener_pauses_total", "counter",
+               "Times the listener paused (connection limit or accept errors).", s.listener_pauses);
+        Family(out, "bitacora_rpc_unsent_bytes", "gauge", "Answer bytes waiting for clients to read them.", s.unsent_bytes);
+        Family(out, "bitacora_rpc_queue_depth", "gauge", "Requests waiting for a worker.", s.queue_depth);
+        Family(out, "bitacora_rpc_connections", "gauge", "Open HTTP connections.", s.connections);
+        return out;
+    }
+
+    std::string Metrics()
+    {
+        std::string out = HttpMetrics();
         std::lock_guard lock(metrics_mutex);
         out += "# HELP bitacora_rpc_calls_total JSON-RPC calls by method.\n# TYPE bitacora_rpc_calls_total counter\n";
         for (const auto& [method, m] : by_method) out += fmt::format("bitacora_rpc_calls_total{{method=\"{}\"}} {}\n", method, m.calls);
