@@ -64,6 +64,8 @@ void AbsorbBlock(std::array<uint64_t, 25>& state, const uint8_t* block, size_t r
 
 Keccak256& Keccak256::Update(std::span<const uint8_t> data)
 {
+    // An empty span may carry a null pointer, which memcpy must never see.
+    if (data.empty()) return *this;
     size_t pos = 0;
     if (m_buffered > 0) {
         const size_t take = std::min(kRateBytes - m_buffered, data.size());
