@@ -417,6 +417,9 @@ int DaemonMain(int argc, char* argv[])
         auto& c = **btc_config;
         node.btc_rpc = std::make_unique<btc::BitcoindRpc>(c.rpc);
         node.anchorer = std::make_unique<btc::Anchorer>(*node.ledger, *node.btc_rpc, c.anchorer);
+        if (auto* evm = node.evm_follower.get()) {
+            c.follower.others_synced = [evm] { return evm->status().state == evm::FollowerStatus::State::Following; };
+        }
         node.btc_follower = std::make_unique<btc::BtcFollower>(*node.ledger, *node.btc_rpc, node.anchorer.get(), c.follower);
         LogInfo("Bitcoin follower: bitcoind at {}{}, {}; anchoring {}", node.btc_rpc->endpoint(),
                 c.rpc.wallet.empty() ? "" : " wallet " + c.rpc.wallet,

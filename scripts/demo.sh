@@ -8,7 +8,7 @@
 # event against Bitcoin three ways, and stops cleanly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh demo
 
 demo=$(mktemp -d /tmp/bitacora-demo.XXXXXX)
 source scripts/anvil.sh
@@ -76,6 +76,37 @@ grep -q "EVM synced" "$log" || { echo "bitacorad did not catch up within 60 s"; 
 echo "== Caught up (final blocks in the log, the last 64 blocks pending, as anvil's finalized tag says):"
 grep -E "EVM (follower|chain|catch-up|synced)" "$log" | cut -c1-250
 
+# A field of one JSON answer, read from stdin: jfield KEY[.KEY...]
+jfield() { /usr/bin/python3 -c 'import json,sys
+v=json.load(sys.stdin)
+for k in sys.argv[1].split("."): v=v[k]
+print(v)' "$1"; }
+rpcport=$(grep -o "RPC server on port [0-9]*" "$log" | grep -o "[0-9]*$")
+cli=(build/daemon/bitacora-cli -chain=regtest -datadir="$datadir" -rpcport="$rpcport")
+# Waits until anchor $1 is in state $2 (bitacora-cli exits non-zero while it does not exist).
+wait_anchor() {
+  for _ in $(seq 1 300); do
+    [ "$("${cli[@]}" ledger_getAnchor "$1" 2>/dev/null | jfield state 2>/dev/null)" = "$2" ] && return 0
+    kill -0 "$pid" 2>/dev/null || { echo "bitacorad exited"; tail -n 20 "$log"; exit 1; }
+    sleep 0.1
+  done
+  echo "anchor $1 did not become $2 within 30 s"; tail -n 20 "$log"; exit 1
+}
+show_anchor() {
+  "${cli[@]}" ledger_getAnchor "$1" | /usr/bin/python3 -c 'import json,sys; a=json.load(sys.stdin)
+print(json.dumps({k: a.get(k) for k in ("id", "state", "treeSize", "root", "txid", "blockHeight")}, indent=2))'
+}
+
+echo
+echo "== The first automatic anchor: made once both followers caught up (then every -anchorinterval, 1 h)"
+wait_anchor 1 broadcast
+grep -E "first anchor waits|Anchor 1 (planned|broadcast)" "$log" | cut -c1-200
+echo "   mining 6 blocks (final at 6 confirmations)"
+btc generatetoaddress 6 "$miner" >/dev/null
+wait_anchor 1 final
+echo "\$ bitacora-cli ledger_getAnchor 1"
+show_anchor 1
+
 echo
 echo "== Following live: a second workload (500 orders), then 64 blocks so that all of it is final"
 /usr/bin/python3 contracts/tools/workload.py --rpc "http://127.0.0.1:$port" --deployment "$demo/deployment.json" \
@@ -91,13 +122,16 @@ grep -q "EVM synced: final block $((head - 64)) .*pending tip $head " "$log" \
   || { echo "bitacorad did not follow to block $head"; tail -n 20 "$log"; exit 1; }
 echo "== The last lines of the follower (head $head):"
 grep -E "EVM synced" "$log" | tail -n 2 | cut -c1-250
-echo "== Reconciliation with the contracts (eth_call at the final block):"
-grep -E "EVM reconcil|DRIFT" "$log" | tail -n 3 | cut -c1-250
+echo "== Reconciliation with the contracts (eth_call at the final block $((head - 64)), every 5 s):"
+for _ in $(seq 1 200); do
+  grep -qE "EVM reconcil.* at block $((head - 64))[:,]" "$log" && break
+  sleep 0.1
+done
+grep -E "EVM reconcil.* at block $((head - 64))[:,]" "$log" | tail -n 1 | cut -c1-250 | grep . \
+  || { echo "no reconciliation at block $((head - 64)) within 20 s"; grep -E "EVM reconcil|DRIFT" "$log" | tail -n 3; exit 1; }
 
 echo
 echo "== Querying the running daemon with bitacora-cli (cookie auth from the data dir)"
-rpcport=$(grep -o "RPC server on port [0-9]*" "$log" | grep -o "[0-9]*$")
-cli=(build/daemon/bitacora-cli -chain=regtest -datadir="$datadir" -rpcport="$rpcport")
 echo "\$ bitacora-cli escrow_getOrder 7"
 "${cli[@]}" escrow_getOrder 7
 seller=$("${cli[@]}" escrow_getOrder 7 | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["seller"])')
@@ -111,20 +145,32 @@ echo "\$ bitacora-cli ledger_getCheckpoint"
 key=$("${cli[@]}" bitacora_status | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["ledger"]["checkpointKey"])')
 
 echo
-echo "== Anchoring the log into Bitcoin (every hour by default; now on request)"
+echo "== Anchoring what came since into Bitcoin, now, on request"
 echo "\$ bitacora-cli admin_anchorNow"
-"${cli[@]}" admin_anchorNow | /usr/bin/python3 -c 'import json,sys; r=json.load(sys.stdin); a=r["anchor"]; print(json.dumps({"anchored": r["anchored"], "anchor": {k: a.get(k) for k in ("id", "state", "treeSize", "root", "txid")}}, indent=2))'
+"${cli[@]}" admin_anchorNow > "$demo/anchor-now.json"
+/usr/bin/python3 - "$demo/anchor-now.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+a = r.get("anchor") or {}
+print(json.dumps({"anchored": r["anchored"], "anchor": {k: a.get(k) for k in ("id", "state", "treeSize", "root", "txid")}}, indent=2))
+if not r["anchored"]:
+    sys.exit(f"admin_anchorNow did not anchor: {r.get('message')}")
+PY
+anchor_id=$(jfield anchor.id < "$demo/anchor-now.json")
+anchor_size=$(jfield anchor.treeSize < "$demo/anchor-now.json")
 echo "   mining 1 block, then 5 more (final at 6 confirmations)"
 btc generatetoaddress 1 "$miner" >/dev/null
-for _ in $(seq 1 100); do "${cli[@]}" ledger_getAnchor 1 | grep -q '"state": "confirmed"' && break; sleep 0.1; done
+wait_anchor "$anchor_id" confirmed
 btc generatetoaddress 5 "$miner" >/dev/null
-for _ in $(seq 1 100); do "${cli[@]}" ledger_getAnchor 1 | grep -q '"state": "final"' && break; sleep 0.1; done
-echo "\$ bitacora-cli ledger_getAnchor 1"
-"${cli[@]}" ledger_getAnchor 1 | /usr/bin/python3 -c 'import json,sys; a=json.load(sys.stdin); print(json.dumps({k: a.get(k) for k in ("id", "state", "treeSize", "txid", "blockHeight", "blockHash")}, indent=2))'
-echo "== The anchor's lifecycle in the log (the last events):"
-size=$("${cli[@]}" bitacora_status | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["ledger"]["size"])')
-"${cli[@]}" ledger_getEvents $((size - 3)) 3 | /usr/bin/python3 -c 'import json,sys
-for e in json.load(sys.stdin)["events"]: print("  ", e["index"], e["event"]["kind"], e["event"]["fields"]["stateName"], "block", e["event"]["fields"]["blockHeight"])'
+wait_anchor "$anchor_id" final
+echo "\$ bitacora-cli ledger_getAnchor $anchor_id"
+show_anchor "$anchor_id"
+echo "== Anchor $anchor_id's lifecycle in the log (its anchor events, after tree size $anchor_size):"
+"${cli[@]}" ledger_getEvents "$anchor_size" 100 | /usr/bin/python3 -c 'import json,sys
+events = [e for e in json.load(sys.stdin)["events"] if e["event"]["kind"] == "anchor"]
+for e in events: print("  ", e["index"], e["event"]["kind"], e["event"]["fields"]["stateName"], "of size", e["event"]["fields"]["anchoredSize"], "block", e["event"]["fields"].get("blockHeight"))
+states = [e["event"]["fields"]["stateName"] for e in events]
+sys.exit(0 if "final" in states else f"no final anchor event after tree size {sys.argv[1]}: {states}")' "$anchor_size"
 echo "\$ bitacora-cli ledger_getProofBundle 1234 > proof.json"
 "${cli[@]}" ledger_getProofBundle 1234 > "$demo/proof.json"
 echo "== The proof checked against the node too (a pruned node is enough: only headers are asked for):"

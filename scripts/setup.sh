@@ -1,17 +1,26 @@
 #!/usr/bin/env bash
 # Installs everything Bitácora needs on a Debian 12 machine (idempotent), then
-# configures and builds the release build in build/.
+# configures build/ and builds it:
+#   scripts/setup.sh demo   what the demo runs: the daemon and its two tools only
+#   scripts/setup.sh        everything: also the tests, the fuzz targets and the benchmarks
 # Used by scripts/demo.sh and scripts/test.sh; safe to run again at any time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+mode=${1:-all}
+case "$mode" in demo|all) ;; *) echo "usage: scripts/setup.sh [demo]" >&2; exit 2 ;; esac
 
-# Debian packages: toolchains, libraries, and what the tests drive.
+# Debian packages: toolchains, libraries, and what the demo drives.
 packages=(
-  g++ clang libclang-rt-14-dev meson ninja-build pkg-config cmake git
+  g++ meson ninja-build pkg-config cmake git
   libfmt-dev libssl-dev nlohmann-json3-dev librocksdb-dev libsecp256k1-dev
   libevent-dev libcurl4-openssl-dev libsimdjson-dev libzmq3-dev cppzmq-dev libsystemd-dev doctest-dev
-  python3 python3-zmq python3-pycryptodome python3-opentimestamps python3-bitcoinlib nodejs wrk
+  python3 python3-zmq python3-pycryptodome python3-opentimestamps python3-bitcoinlib nodejs
 )
+# ... and what only the tests need (the clang ASan+UBSan build, load generators).
+test_packages=(
+  clang libclang-rt-14-dev wrk
+)
+[ "$mode" = demo ] || packages+=("${test_packages[@]}")
 
 sudo_cmd=()
 [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
@@ -46,4 +55,8 @@ fi
 if [ ! -f build/build.ninja ]; then
   meson setup build --buildtype=debugoptimized
 fi
-ninja -C build
+if [ "$mode" = demo ]; then
+  ninja -C build daemon/bitacorad daemon/bitacora-cli daemon/bitacora-inspect
+else
+  ninja -C build
+fi

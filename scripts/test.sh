@@ -22,7 +22,7 @@ meson test -C build --no-rebuild --print-errorlogs --suite unit --suite integrat
 # broke anchoring there only).
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 meson test -C build-asan --no-rebuild --print-errorlogs --suite unit --suite fuzz || status=1
-meson test -C build-asan --no-rebuild --print-errorlogs --logbase btc-log btc_anchor || status=1
+meson test -C build-asan --no-rebuild --print-errorlogs --logbase btc-log btc_anchor btc_anchor_double || status=1
 
 # One summary over both builds, from meson's machine-readable logs.
 /usr/bin/python3 - build/meson-logs/testlog.json build-asan/meson-logs/testlog.json \

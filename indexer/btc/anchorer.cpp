@@ -23,7 +23,7 @@ uint64_t UnixNowSeconds()
 }
 
 Anchorer::Anchorer(ledger::Ledger& ledger, BitcoindRpc& rpc, AnchorerOptions options)
-    : m_ledger(ledger), m_rpc(rpc), m_options(options)
+    : m_ledger(ledger), m_rpc(rpc), m_options(options), m_started_s(UnixNowSeconds())
 {
     RefreshStatus();
 }
@@ -105,7 +105,22 @@ void Anchorer::RefreshStatus()
     m_status.latest_final = std::move(latest_final);
 }
 
-void Anchorer::Step(uint64_t tip_height)
+// The first automatic anchor: once every follower caught up, so that it commits to the
+// chains' history rather than to whatever a moment after start-up held; but at the
+// latest one interval after start, so that a follower that cannot catch up does not
+// leave the off-chain events and what was followed unanchored.
+bool Anchorer::FirstAnchorDue(bool sources_synced, uint64_t now_s)
+{
+    if (sources_synced || now_s >= m_started_s + m_options.interval_s) return true;
+    if (!m_first_wait_logged) {
+        LogInfo("The first anchor waits until the followers have caught up (at most {} s, -anchorinterval)",
+                m_options.interval_s);
+        m_first_wait_logged = true;
+    }
+    return false;
+}
+
+void Anchorer::Step(uint64_t tip_height, bool sources_synced)
 {
     const uint64_t now = UnixNowSeconds();
     const uint64_t ticket = m_requested_ticket.load();
@@ -171,6 +186,7 @@ void Anchorer::Step(uint64_t tip_height)
         return;
     }
     if (!requested && last_good && now < last_good->planned_time + m_options.interval_s) return;
+    if (!requested && !last_good && !FirstAnchorDue(sources_synced, now)) return;
     auto root = m_ledger.RootAt(size);
     if (!root) return;
     AnchorRecord record;

@@ -22,7 +22,7 @@ namespace bitacora::btc {
 
 struct AnchorerOptions {
     bool enabled{false};
-    uint32_t interval_s{3'600};
+    uint32_t interval_s{3'600};             // also the longest the first anchor waits for the followers
     std::optional<double> fee_rate_sat_vb;  // else conf_target with bitcoind's estimate
     uint32_t conf_target{6};
     uint32_t bump_after_blocks{3};          // K: not in a block after K blocks -> bumpfee
@@ -53,8 +53,10 @@ public:
     // read it). Returns true when the btc cursor was written here, with the anchor.
     bool OnBlockConnected(uint64_t height, const Hash256& hash, const Block* block, const ledger::Cursor& cursor);
     void OnBlockDisconnected(uint64_t height, const Hash256& hash);
-    // One step of the state machine at this best height.
-    void Step(uint64_t tip_height);
+    // One step of the state machine at this best height. `sources_synced`: every follower
+    // has caught up with its chain; the first automatic anchor waits for it (see Plan's
+    // rule in Step), so that it covers the chains' history, not a moment of start-up.
+    void Step(uint64_t tip_height, bool sources_synced);
 
     // admin_anchorNow: anchor at the next step even if the interval has not passed.
     // Returns a ticket; HandledTicket() reaches it once a step has looked at it.
@@ -66,6 +68,7 @@ public:
 
 private:
     void Plan(uint64_t now_s);
+    bool FirstAnchorDue(bool sources_synced, uint64_t now_s);
     void SignPlanned(ledger::AnchorRecord record);
     void Broadcast(ledger::AnchorRecord record, uint64_t tip_height);
     void WatchBroadcast(ledger::AnchorRecord record, uint64_t tip_height);
@@ -81,6 +84,8 @@ private:
     BitcoindRpc& m_rpc;
     const AnchorerOptions m_options;
     uint64_t m_retry_at_s{0};
+    const uint64_t m_started_s;
+    bool m_first_wait_logged{false};
     uint64_t m_last_checked_tip{UINT64_MAX};
     std::atomic<uint64_t> m_requested_ticket{0};
     std::atomic<uint64_t> m_handled_ticket{0};

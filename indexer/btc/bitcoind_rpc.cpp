@@ -164,6 +164,20 @@ BtcResult<nlohmann::json> BitcoindRpc::WalletCall(std::string_view method, std::
                                      static_cast<int>(m_options.wallet.size()));
     const std::string path = "/wallet/" + std::string(escaped != nullptr ? escaped : "");
     curl_free(escaped);
+    auto answer = Send(path, method, params);
+    // bitcoind forgets a wallet on restart unless it was loaded with load_on_startup, so
+    // "not loaded" (-18) gets one loadwallet and one retry; a wallet that cannot be
+    // loaded (absent, locked by another node) keeps the original error, with why.
+    if (answer || answer.error().kind != BtcError::Kind::Rpc || answer.error().code != kRpcWalletNotFound) return answer;
+    auto loaded = Send("/", "loadwallet", nlohmann::json::array({m_options.wallet}));
+    if (!loaded && !(loaded.error().kind == BtcError::Kind::Rpc && loaded.error().code == kRpcWalletAlreadyLoaded)) {
+        BtcError error = answer.error();
+        error.message += fmt::format(" (loadwallet \"{}\" failed: {})", m_options.wallet, loaded.error().message);
+        return error;
+    }
+    LogInfo("Loaded wallet \"{}\" on bitcoind, which had not loaded it (it does not reload wallets on restart "
+            "unless they were loaded with load_on_startup)", m_options.wallet);
+    ++m_stats.wallet_loads;
     return Send(path, method, params);
 }
 

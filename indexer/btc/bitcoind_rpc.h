@@ -36,6 +36,7 @@ enum RpcCode : int {
     kRpcInWarmup = -28,
     kRpcWalletNotFound = -18,
     kRpcWalletNotSpecified = -19,
+    kRpcWalletAlreadyLoaded = -35,
     kRpcMethodNotFound = -32601,
 };
 
@@ -90,6 +91,7 @@ struct BitcoindRpcStats {
     uint64_t calls{0};
     uint64_t errors{0};
     uint64_t latency_us_total{0};
+    uint64_t wallet_loads{0}; // loadwallet after "not loaded" (-18)
 };
 
 class BitcoindRpc {

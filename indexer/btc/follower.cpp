@@ -348,9 +348,13 @@ void BtcFollower::Loop()
         if (ok) {
             m_backoff_ms = 0;
             const auto tip = tip_height();
-            if (m_anchorer && tip) m_anchorer->Step(*tip);
-            std::lock_guard lock(m_status_mutex);
-            more = m_status.node_height && m_status.tip_height && *m_status.tip_height < *m_status.node_height;
+            {
+                std::lock_guard lock(m_status_mutex);
+                more = m_status.node_height && m_status.tip_height && *m_status.tip_height < *m_status.node_height;
+            }
+            if (m_anchorer && tip) {
+                m_anchorer->Step(*tip, !more && (!m_options.others_synced || m_options.others_synced()));
+            }
         } else {
             m_backoff_ms = std::min(m_options.error_backoff_ms_max, std::max(250u, m_backoff_ms * 2));
         }

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -36,6 +37,9 @@ struct BtcFollowerOptions {
     uint32_t error_backoff_ms_max{30'000};
     bool use_zmq{true};                // subscribe to what getzmqnotifications offers
     std::vector<ZmqSubscription> zmq;  // explicit subscriptions (override discovery)
+    // Whether the other followers (EVM) have caught up; the anchorer's first anchor waits
+    // for them and for this one. Empty: there are none.
+    std::function<bool()> others_synced;
 };
 
 struct BtcFollowerStatus {

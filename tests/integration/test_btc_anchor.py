@@ -21,7 +21,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from btc_node import BtcNode  # noqa: E402
-from harness import Daemon, check, free_port, main, wait_for  # noqa: E402
+from harness import Daemon, check, double_only, free_port, main, wait_for  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIRMATIONS = 3
@@ -559,7 +559,7 @@ def test_an_anchor_block_pruned_before_it_was_read_is_re_anchored(options, tmp):
         s.stop()
 
 
-def test_zmq_gaps_and_disconnects_resync_over_rpc(options, tmp):
+def test_zmq_announces_every_block(options, tmp):
     s = Setup(options, tmp)
     try:
         s.start()
@@ -568,9 +568,16 @@ def test_zmq_gaps_and_disconnects_resync_over_rpc(options, tmp):
             s.mine(1)
         latency = s.btc()["zmqToProcessedMs"]
         check(latency["samples"] >= 3 and latency["p99"] < 1000, f"blocks announced by ZMQ: {latency}")
-        if s.node.is_real:
-            print("SKIPPED (real bitcoind): ZMQ gap and disconnect hooks exist only in the double", flush=True)
-            return
+    finally:
+        s.stop()
+
+
+@double_only
+def test_zmq_gaps_and_disconnects_resync_over_rpc(options, tmp):
+    s = Setup(options, tmp)
+    try:
+        s.start()
+        s.mine(1)
         resyncs = s.btc()["resyncs"]
         s.node.rpc("double_zmqdrop", 3)
         s.node.rpc("generatetoaddress", 3, s.address)
@@ -582,6 +589,57 @@ def test_zmq_gaps_and_disconnects_resync_over_rpc(options, tmp):
         s.node.rpc("double_zmqpause", False)
         s.mine(1)
         check(s.btc()["tipHeight"] == s.node.rpc("getblockcount"), "every block processed")
+    finally:
+        s.stop()
+
+
+def test_the_first_automatic_anchor_waits_for_the_followers(options, tmp):
+    """With an EVM node that never answers, the first automatic anchor waits (at most one
+    -anchorinterval); once every follower caught up, it is made at the next step."""
+    s = Setup(options, tmp)
+    interval_s = 15
+    dead_evm = f"http://127.0.0.1:{free_port()}"
+    try:
+        s.start(extra=["-anchor=1", f"-anchorinterval={interval_s}", f"-evmrpc={dead_evm}",
+                       "-escrow=0x" + "11" * 20, "-vault=0x" + "22" * 20, "-evmstartblock=1"])
+        started = time.monotonic()
+        s.signer.submit(s.api, 3)
+        time.sleep(8)  # more than one anchoring step (5 s) after the events arrived
+        check(s.btc()["anchoring"]["planned"] == 0,
+              "no automatic anchor while the EVM follower has not caught up")
+        check("The first anchor waits until the followers have caught up" in read_log(s.datadir), "the wait is logged")
+        planned = s.wait_anchor(1, "broadcast", timeout_s=interval_s + 20)
+        waited_s = time.monotonic() - started
+        check(waited_s >= interval_s - 2, f"anchored {waited_s:.1f} s after start: at most one interval, not before")
+        check(planned["treeSize"] == 3, f"the anchor covers the log: {planned}")
+        s.daemon.stop()
+
+        # Without the EVM follower, the Bitcoin follower alone decides: it is at the
+        # node's tip, so the first anchor of a new ledger comes at once.
+        s.datadir = os.path.join(tmp, "bitacora-btc-only")
+        os.makedirs(s.datadir)
+        s.start(extra=["-anchor=1", "-anchorinterval=3600"])
+        s.signer.submit(s.api, 2)
+        s.wait_anchor(1, "broadcast", timeout_s=20)
+    finally:
+        s.stop()
+
+
+def test_a_wallet_the_node_unloaded_is_loaded_again(options, tmp):
+    """bitcoind does not reload a wallet on restart unless load_on_startup was set; an
+    unloaded wallet is what a restarted node shows. bitacorad loads it itself."""
+    s = Setup(options, tmp)
+    try:
+        s.start()
+        s.signer.submit(s.api, 2)
+        s.node.rpc("unloadwallet", WALLET)
+        check(WALLET not in s.node.rpc("listwallets"), "unloaded")
+        result = s.api.call("admin_anchorNow")
+        check(result["anchored"], f"anchored after loading the wallet: {result}")
+        check(WALLET in s.node.rpc("listwallets"), "bitacorad loaded the wallet")
+        check(f'Loaded wallet "{WALLET}" on bitcoind' in read_log(s.datadir), "the load is logged")
+        s.mine(CONFIRMATIONS)
+        s.wait_anchor(1, "final")
     finally:
         s.stop()
 
@@ -623,13 +681,16 @@ if __name__ == "__main__":
     if os.environ.get("BITCOIND"):
         print(f"bitcoind suites run against the real node {os.environ['BITCOIND']}", flush=True)
     else:
-        print("BITCOIND is not set: running against the regtest double (real-node runs SKIPPED)", flush=True)
+        print("BITCOIND is not set: running against the regtest double (BITCOIND=/path/to/bitcoind runs them against a real node)", flush=True)
     main([
         test_anchor_flow_to_final_with_proofs_checked_three_ways,
         test_a_reorg_that_drops_the_anchor_block_is_tracked_back,
         test_kill9_during_every_anchoring_step_neither_loses_nor_duplicates,
         test_fee_bump_when_the_anchor_lingers_in_the_mempool,
         test_an_anchor_block_pruned_before_it_was_read_is_re_anchored,
+        test_zmq_announces_every_block,
         test_zmq_gaps_and_disconnects_resync_over_rpc,
+        test_the_first_automatic_anchor_waits_for_the_followers,
+        test_a_wallet_the_node_unloaded_is_loaded_again,
         test_no_funds_no_wallet_and_node_down_are_clear_errors_and_recover,
     ])

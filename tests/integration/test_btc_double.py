@@ -23,7 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from btc_node import BtcNode, RpcError, _double_python, DOUBLE  # noqa: E402
-from harness import TestFailure, check, free_port, main, wait_for  # noqa: E402
+from harness import TestFailure, check, double_only, free_port, main, wait_for  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -574,10 +574,8 @@ def test_fidelity_replay_and_zmq(options, tmp):
     check(connected == blocks, "sequence C names every connected block, in display order")
 
 
+@double_only
 def test_double_hooks_cookie_and_signals(options, tmp):
-    if os.environ.get("BITCOIND"):
-        print("SKIPPED (real bitcoind): the double_* hooks exist only in the double", flush=True)
-        return
     with BtcNode().start(os.path.join(tmp, "node")) as node:
         mode = stat.S_IMODE(os.stat(node.cookie_path).st_mode)
         check(mode == 0o600, f"cookie mode {oct(mode)}")
@@ -673,5 +671,5 @@ if __name__ == "__main__":
     if os.environ.get("BITCOIND"):
         print(f"fidelity suite against the real node {os.environ['BITCOIND']}", flush=True)
     else:
-        print("BITCOIND is not set: fidelity suite against the regtest double (real-node run SKIPPED)", flush=True)
+        print("BITCOIND is not set: fidelity suite against the regtest double (BITCOIND=/path/to/bitcoind runs it against a real node)", flush=True)
     main([test_fixture_block_parses, test_fidelity_replay_and_zmq, test_double_hooks_cookie_and_signals])
