@@ -194,6 +194,7 @@ struct EvmFollower::Impl {
     ChainIdentity identity;
     uint32_t retry_delay_ms{0};
     Clock::time_point last_reconcile{};
+    uint64_t last_reconciled_block{UINT64_MAX}; // the final block of the last check made
     std::optional<Address> usdc;
     std::mutex range_mutex; // the catch-up's fetchers share the adaptive range
     uint64_t range_blocks;                          // GUARDED_BY(range_mutex)
@@ -497,6 +498,9 @@ struct EvmFollower::Impl {
                 retry_delay_ms = 0;
                 if (next == Next::Poll) {
                     Report();
+                    // Idle: the last final block is checked too once the interval allows,
+                    // not only blocks that were final when a check was last due.
+                    if (cursor && cursor->block_number != last_reconciled_block) MaybeReconcile();
                     if (!Sleep(options.poll_interval_ms)) break;
                 }
             }
@@ -1438,6 +1442,7 @@ struct EvmFollower::Impl {
             return;
         }
         const ledger::Totals totals = ledger.GetTotals(false);
+        last_reconciled_block = cursor->block_number; // a check that failed is made again when idle
         const bool escrow_ok = *balance == totals.escrow_locked;
         const bool shares_ok = *shares == totals.vault_shares;
         if (!escrow_ok || !shares_ok) {
