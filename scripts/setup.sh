@@ -8,6 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-all}
 case "$mode" in demo|all) ;; *) echo "usage: scripts/setup.sh [demo]" >&2; exit 2 ;; esac
+# One setup at a time: the demo run beside the test suite must not race it on apt,
+# npm or ninja in the same build/.
+exec 9>>"${BITACORA_BUILD_LOCK:-/tmp/bitacora-build.lock}"
+flock 9
 
 # Debian packages: toolchains, libraries, and what the demo drives.
 packages=(

@@ -7,10 +7,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
-if [ ! -f build-asan/build.ninja ]; then
-  CXX=clang++ meson setup build-asan --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
-fi
-ninja -C build-asan
+(
+  flock 9  # as scripts/setup.sh does
+  if [ ! -f build-asan/build.ninja ]; then
+    CXX=clang++ meson setup build-asan --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
+  fi
+  ninja -C build-asan
+) 9>>"${BITACORA_BUILD_LOCK:-/tmp/bitacora-build.lock}"
 
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export ASAN_OPTIONS=detect_leaks=1
