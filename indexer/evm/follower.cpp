@@ -4,6 +4,7 @@
 #include "common/sync.h"
 #include "indexer/evm/keccak.h"
 #include "indexer/evm/log_decoder.h"
+#include "indexer/evm/pending_chain.h"
 #include "indexer/evm/range_limit.h"
 #include "indexer/evm/verify.h"
 
@@ -576,7 +577,7 @@ struct EvmFollower::Impl {
                     node_hash = header->hash;
                 }
                 const BlockRef& ours = unfinal[up_to - unfinal.front().number];
-                if (ours.hash != node_hash) return HandleReorg() ? Next::Now : Next::Retry;
+                if (ours.hash != node_hash) return HandleReorg(up_to - 1) ? Next::Now : Next::Retry;
                 if (!Finalize(up_to)) return Next::Retry;
                 return Next::Now;
             }
@@ -634,38 +635,51 @@ struct EvmFollower::Impl {
         PublishPending();
     }
 
-    // Walks back from our tip to the newest block the node still has; rolls back to it.
-    bool HandleReorg()
+    std::vector<PendingRef> PendingRefs() const
     {
-        const uint64_t tip = unfinal.back().number;
+        std::vector<PendingRef> out;
+        out.reserve(unfinal.size());
+        for (const auto& block : unfinal) out.push_back({block.number, block.hash});
+        return out;
+    }
+
+    // Walks back from `search_max` to the newest of our blocks the node still has (only
+    // heights the node can have are asked: above its head they are gone); rolls back to it.
+    bool HandleReorg(uint64_t search_max)
+    {
+        const std::vector<PendingRef> ours = PendingRefs();
         std::optional<uint64_t> ancestor;
-        for (size_t end = unfinal.size(); end > 0 && !ancestor;) {
+        size_t end = search_max < ours.front().number ? 0 : std::min<uint64_t>(ours.size(), search_max - ours.front().number + 1);
+        while (end > 0 && !ancestor) {
             const size_t begin = end > options.header_batch_max ? end - options.header_batch_max : 0;
             std::vector<uint64_t> numbers;
-            for (size_t i = end; i > begin; --i) numbers.push_back(unfinal[i - 1].number);
+            for (size_t i = end; i > begin; --i) numbers.push_back(ours[i - 1].number);
             auto headers = HeadersByNumber(*client, parser, numbers);
             if (!headers) return false;
-            for (size_t i = end; i > begin; --i) {
-                if (headers->at(unfinal[i - 1].number).hash == unfinal[i - 1].hash) {
-                    ancestor = unfinal[i - 1].number;
-                    break;
-                }
-            }
+            std::map<uint64_t, Hash256> node;
+            for (const auto& [number, header] : *headers) node[number] = header.hash;
+            ancestor = CommonAncestor(ours, search_max, node);
             end = begin;
         }
         if (!ancestor) {
             if (cursor && !CheckFinalBlock()) return false;
             ancestor = FinalNumber();
         }
-        const uint64_t depth = tip - *ancestor;
+        return RollBackTo(*ancestor);
+    }
+
+    bool RollBackTo(uint64_t ancestor)
+    {
+        const uint64_t tip = unfinal.back().number;
+        const uint64_t depth = tip - ancestor;
         if (depth == 0) {
             // Our tip is still there: the break was in the node's answer, not the chain.
             NoteInconsistent(fmt::format("block {} did not link to our tip {}", tip + 1, tip));
             return false;
         }
-        ledger.RollbackPending(std::string(kCursorSource), *ancestor);
-        while (!unfinal.empty() && unfinal.back().number > *ancestor) unfinal.pop_back();
-        LogWarning("EVM reorg: rolled back {} pending block{} to block {}", depth, depth == 1 ? "" : "s", *ancestor);
+        ledger.RollbackPending(std::string(kCursorSource), ancestor);
+        while (!unfinal.empty() && unfinal.back().number > ancestor) unfinal.pop_back();
+        LogWarning("EVM reorg: rolled back {} pending block{} to block {}", depth, depth == 1 ? "" : "s", ancestor);
         UpdateStatus([&](FollowerStatus& s) {
             ++s.reorgs;
             s.reorg_depth_max = std::max(s.reorg_depth_max, depth);
@@ -674,17 +688,29 @@ struct EvmFollower::Impl {
         return true;
     }
 
+    // A head at or below our tip: the same chain, or a shorter or other one that replaced
+    // ours (seen on this poll). nullopt: go on extending.
+    std::optional<Next> CheckHead(const BlockHeader& head)
+    {
+        if (unfinal.empty()) return std::nullopt;
+        const HeadDecision decision = DecideOnHead(PendingRefs(), head.number, head.hash);
+        switch (decision.kind) {
+        case HeadDecision::Kind::Extend: return std::nullopt;
+        case HeadDecision::Kind::RollBack:
+            LogInfo("EVM node's head {} is below our pending tip {}: its chain is shorter", head.number, unfinal.back().number);
+            return RollBackTo(decision.ancestor) ? Next::Now : Next::Retry;
+        case HeadDecision::Kind::FindAncestor: return HandleReorg(decision.search_max) ? Next::Now : Next::Retry;
+        }
+        return std::nullopt;
+    }
+
     // Adds the blocks after our tip, up to the head, to the pending overlay.
     Next ExtendPending(const BlockHeader& head)
     {
         const uint64_t from = (unfinal.empty() ? FinalNumber() : unfinal.back().number) + 1;
         const uint64_t limit = FinalNumber() + options.pending_blocks_max;
         const uint64_t to = std::min({head.number, limit, from + options.header_batch_max - 1});
-        // A head at or below our tip: the same chain, or one that replaced ours.
-        if (!unfinal.empty() && head.number <= unfinal.back().number && head.number >= unfinal.front().number &&
-            unfinal[head.number - unfinal.front().number].hash != head.hash) {
-            return HandleReorg() ? Next::Now : Next::Retry;
-        }
+        if (auto next = CheckHead(head)) return *next;
         if (from > to) {
             UpdateStatus([](FollowerStatus& s) { s.state = FollowerStatus::State::Following; });
             return Next::Poll;
@@ -711,7 +737,7 @@ struct EvmFollower::Impl {
                         CheckFinalBlock();
                         return Next::Retry;
                     }
-                    return HandleReorg() ? Next::Now : Next::Retry;
+                    return HandleReorg(unfinal.back().number) ? Next::Now : Next::Retry;
                 }
                 break;
             }

@@ -1,0 +1,87 @@
+// The pending overlay's reorg decisions (indexer/evm/pending_chain.h): a head below our
+// tip is a shorter chain, seen on the poll that sees the head (issue 13: it was seen
+// only once the new chain grew past the old tip).
+#include "indexer/evm/pending_chain.h"
+
+#include <doctest/doctest.h>
+
+#include <vector>
+
+using namespace bitacora;
+using namespace bitacora::evm;
+using Kind = HeadDecision::Kind;
+
+namespace {
+
+Hash256 H(uint64_t number, uint8_t chain)
+{
+    Hash256 out{};
+    out[0] = chain;
+    for (size_t i = 0; i < 8; ++i) out[31 - i] = static_cast<uint8_t>(number >> (8 * i));
+    return out;
+}
+
+// Our overlay: blocks 151..156 of chain 'a'.
+std::vector<PendingRef> Ours()
+{
+    std::vector<PendingRef> out;
+    for (uint64_t n = 151; n <= 156; ++n) out.push_back({n, H(n, 'a')});
+    return out;
+}
+
+} // namespace
+
+TEST_CASE("a head past or at our tip on our chain extends")
+{
+    const auto ours = Ours();
+    CHECK(DecideOnHead(ours, 157, H(157, 'a')).kind == Kind::Extend);
+    CHECK(DecideOnHead(ours, 200, H(200, 'b')).kind == Kind::Extend); // checked by linkage when fetched
+    CHECK(DecideOnHead(ours, 156, H(156, 'a')).kind == Kind::Extend);
+    CHECK(DecideOnHead({}, 3, H(3, 'a')).kind == Kind::Extend);
+}
+
+TEST_CASE("a head below our tip on our chain rolls back to it at once")
+{
+    // evm_revert, then 3 blocks that happen to equal ours: 154..156 are gone.
+    const auto decision = DecideOnHead(Ours(), 153, H(153, 'a'));
+    CHECK(decision.kind == Kind::RollBack);
+    CHECK(decision.ancestor == 153);
+}
+
+TEST_CASE("a head below our tip on another chain searches below the head")
+{
+    const auto decision = DecideOnHead(Ours(), 153, H(153, 'b'));
+    REQUIRE(decision.kind == Kind::FindAncestor);
+    CHECK(decision.search_max == 152);
+    // The node has 151 and 152 as ours, 153 replaced.
+    const std::map<uint64_t, Hash256> node{{151, H(151, 'a')}, {152, H(152, 'a')}};
+    CHECK(CommonAncestor(Ours(), decision.search_max, node) == 152);
+}
+
+TEST_CASE("a head at our tip with another hash searches below the tip")
+{
+    const auto decision = DecideOnHead(Ours(), 156, H(156, 'b'));
+    REQUIRE(decision.kind == Kind::FindAncestor);
+    CHECK(decision.search_max == 155);
+}
+
+TEST_CASE("a head below every pending block leaves nothing to search")
+{
+    const auto decision = DecideOnHead(Ours(), 140, H(140, 'a'));
+    REQUIRE(decision.kind == Kind::FindAncestor);
+    CHECK(decision.search_max == 150);
+    CHECK_FALSE(CommonAncestor(Ours(), decision.search_max, {{140, H(140, 'a')}}).has_value());
+}
+
+TEST_CASE("the common ancestor: the highest block the node has with our hash, never above the bound")
+{
+    const auto ours = Ours();
+    std::map<uint64_t, Hash256> node;
+    for (uint64_t n = 151; n <= 156; ++n) node[n] = H(n, n <= 153 ? 'a' : 'b');
+    CHECK(CommonAncestor(ours, 156, node) == 153);
+    CHECK(CommonAncestor(ours, 152, node) == 152);
+    // Heights the node lacks (gone) are no ancestor.
+    CHECK(CommonAncestor(ours, 156, {{154, H(154, 'a')}}) == 154);
+    CHECK_FALSE(CommonAncestor(ours, 156, {}).has_value());
+    CHECK_FALSE(CommonAncestor(ours, 156, {{151, H(151, 'b')}}).has_value());
+}
