@@ -1,5 +1,7 @@
 #include "daemon/api.h"
 
+#include "daemon/backup.h"
+
 #include "common/hex.h"
 #include "common/logging.h"
 
@@ -309,6 +311,14 @@ Result<std::unique_ptr<rpc::RpcServer>> StartApi(const ArgsManager& args, uint16
                     {"anchor", latest ? rpc::AnchorJson(*latest) : nlohmann::json(nullptr)}};
         };
     }
+    // Shared by the method table's copies; the server drops it before the ledger closes.
+    methods.backup = [runner = std::make_shared<BackupRunner>(ledger)](const std::string& dir, bool include_key) {
+        auto outcome = runner->Run(dir, include_key, std::chrono::seconds(30));
+        if (!outcome.answer) {
+            throw rpc::RpcException{outcome.refused ? rpc::kInvalidParams : rpc::kInternalError, outcome.answer.error()};
+        }
+        return std::move(outcome.answer.value());
+    };
     auto extra_metrics = [sources]() -> std::string {
         std::string out = sources.evm ? FollowerMetrics(sources.evm->status()) : "";
         if (sources.btc) {

@@ -6,6 +6,7 @@
 //   bitacora-cli help [METHOD]
 //   bitacora-cli verifyproof FILE [-checkpointkey=HEX] [-requireanchor] [-btcrpcconnect=... -minconfirmations=N]
 //   bitacora-cli exportots BUNDLE.json OUT.ots
+//   bitacora-cli backup DIR [-nokey]
 #include "common/hex.h"
 #include "daemon/init.h"
 #include "daemon/proof_tools.h"
@@ -319,6 +320,29 @@ int ExportOtsFile(const Options& o)
     return 0;
 }
 
+// admin_backup into DIR (made absolute here: the daemon resolves nothing), asked again
+// while the daemon answers that the backup is still being written.
+int Backup(const Options& o)
+{
+    if (o.positional.size() != 2) return Fail("usage: bitacora-cli backup DIR [-nokey]", kExitUsage);
+    std::error_code ec;
+    const fs::path dir = fs::absolute(o.positional[1], ec);
+    if (ec) return Fail(fmt::format("{}: {}", o.positional[1], ec.message()), kExitUsage);
+    constexpr int kAsksMax = 1000; // 30 s each: more than eight hours
+    for (int ask = 0; ask < kAsksMax; ++ask) {
+        json result;
+        if (int rc = Call(o, "admin_backup", json{{"dir", dir.string()}, {"includeKey", !o.flags.count("nokey")}}, result); rc != 0) {
+            return rc;
+        }
+        if (result.value("done", false)) {
+            Print(result);
+            return 0;
+        }
+        std::fprintf(stderr, "%s\n", result.value("message", std::string("still writing")).c_str());
+    }
+    return Fail("the backup did not finish; see the daemon's log");
+}
+
 // What the backend does before ledger_submitEvent, for tests and for trying the API:
 // canonical payload, signing hash, BIP-340 signature with a key file (created if absent).
 int SignOffchain(const Options& o)
@@ -347,6 +371,10 @@ int SignOffchain(const Options& o)
 int main(int argc, char* argv[])
 {
     const Options o = ParseArgs(argc, argv);
+    if (o.flags.count("version") && o.positional.empty()) {
+        std::printf("Bitácora RPC client version v%s\n", BITACORA_VERSION);
+        return 0;
+    }
     if (o.positional.empty() || o.flags.count("help") || o.flags.count("h")) {
         std::printf("Bitácora RPC client version v%s\n\n"
                     "Usage: bitacora-cli [options] <method> [params]   Send a command to bitacorad\n"
@@ -355,7 +383,8 @@ int main(int argc, char* argv[])
                     "       bitacora-cli verifyproof FILE [-checkpointkey=HEX] [-requireanchor]   Check a proof bundle offline\n"
                     "              [-btcrpcconnect=HOST[:PORT] -btcrpccookiefile=F | -btcrpcuser=U -btcrpcpassword=P "
                     "-minconfirmations=6]   ... and its block against bitcoind\n"
-                    "       bitacora-cli exportots BUNDLE.json OUT.ots   Write the proof as an OpenTimestamps file\n\n"
+                    "       bitacora-cli exportots BUNDLE.json OUT.ots   Write the proof as an OpenTimestamps file\n"
+                    "       bitacora-cli [options] backup DIR [-nokey]   Copy the running ledger into DIR (admin_backup)\n\n"
                     "Options: -chain=<base|base-sepolia|regtest> -datadir=<dir> -rpcconnect=<ip> -rpcport=<port>\n"
                     "         -rpcuser=<user> -rpcpassword=<pw> -rpccookiefile=<file> -named\n",
                     BITACORA_VERSION);
@@ -366,6 +395,7 @@ int main(int argc, char* argv[])
     if (method == "verifyproof") return VerifyProof(o);
     if (method == "exportots") return ExportOtsFile(o);
     if (method == "signoffchain") return SignOffchain(o);
+    if (method == "backup") return Backup(o);
     if (method == "help") return Help(o);
     json params = json::array();
     if (o.flags.count("named")) {

@@ -13,6 +13,7 @@
 #include <rocksdb/snapshot.h>
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
+#include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
@@ -21,6 +22,9 @@
 #include <future>
 #include <cstdarg>
 #include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <unistd.h>
 #include <unordered_set>
 
 namespace bitacora::ledger {
@@ -1069,6 +1073,135 @@ Result<ConsistencyReport> Ledger::CheckConsistency() const
                                            report.problems.front()));
     }
     return report;
+}
+
+namespace {
+
+// A backup goes into a new or empty directory only: never over an earlier backup.
+Status PrepareBackupDir(const std::filesystem::path& dir)
+{
+    if (!dir.is_absolute()) return Error{fmt::format("backup directory {} is not an absolute path", dir.string())};
+    std::error_code ec;
+    const auto status = std::filesystem::status(dir, ec);
+    if (std::filesystem::exists(status)) {
+        if (!std::filesystem::is_directory(status)) return Error{fmt::format("{} exists and is not a directory", dir.string())};
+        if (!std::filesystem::is_empty(dir, ec) || ec) {
+            return Error{fmt::format("backup directory {} is not empty; choose a new one", dir.string())};
+        }
+        return {};
+    }
+    std::filesystem::create_directories(dir, ec);
+    if (ec) return Error{fmt::format("cannot create backup directory {}: {}", dir.string(), ec.message())};
+    return {};
+}
+
+Status SyncPath(const std::filesystem::path& path, int flags)
+{
+    const int fd = ::open(path.c_str(), flags | O_CLOEXEC);
+    if (fd < 0) return Error{fmt::format("cannot open {}: {}", path.string(), std::strerror(errno))};
+    const bool synced = ::fsync(fd) == 0;
+    const int err = errno;
+    ::close(fd);
+    if (!synced) return Error{fmt::format("cannot fsync {}: {}", path.string(), std::strerror(err))};
+    return {};
+}
+
+// Copies a small secret file (the checkpoint key) with mode 0600, fsynced.
+Status CopySecretFile(const std::filesystem::path& from, const std::filesystem::path& to)
+{
+    constexpr size_t kSecretBytesMax = 4096;
+    const int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
+    if (in < 0) return Error{fmt::format("cannot read {}: {}", from.string(), std::strerror(errno))};
+    char buffer[kSecretBytesMax];
+    const ssize_t got = ::read(in, buffer, sizeof(buffer));
+    ::close(in);
+    if (got <= 0 || static_cast<size_t>(got) == sizeof(buffer)) return Error{fmt::format("cannot read {}", from.string())};
+    const int out = ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (out < 0) return Error{fmt::format("cannot create {}: {}", to.string(), std::strerror(errno))};
+    const bool written = ::write(out, buffer, static_cast<size_t>(got)) == got && ::fsync(out) == 0;
+    std::memset(buffer, 0, sizeof(buffer));
+    ::close(out);
+    if (!written) return Error{fmt::format("cannot write {}", to.string())};
+    return {};
+}
+
+// The marks of `before` that the copy holds (same root at the same size): the restored
+// ledger is then held to what had been signed and anchored when the backup began.
+HighWater BackupMark(const Ledger& copy, const std::optional<HighWater>& before)
+{
+    HighWater mark{.synced = {copy.size(), copy.root()}};
+    if (!before) return mark;
+    auto held = [&copy](const MarkedTree& tree) {
+        if (tree.size == 0 || tree.size > copy.size()) return false;
+        const auto root = copy.RootAt(tree.size);
+        return root && *root == tree.root;
+    };
+    if (held(before->checkpoint)) {
+        mark.checkpoint = before->checkpoint;
+        mark.checkpoint_time = before->checkpoint_time;
+    }
+    if (before->anchor_id != 0 && held(before->anchor)) {
+        mark.anchor_id = before->anchor_id;
+        mark.anchor = before->anchor;
+    }
+    return mark;
+}
+
+// Opens the copy read-only and reads what it holds.
+Result<BackupResult> ReadBackBackup(const std::filesystem::path& copy_dir, const std::optional<HighWater>& before)
+{
+    auto copy = Ledger::Open(copy_dir, LedgerOptions{.cache_mib = 8, .create_if_missing = false, .read_only = true});
+    if (!copy) return Error{fmt::format("the backup in {} does not open: {}", copy_dir.string(), copy.error())};
+    const Ledger& ledger = **copy;
+    BackupResult result{.tree_size = ledger.size(), .root = ledger.root(), .schema_version = ledger.schema_version()};
+    constexpr size_t kAnchorPage = 1000;
+    for (uint64_t after = 0;;) {
+        const auto page = ledger.ListAnchors(after, kAnchorPage);
+        result.anchors += page.size();
+        if (page.size() < kAnchorPage) break;
+        after = page.back().id;
+    }
+    result.latest_anchor = ledger.LatestAnchor();
+    result.mark = BackupMark(ledger, before);
+    return result;
+}
+
+} // namespace
+
+Result<BackupResult> Ledger::Backup(const std::filesystem::path& dir, bool include_key) const
+{
+    Impl& m = *m_impl;
+    if (auto prepared = PrepareBackupDir(dir); !prepared) return Error{prepared.error()};
+    // Read before the checkpoint: every mark then covers a prefix of what the copy holds.
+    const std::optional<HighWater> before = high_water();
+    rocksdb::Checkpoint* raw = nullptr;
+    if (const auto s = rocksdb::Checkpoint::Create(m.db.get(), &raw); !s.ok()) {
+        return Error{fmt::format("cannot start a checkpoint: {}", s.ToString())};
+    }
+    const std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
+    const std::filesystem::path copy_dir = dir / "ledger";
+    // A flush first (log_size_for_flush 0): the copy's data is in tables, not a WAL to replay.
+    if (const auto s = checkpoint->CreateCheckpoint(copy_dir.string(), 0); !s.ok()) {
+        return Error{fmt::format("cannot write the checkpoint into {}: {}", copy_dir.string(), s.ToString())};
+    }
+    auto result = ReadBackBackup(copy_dir, before);
+    if (!result) return result;
+    if (auto written = HighWaterFile::Create(copy_dir / kHighWaterFileName, result->mark); !written) {
+        return Error{written.error()};
+    }
+    if (const auto key = checkpoint_public_key()) {
+        result->checkpoint_public_key = key;
+        if (include_key) {
+            if (auto copied = CopySecretFile(m.options.checkpoint_key_path, dir / "checkpoint.key"); !copied) {
+                return Error{copied.error()};
+            }
+            result->key_included = true;
+        }
+    }
+    if (auto synced = SyncPath(dir, O_RDONLY | O_DIRECTORY); !synced) return Error{synced.error()};
+    LogInfo("Backup in {}: {} events, root {}, {} anchors{}", dir.string(), result->tree_size, HexEncode(result->root),
+            result->anchors, result->key_included ? ", checkpoint key included" : "");
+    return result;
 }
 
 std::optional<XOnlyPubKey> Ledger::checkpoint_public_key() const

@@ -91,6 +91,18 @@ struct ConsistencyReport {
     bool ok() const { return problems_total == 0; }
 };
 
+// What Backup() wrote: read back from the copy itself, not from the running ledger.
+struct BackupResult {
+    uint64_t tree_size{0};
+    Hash256 root{};
+    uint32_t schema_version{0};
+    uint64_t anchors{0};                      // anchor records in the copy
+    std::optional<AnchorRecord> latest_anchor; // the copy's newest anchor record
+    HighWater mark;                           // the high-water mark written into the copy
+    bool key_included{false};                 // checkpoint.key copied beside it
+    std::optional<XOnlyPubKey> checkpoint_public_key;
+};
+
 // The last block of a source (e.g. "evm", "btc") whose events are final in the log.
 struct Cursor {
     std::string source;
@@ -152,6 +164,12 @@ public:
     // hash with the stored one. Reads a snapshot: appends go on meanwhile. A problem
     // found degrades the ledger.
     Result<ConsistencyReport> CheckConsistency() const LOCKS_EXCLUDED(m_mutex);
+    // A consistent copy of the running ledger (appends go on meanwhile) in `dir`, which
+    // must be absolute and absent or empty: dir/ledger is a RocksDB checkpoint (tables
+    // hard-linked on the same file system, copied otherwise) with a high-water mark for
+    // what it holds, and dir/checkpoint.key (mode 0600) when include_key. The size and
+    // root are read back from the copy, so they are exactly what it holds.
+    Result<BackupResult> Backup(const std::filesystem::path& dir, bool include_key) const LOCKS_EXCLUDED(m_mutex);
 
     // --- the final log ---
     // Appends events in order and moves the given cursors, atomically.

@@ -568,6 +568,22 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
                return ConsistencyReportJson(*report);
            }});
 
+    d.Add({.name = "admin_backup",
+           .access = Access::Write,
+           .params = {{"dir", ParamType::String, true, "absolute path on the daemon's machine, absent or empty"},
+                      {"includeKey", ParamType::Bool, false, "copy checkpoint.key beside the ledger (default true)"}},
+           .summary = "Writes a consistent copy of the running ledger into dir while appends go on: dir/ledger (a "
+                      "RocksDB checkpoint with its high-water mark), dir/checkpoint.key (mode 0600) and, last, "
+                      "dir/BACKUP.json with the tree size and root the copy holds. Waits up to 30 s; call again "
+                      "with the same dir while it answers done: false.",
+           .result = "{done, dir, treeSize, root, schemaVersion, anchors, latestAnchor, highWaterMark, checkpointKey: "
+                     "{included, file, publicKey}, elapsedMs, ...} (the content of BACKUP.json), or {done: false, dir, "
+                     "message}; -32602 for a dir that is relative or not empty",
+           .handler = [backup = context.backup](const Params& p) -> json {
+               if (!backup) throw RpcException{kNotAvailable, "backups are not served here"};
+               return backup(p.String(0), p.Bool(1, true));
+           }});
+
     d.Add({.name = "admin_anchorNow",
            .access = Access::Write,
            .summary = "Anchors the log now instead of at the next interval (when it grew since the last anchor and no "

@@ -21,6 +21,9 @@ struct MethodContext {
     // admin_anchorNow: asks the anchorer for an anchor and waits for the outcome; empty
     // when there is no Bitcoin side (-btcrpcconnect unset).
     std::function<nlohmann::json()> anchor_now;
+    // admin_backup(dir, includeKey): a consistent copy of the ledger into dir (absolute,
+    // on the daemon's machine); empty where backups are not served.
+    std::function<nlohmann::json(const std::string& dir, bool include_key)> backup;
 };
 
 void RegisterMethods(Dispatcher& dispatcher, MethodContext context);

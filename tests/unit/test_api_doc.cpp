@@ -2,6 +2,7 @@
 // "methods:begin" and "methods:end" markers) is rendered here from the table itself,
 // with each example answer produced by calling the method on a small deterministic
 // ledger. A mismatch fails the test; BITACORA_UPDATE_DOCS=1 rewrites the section.
+#include "daemon/backup.h"
 #include "ledger_testing.h"
 #include "ledger/checkpoint.h"
 #include "ledger/ledger.h"
@@ -51,6 +52,7 @@ json Example(const rpc::ParamSpec& param)
     if (param.name == "treeSize" || param.name == "secondSize") return 40;
     if (param.name == "firstSize") return 16;
     if (param.name == "includePending") return true;
+    if (param.name == "dir") return "/var/backups/bitacora/2026-12-02";
     return nullptr;
 }
 
@@ -59,7 +61,7 @@ void Mask(json& value)
 {
     if (value.is_object()) {
         for (auto& [key, item] : value.items()) {
-            if (key == "timestamp" || key == "signature") item = "…";
+            if (key == "timestamp" || key == "signature" || key == "createdAt" || key == "elapsedMs") item = "…";
             else Mask(item);
         }
     } else if (value.is_array()) {
@@ -146,7 +148,13 @@ TEST_CASE("docs/api.md documents every method as the method table has it")
     g_signature = HexEncode((*backend)->SignHash(ledger::OffchainSigningHash(offer)));
 
     rpc::Dispatcher dispatcher;
-    rpc::RegisterMethods(dispatcher, {.ledger = ledger->get(), .backend_keys = {offer.submitter}});
+    // admin_backup writes a real backup here and reports it under the example's dir.
+    auto backup = [&dir, &ledger](const std::string& shown, bool include_key) -> json {
+        auto result = (*ledger)->Backup(dir.path / "backup", include_key);
+        REQUIRE_MESSAGE(result, (result ? "" : result.error()));
+        return BackupManifest(shown, *result, std::chrono::milliseconds(0));
+    };
+    rpc::RegisterMethods(dispatcher, {.ledger = ledger->get(), .backend_keys = {offer.submitter}, .backup = backup});
     const std::string rendered = Render(dispatcher);
 
     const char* root = std::getenv("BITACORA_SOURCE_ROOT");
