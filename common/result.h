@@ -9,8 +9,17 @@
 
 namespace bitacora {
 
+// What kind of failure an Error is, for a caller that answers each kind differently (the
+// API maps kinds to its error codes in rpc/json_rpc.cpp): never tell them apart by message.
+enum class ErrorKind {
+    Other,    // a failure of ours (storage, an invariant): nothing the caller can change
+    Invalid,  // the input is malformed or out of range
+    Conflict, // the input contradicts what is already recorded (an idempotency key reused)
+};
+
 struct Error {
     std::string message;
+    ErrorKind kind{ErrorKind::Other};
 };
 
 template <typename T>
@@ -31,6 +40,9 @@ public:
     const T& operator*() const& { return value(); }
 
     const std::string& error() const { assert(!ok()); return std::get<Error>(m_state).message; }
+    ErrorKind error_kind() const { assert(!ok()); return std::get<Error>(m_state).kind; }
+    // The whole error, to pass on with its kind.
+    const Error& failure() const { assert(!ok()); return std::get<Error>(m_state); }
 
 private:
     std::variant<T, Error> m_state;

@@ -18,7 +18,7 @@ namespace {
 constexpr int64_t kRpcThreadsDefault = 4;
 constexpr int64_t kRpcWorkQueueDefault = 64;
 constexpr int64_t kRpcMaxBodyDefault = 1 << 20;
-constexpr int64_t kRpcMaxBatchDefault = 100;
+constexpr int64_t kRpcMaxBatchDefault = 1000; // geth's, and what viem's batch transport sends at most
 constexpr int64_t kRpcMaxConnectionsDefault = 256;
 constexpr int64_t kRpcTimeoutSDefault = 30;
 constexpr int64_t kRpcMaxRequestMsDefault = 10'000;
@@ -56,7 +56,9 @@ void RegisterRpcArgs(ArgsManager& args)
                  .help = "Largest request body in bytes; larger ones are answered 413", .category = rpc, .min = 1024,
                  .max = 64 << 20});
     args.AddArg({.name = "rpcmaxbatch", .type = ArgType::Int, .default_text = std::to_string(kRpcMaxBatchDefault),
-                 .help = "Most calls in one batch", .category = rpc, .min = 1, .max = 10'000});
+                 .help = "Most calls in one batch; a longer one is answered as geth does, with one error "
+                         "-32600 \"batch too large\"",
+                 .category = rpc, .min = 1, .max = 10'000});
     args.AddArg({.name = "rpcmaxconnections", .type = ArgType::Int,
                  .default_text = std::to_string(kRpcMaxConnectionsDefault),
                  .help = "Most open connections; more are answered 503 and closed", .category = rpc, .min = 1,

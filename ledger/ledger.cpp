@@ -808,13 +808,14 @@ Result<AppendResult> Ledger::AppendLocked(const std::vector<Event>& events, cons
 
 Result<uint64_t> Ledger::AppendOffchain(const OffchainEvent& event)
 {
-    if (event.kind.empty() || event.kind.size() > 64) return Error{"off-chain event kind must be 1 to 64 bytes"};
+    constexpr auto kInvalid = ErrorKind::Invalid;
+    if (event.kind.empty() || event.kind.size() > 64) return Error{"off-chain event kind must be 1 to 64 bytes", kInvalid};
     if (event.idempotency_key.empty() || event.idempotency_key.size() > 128) {
-        return Error{"idempotency key must be 1 to 128 bytes"};
+        return Error{"idempotency key must be 1 to 128 bytes", kInvalid};
     }
-    if (event.payload.size() > 64 * 1024) return Error{"off-chain payload exceeds 64 KiB"};
+    if (event.payload.size() > 64 * 1024) return Error{"off-chain payload exceeds 64 KiB", kInvalid};
     if (!VerifySchnorr(event.submitter, OffchainSigningHash(event), event.signature)) {
-        return Error{"off-chain event signature does not verify for its submitter key"};
+        return Error{"off-chain event signature does not verify for its submitter key", kInvalid};
     }
     LOCK(m_mutex);
     // A failed read must not pass for an unused key: that would append the event twice.
@@ -827,11 +828,12 @@ Result<uint64_t> Ledger::AppendOffchain(const OffchainEvent& event)
         const auto decoded = DecodeEvent(AsSpan(*leaf));
         const auto* previous = decoded ? std::get_if<OffchainEvent>(&decoded->body) : nullptr;
         if (previous == nullptr || previous->kind != event.kind || previous->payload != event.payload) {
-            return Error{fmt::format("idempotency key '{}' was already used for a different event", event.idempotency_key)};
+            return Error{fmt::format("idempotency key '{}' was already used for a different event", event.idempotency_key),
+                         ErrorKind::Conflict};
         }
         return index;
     });
-    if (!existing) return Error{existing.error()};
+    if (!existing) return existing.failure();
     if (*existing) return **existing;
     auto appended = AppendLocked({Event{std::nullopt, event}}, {});
     if (!appended) return Error{appended.error()};

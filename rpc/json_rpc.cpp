@@ -74,7 +74,35 @@ json ErrorResponse(const json& id, int code, const std::string& message, const j
     return json{{"jsonrpc", "2.0"}, {"id", id}, {"error", ErrorObject(code, message, data)}};
 }
 
+// geth's answer to a batch over its limit (rpc/handler.go, respondWithBatchTooLarge): one
+// error in a one-element array, with the id of the batch's first call, since JSON-RPC has
+// no error for a whole batch. viem gives it to every call of the batch.
+std::string BatchTooLarge(const json& batch, size_t batch_length_max)
+{
+    json id = nullptr;
+    for (const auto& item : batch) {
+        if (!item.is_object()) continue;
+        const auto method = item.find("method");
+        const auto item_id = item.find("id");
+        if (method == item.end() || !method->is_string() || item_id == item.end()) continue;
+        if (item_id->is_string() || item_id->is_number_integer()) id = *item_id;
+        break;
+    }
+    const json response = ErrorResponse(id, kInvalidRequest, "batch too large", {{"batchLengthMax", batch_length_max}});
+    return json::array({response}).dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
 } // namespace
+
+ErrorCode CodeOf(ErrorKind kind)
+{
+    switch (kind) {
+    case ErrorKind::Other: return kInternalError;
+    case ErrorKind::Invalid: return kInvalidParams;
+    case ErrorKind::Conflict: return kConflict;
+    }
+    return kInternalError;
+}
 
 json ErrorObject(int code, const std::string& message, const json& data)
 {
@@ -222,9 +250,7 @@ DispatchResult Dispatcher::Handle(std::string_view body, const CallContext& cont
         return out;
     }
     if (request.size() > m_limits.batch_length_max) {
-        out.body = ErrorResponse(nullptr, kLimitExceeded,
-                                 fmt::format("batch of {} exceeds the limit of {}", request.size(), m_limits.batch_length_max))
-                       .dump();
+        out.body = BatchTooLarge(request, m_limits.batch_length_max);
         return out;
     }
     // Answers are joined as text: each was measured against the batch's byte budget.

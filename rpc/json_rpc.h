@@ -8,6 +8,8 @@
 // throws anything but RpcException is answered -32603 and logged.
 #pragma once
 
+#include "common/result.h"
+
 #include <nlohmann/json.hpp>
 
 #include <chrono>
@@ -21,20 +23,26 @@
 
 namespace bitacora::rpc {
 
-// The standard codes and ours (documented in docs/api.md).
+// Every error code of the API, in this one table (docs/api.md lists it). Ours keep out of
+// the codes EIP-1474 and clients give meanings to (-32000 to -32007, the -32500s of
+// ERC-4337, 4001 to 5760; viem retries -32005 and -32603), or reuse one with the same
+// meaning: a client then neither misreports them nor retries what cannot succeed.
 enum ErrorCode : int {
     kParseError = -32700,
-    kInvalidRequest = -32600,
+    kInvalidRequest = -32600,    // also a batch over -rpcmaxbatch, as geth ("batch too large")
     kMethodNotFound = -32601,
     kInvalidParams = -32602,
     kInternalError = -32603,
-    kNotFound = -32001,          // no such order, event, tree size ...
-    kAuthRequired = -32002,      // a write method without credentials
-    kLimitExceeded = -32003,     // batch length, params size, request time
-    kNotAvailable = -32004,      // the feature is off (no checkpoint key, no follower)
-    kConflict = -32005,          // an idempotency key reused for a different event
-    kForbidden = -32006,         // a submitter key the operator did not configure
+    kNotFound = -32001,          // EIP-1474's "resource not found": no such order, event, tree size ...
+    kAuthRequired = -32040,      // no credentials, or wrong ones (then with HTTP 401)
+    kLimitExceeded = -32041,     // params size, answer size, request time: ask for less
+    kNotAvailable = -32042,      // the feature is off (no checkpoint key, no follower)
+    kConflict = -32043,          // an idempotency key reused for a different event
+    kForbidden = -32044,         // a submitter key the operator did not configure
 };
+
+// The code of an error a lower layer reported by kind (common/result.h).
+ErrorCode CodeOf(ErrorKind kind);
 
 struct RpcException {
     int code;
@@ -82,7 +90,7 @@ struct MethodSpec {
 };
 
 struct DispatchLimits {
-    size_t batch_length_max{100};
+    size_t batch_length_max{1000}; // geth's default, and the most viem's batch transport sends
     size_t params_bytes_max{64 * 1024};
     size_t answer_bytes_max{25'000'000};  // one HTTP answer, a whole batch included (geth's default)
     size_t json_depth_max{32};            // nesting of a request body, checked before it is parsed

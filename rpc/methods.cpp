@@ -588,8 +588,9 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
            .access = Access::Write,
            .summary = "Anchors the log now instead of at the next interval (when it grew since the last anchor and no "
                       "anchor is in progress), and waits up to 10 s for the transaction to be sent.",
-           .result = "{anchored: bool, message, anchor: {...} | null}; -32004 without a Bitcoin node "
-                     "(-btcrpcconnect)",
+           .result = fmt::format("{{anchored: bool, message, anchor: {{...}} | null}}; {} without a Bitcoin node "
+                                 "(-btcrpcconnect)",
+                                 static_cast<int>(kNotAvailable)),
            .handler = [anchor_now = context.anchor_now](const Params&) -> json {
                if (!anchor_now) throw RpcException{kNotAvailable, "anchoring is off: no -btcrpcconnect configured"};
                return anchor_now();
@@ -605,8 +606,9 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
                       {"signature", ParamType::String, true, "BIP-340 signature (hex) of the off-chain signing hash"}},
            .summary = "Appends an off-chain event of the platform's backend to the final log, once per idempotency key; "
                       "the ledger is fsynced before the answer.",
-           .result = "{index, idempotencyKey, status: \"final\"}; -32602 schema or signature, -32005 key reused for "
-                     "another event, -32006 submitter not configured",
+           .result = fmt::format("{{index, idempotencyKey, status: \"final\"}}; {} schema or signature, {} key reused "
+                                 "for another event, {} submitter not configured",
+                                 static_cast<int>(kInvalidParams), static_cast<int>(kConflict), static_cast<int>(kForbidden)),
            .handler = [&ledger, keys = context.backend_keys](const Params& p) -> json {
                if (keys.empty()) throw RpcException{kNotAvailable, "off-chain submission is off: no -backendkey configured"};
                ledger::OffchainEvent event;
@@ -631,10 +633,7 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
                    throw RpcException{kInvalidParams, "signature does not verify for the submitter key"};
                }
                auto index = ledger.AppendOffchain(event);
-               if (!index) {
-                   if (index.error().find("already used") != std::string::npos) throw RpcException{kConflict, index.error()};
-                   throw RpcException{kInternalError, index.error()};
-               }
+               if (!index) throw RpcException{CodeOf(index.error_kind()), index.error()};
                return {{"index", *index}, {"idempotencyKey", event.idempotency_key}, {"status", "final"}};
            }});
 

@@ -18,6 +18,14 @@ struct MethodMetrics {
     double seconds{0};
 };
 
+// A 401 with a JSON-RPC error body, as its content type says: clients parse it (viem
+// reported an empty one as "Unexpected end of JSON input") and keep its code.
+HttpResponse Unauthorized(const std::string& message)
+{
+    const nlohmann::json body = {{"jsonrpc", "2.0"}, {"id", nullptr}, {"error", ErrorObject(kAuthRequired, message)}};
+    return {.status = 401, .body = body.dump(), .headers = {{"WWW-Authenticate", "Basic realm=\"jsonrpc\""}}};
+}
+
 } // namespace
 
 struct RpcServer::Impl {
@@ -71,11 +79,11 @@ struct RpcServer::Impl {
                     ++auth_failures;
                 }
                 LogWarning("RPC: incorrect credentials from {}", request.peer);
-                return {.status = 401, .body = "", .headers = {{"WWW-Authenticate", "Basic realm=\"jsonrpc\""}}};
+                return Unauthorized("incorrect credentials");
             }
             context.authenticated = true;
         } else if (!options.reads_open) {
-            return {.status = 401, .body = "", .headers = {{"WWW-Authenticate", "Basic realm=\"jsonrpc\""}}};
+            return Unauthorized("credentials required (HTTP Basic: -rpcauth or the cookie)");
         }
         const auto started = Clock::now();
         DispatchResult result = dispatcher.Handle(request.body, context);

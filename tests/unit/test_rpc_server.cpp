@@ -8,6 +8,7 @@
 #include "rpc/json_rpc.h"
 
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <arpa/inet.h>
@@ -367,7 +368,6 @@ TEST_CASE("batches, notifications, auth and limits")
     CHECK(only_notifications.http_status == 204);
     CHECK(only_notifications.body.empty());
     CHECK(d.Handle(R"({"jsonrpc":"2.0","method":"test_echo","params":["n"]})", {.authenticated = true}).http_status == 204);
-    CHECK(Call(d, R"([1,2,3,4])")["error"]["code"] == kLimitExceeded);
 
     CHECK(Call(d, R"({"jsonrpc":"2.0","id":1,"method":"test_write"})", {.authenticated = false, .reads_open = true})["error"]["code"] ==
           kAuthRequired);
@@ -428,6 +428,101 @@ TEST_CASE("one answer has a byte budget: a batch answers the rest with a limit e
     CHECK(batch[2]["result"].get<std::string>().size() == 400);
     CHECK(batch[3]["error"]["code"] == kLimitExceeded);
     CHECK(batch[3]["id"] == 4);
+}
+
+namespace {
+
+std::string EchoBatch(size_t calls)
+{
+    std::string body = "[";
+    for (size_t i = 0; i < calls; ++i) {
+        if (i > 0) body += ',';
+        body += fmt::format(R"({{"jsonrpc":"2.0","id":{},"method":"test_echo","params":["call {}"]}})", i + 1, i);
+    }
+    return body + "]";
+}
+
+} // namespace
+
+TEST_CASE("a batch of up to 1000 calls is answered call by call; a longer one as geth answers it")
+{
+    const Dispatcher d = TestDispatcher(); // the defaults: 1000 calls, as geth and viem's batch transport
+    const json answers = Call(d, EchoBatch(1000));
+    REQUIRE(answers.size() == 1000);
+    for (size_t i = 0; i < answers.size(); ++i) {
+        CHECK(answers[i]["id"] == i + 1);
+        CHECK(answers[i]["result"]["text"] == fmt::format("call {}", i));
+    }
+    // geth (rpc/handler.go, respondWithBatchTooLarge): one error in a one-element array,
+    // -32600 "batch too large", with the id of the batch's first call (not a notification).
+    const json too_large = Call(d, EchoBatch(1001));
+    REQUIRE(too_large.is_array());
+    REQUIRE(too_large.size() == 1);
+    CHECK(too_large[0]["id"] == 1);
+    CHECK(too_large[0]["error"]["code"] == kInvalidRequest);
+    CHECK(too_large[0]["error"]["message"] == "batch too large");
+    CHECK(too_large[0]["error"]["data"]["batchLengthMax"] == 1000);
+
+    const Dispatcher three = TestDispatcher({.batch_length_max = 3});
+    const json first_call = Call(three, R"([{"jsonrpc":"2.0","method":"test_echo","params":["a notification"]},
+                                            {"jsonrpc":"2.0","id":"b","method":"test_echo","params":["b"]},
+                                            {"jsonrpc":"2.0","id":3,"method":"test_echo","params":["c"]},
+                                            {"jsonrpc":"2.0","id":4,"method":"test_echo","params":["d"]}])");
+    REQUIRE(first_call.size() == 1);
+    CHECK(first_call[0]["id"] == "b");
+    const json no_call = Call(three, "[1,2,3,4]");
+    REQUIRE(no_call.size() == 1);
+    CHECK(no_call[0]["id"].is_null());
+    CHECK(no_call[0]["error"]["code"] == kInvalidRequest);
+    CHECK(Call(three, EchoBatch(3)).size() == 3);
+}
+
+TEST_CASE("the answer's byte budget holds across a 1000-call batch")
+{
+    constexpr size_t kAnswerBytesMax = 50'000;
+    Dispatcher d({.answer_bytes_max = kAnswerBytesMax});
+    d.Add({.name = "test_big", .params = {{"bytes", ParamType::Unsigned, true, ""}},
+           .handler = [](const Params& p) -> json { return std::string(p.Unsigned(0), 'x'); }});
+    std::string body = "[";
+    for (size_t i = 0; i < 1000; ++i) {
+        body += fmt::format(R"({}{{"jsonrpc":"2.0","id":{},"method":"test_big","params":[400]}})", i ? "," : "", i);
+    }
+    const auto result = d.Handle(body + "]", {.authenticated = true});
+    REQUIRE(result.http_status == 200);
+    const json answers = json::parse(result.body);
+    REQUIRE(answers.size() == 1000);
+    size_t answered = 0;
+    for (size_t i = 0; i < answers.size(); ++i) {
+        CHECK(answers[i]["id"] == i);
+        if (answers[i].contains("result")) {
+            CHECK(answered == i); // the budget runs out once, then every later call is refused
+            ++answered;
+        } else {
+            CHECK(answers[i]["error"]["code"] == kLimitExceeded);
+        }
+    }
+    CHECK(answered > 0);
+    CHECK(answered * 400 <= kAnswerBytesMax);
+    CHECK(answered * 450 > kAnswerBytesMax - 450); // the budget was used, not refused early
+    // Each refusal is a short error: the whole answer stays near the budget.
+    CHECK(result.body.size() < kAnswerBytesMax + 1000 * 200);
+}
+
+TEST_CASE("error codes: one table, outside the meanings EIP-1474 and viem give")
+{
+    // EIP-1474 -32000..-32006, QuickNode's -32007 (viem retries it), ERC-4337's -32500s:
+    // only -32001 (resource not found) is ours too, with that meaning.
+    for (const int code : {int(kAuthRequired), int(kLimitExceeded), int(kNotAvailable), int(kConflict), int(kForbidden)}) {
+        CAPTURE(code);
+        CHECK_FALSE((code >= -32007 && code <= -32000));
+        CHECK_FALSE((code >= -32599 && code <= -32500));
+        CHECK(code >= -32099); // JSON-RPC's range for a server's own errors
+        CHECK(code <= -32008);
+    }
+    CHECK(kNotFound == -32001);
+    CHECK(CodeOf(ErrorKind::Conflict) == kConflict);
+    CHECK(CodeOf(ErrorKind::Invalid) == kInvalidParams);
+    CHECK(CodeOf(ErrorKind::Other) == kInternalError);
 }
 
 TEST_CASE("rpcauth in bitcoind's format and a 0600 cookie")
