@@ -314,7 +314,7 @@ Result<std::unique_ptr<rpc::RpcServer>> StartApi(const ArgsManager& args, uint16
         };
     }
     // Shared by the method table's copies; the server drops it before the ledger closes.
-    methods.backup = [runner = std::make_shared<BackupRunner>(ledger)](const std::string& dir, bool include_key) {
+    methods.backup = [runner = std::make_shared<BackupRunner>(ledger, netdir)](const std::string& dir, bool include_key) {
         auto outcome = runner->Run(dir, include_key, std::chrono::seconds(30));
         if (!outcome.answer) {
             throw rpc::RpcException{outcome.refused ? rpc::kInvalidParams : rpc::kInternalError, outcome.answer.error()};

@@ -39,9 +39,45 @@ Status WriteFileDurably(const fs::path& dir, const std::string& name, const std:
     return {};
 }
 
+// A copy of a small file, fsynced before it counts.
+Status CopyFileDurably(const fs::path& from, const fs::path& to)
+{
+    std::error_code ec;
+    fs::copy_file(from, to, fs::copy_options::none, ec);
+    if (ec) return Error{fmt::format("cannot copy {} to {}: {}", from.string(), to.string(), ec.message())};
+    const int fd = ::open(to.c_str(), O_RDONLY | O_CLOEXEC);
+    const bool synced = fd >= 0 && ::fsync(fd) == 0;
+    if (fd >= 0) ::close(fd);
+    if (!synced) return Error{fmt::format("cannot fsync {}", to.string())};
+    return {};
+}
+
+// The ledger's copy, then the side files and, last, the manifest.
+Result<nlohmann::json> WriteBackup(const ledger::Ledger& ledger, const fs::path& netdir, const fs::path& dir,
+                                   bool include_key)
+{
+    const auto started = std::chrono::steady_clock::now();
+    auto result = ledger.Backup(dir, include_key);
+    if (!result) return Error{result.error()};
+    std::vector<std::string> files;
+    for (const auto& name : kBackupSideFiles) {
+        std::error_code ec;
+        if (!fs::exists(netdir / name, ec)) continue;
+        if (auto copied = CopyFileDurably(netdir / name, dir / name); !copied) return Error{copied.error()};
+        files.push_back(name);
+    }
+    const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+    auto manifest = BackupManifest(dir, *result, files, elapsed);
+    if (auto written = WriteFileDurably(dir, kBackupManifestName, manifest.dump(2) + "\n"); !written) {
+        return Error{written.error()};
+    }
+    return manifest;
+}
+
 } // namespace
 
-nlohmann::json BackupManifest(const fs::path& dir, const ledger::BackupResult& r, std::chrono::milliseconds elapsed)
+nlohmann::json BackupManifest(const fs::path& dir, const ledger::BackupResult& r, const std::vector<std::string>& files,
+                              std::chrono::milliseconds elapsed)
 {
     const auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
     return {{"done", true},
@@ -51,6 +87,7 @@ nlohmann::json BackupManifest(const fs::path& dir, const ledger::BackupResult& r
             {"createdAt", now.count()},
             {"elapsedMs", elapsed.count()},
             {"ledgerDir", "ledger"},
+            {"files", files},
             {"schemaVersion", r.schema_version},
             {"treeSize", r.tree_size},
             {"root", HexEncode0x(r.root)},
@@ -121,19 +158,9 @@ BackupRunner::Outcome BackupRunner::Run(const fs::path& dir, bool include_key, s
 
 void BackupRunner::Work(fs::path dir, bool include_key)
 {
-    const auto started = std::chrono::steady_clock::now();
     Result<nlohmann::json> outcome = Error{"not run"};
     try {
-        auto result = m_ledger.Backup(dir, include_key);
-        const auto elapsed =
-            std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
-        if (!result) {
-            outcome = Error{result.error()};
-        } else {
-            auto manifest = BackupManifest(dir, *result, elapsed);
-            auto written = WriteFileDurably(dir, kBackupManifestName, manifest.dump(2) + "\n");
-            outcome = written ? Result<nlohmann::json>(std::move(manifest)) : Error{written.error()};
-        }
+        outcome = WriteBackup(m_ledger, m_netdir, dir, include_key);
     } catch (const std::exception& e) { // a read error of the copy, an allocation failure
         outcome = Error{fmt::format("backup failed: {}", e.what())};
     }

@@ -11,15 +11,21 @@
 #include <chrono>
 #include <filesystem>
 #include <optional>
+#include <string>
 #include <thread>
+#include <vector>
 
 namespace bitacora {
 
 inline constexpr const char* kBackupManifestName = "BACKUP.json";
 
 // The manifest of a finished backup (also the answer of admin_backup).
+// The files of the chain's data dir copied beside the ledger, when present: the EVM
+// follower's chain identity, which start-up requires next to a ledger with EVM data.
+inline const std::vector<std::string> kBackupSideFiles = {"evm-chain.json"};
+
 nlohmann::json BackupManifest(const std::filesystem::path& dir, const ledger::BackupResult& result,
-                              std::chrono::milliseconds elapsed);
+                              const std::vector<std::string>& files, std::chrono::milliseconds elapsed);
 
 // Why dir cannot receive a backup (not absolute, a file, a non-empty directory), or nullopt.
 std::optional<std::string> BackupTargetProblem(const std::filesystem::path& dir);
@@ -27,7 +33,10 @@ std::optional<std::string> BackupTargetProblem(const std::filesystem::path& dir)
 // One backup at a time; destroyed before the ledger (it lives in the API's method table).
 class BackupRunner {
 public:
-    explicit BackupRunner(const ledger::Ledger& ledger) : m_ledger(ledger) {}
+    // netdir: the chain's data dir, whose files beside the ledger (evm-chain.json) the
+    // backup copies too.
+    BackupRunner(const ledger::Ledger& ledger, std::filesystem::path netdir)
+        : m_ledger(ledger), m_netdir(std::move(netdir)) {}
     ~BackupRunner();
     BackupRunner(const BackupRunner&) = delete;
     BackupRunner& operator=(const BackupRunner&) = delete;
@@ -46,6 +55,7 @@ private:
     void Work(std::filesystem::path dir, bool include_key) LOCKS_EXCLUDED(m_mutex);
 
     const ledger::Ledger& m_ledger;
+    const std::filesystem::path m_netdir;
     Mutex m_mutex;
     ConditionVariable m_done;
     std::filesystem::path m_dir GUARDED_BY(m_mutex);

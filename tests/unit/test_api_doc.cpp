@@ -152,7 +152,7 @@ TEST_CASE("docs/api.md documents every method as the method table has it")
     auto backup = [&dir, &ledger](const std::string& shown, bool include_key) -> json {
         auto result = (*ledger)->Backup(dir.path / "backup", include_key);
         REQUIRE_MESSAGE(result, (result ? "" : result.error()));
-        return BackupManifest(shown, *result, std::chrono::milliseconds(0));
+        return BackupManifest(shown, *result, {}, std::chrono::milliseconds(0));
     };
     rpc::RegisterMethods(dispatcher, {.ledger = ledger->get(), .backend_keys = {offer.submitter}, .backup = backup});
     const std::string rendered = Render(dispatcher);

@@ -1,0 +1,147 @@
+"""Operations: a backup of a running daemon during a busy catch-up, restored into a fresh
+data dir (same root at the backup's size, the same final root after catching up, anchor
+proofs intact); options refused before the data dir is touched; -rpcbind beyond
+loopback only with -rpcallowip; bitacora-inspect's -help and -version; the systemd unit
+and the logrotate snippet."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from evm_chain import Platform, wait_synced_at  # noqa: E402
+from harness import Daemon, check, main, run, wait_for  # noqa: E402
+from rpc_proxy import FaultProxy  # noqa: E402
+from test_api import verify_consistency  # noqa: E402
+from test_btc_anchor import CONFIRMATIONS, Api, Setup, cli  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def plain(hex_text):
+    return hex_text[2:] if hex_text.startswith("0x") else hex_text
+
+
+def tool(options, name):
+    return os.path.join(os.path.dirname(options.bitacorad), name)
+
+
+def test_backup_during_catch_up_restores_and_catches_up(options, tmp):
+    platform = Platform(options, tmp, seed=13)
+    s = None
+    proxy = None
+    restored = None
+    try:
+        platform.waves(10)  # about a thousand blocks with events in most
+        platform.mine(70)
+        # 10 ms per upstream request, one block per eth_getLogs, one fetcher: the catch-up
+        # is still appending when the backup runs.
+        proxy = FaultProxy(platform.anvil.url, latency_s=0.01).start(0)
+        s = Setup(options, tmp)
+        s.start(extra=platform.follower_args(url=proxy.url,
+                                             extra=["-evmlograngemax=1", "-evmlogrange=1", "-evmfetchers=1"]))
+        # What no chain can give back: off-chain events and an anchor's proof material.
+        s.signer.submit(s.api, 3)
+        anchored = s.api.call("admin_anchorNow")
+        check(anchored["anchored"], f"admin_anchorNow: {anchored}")
+        s.mine(CONFIRMATIONS)
+        final_anchor = s.wait_anchor(1, "final")
+        # The catch-up has appended EVM events after the anchor's and goes on appending.
+        status = wait_for(lambda: (lambda st: st["ledger"]["size"] > final_anchor["treeSize"] + 50 and st)(
+            s.api.call("bitacora_status")), 60, "EVM events after the anchor")
+        check(status["sources"]["evm"]["state"] == "catching-up",
+              f"the EVM follower is still catching up: {status['sources']['evm']['state']}")
+
+        # Backups every half second while the catch-up appends: each must hold exactly
+        # the size and root it reports, whatever was being appended meanwhile.
+        common = ["-chain=regtest", f"-datadir={s.datadir}", f"-rpcport={s.api.port}"]
+        answers = []
+        for i in range(4):
+            backup_dir = os.path.join(tmp, "backups", f"b{i}")
+            started = time.monotonic()
+            out = cli(options, *common, "backup", backup_dir, expect=0)
+            answer = json.loads(out.stdout)
+            print(f"backup of {answer['treeSize']} events in {time.monotonic() - started:.2f} s "
+                  f"(elapsedMs {answer['elapsedMs']})", flush=True)
+            with open(os.path.join(backup_dir, "BACKUP.json")) as f:
+                check(json.load(f) == answer, "BACKUP.json is what the call answered")
+            answers.append((backup_dir, answer))
+            time.sleep(0.5)
+        after = s.api.call("bitacora_status")
+        check(after["sources"]["evm"]["state"] == "catching-up", "the backups ran during the catch-up")
+        sizes = [a["treeSize"] for _, a in answers]
+        check(sizes == sorted(sizes) and sizes[-1] > sizes[0] > final_anchor["treeSize"],
+              f"the log grew between the backups: {sizes}")
+        backup_dir, answer = answers[-1]
+        manifest = answer
+        check(manifest["anchors"] == 1 and manifest["latestAnchor"]["state"] == "final", f"anchors: {manifest}")
+        check(manifest["highWaterMark"]["anchorId"] == 1, "the backup's mark holds the anchor")
+        check(manifest["files"] == ["evm-chain.json"], f"the EVM chain identity is in the backup: {manifest['files']}")
+        check(manifest["checkpointKey"]["included"] and
+              plain(manifest["checkpointKey"]["publicKey"]) == plain(status["ledger"]["checkpointKey"]),
+              f"the checkpoint key is in the backup: {manifest['checkpointKey']}")
+        check(oct(os.stat(os.path.join(backup_dir, "checkpoint.key")).st_mode & 0o777) == "0o600", "key mode 0600")
+
+        again = cli(options, *common, "backup", backup_dir)
+        check(again.returncode != 0 and "not empty" in again.stderr, f"a second backup into b1: {again.stderr}")
+        relative = cli(options, *common, "-named", "admin_backup", "dir=relative/b2")
+        check(relative.returncode != 0 and "not an absolute path" in relative.stderr, relative.stderr)
+
+        # The original catches up; its tree at the backup's size is the backup's.
+        proxy.set_faults(latency_s=0)
+        wait_synced_at(s.datadir, platform, timeout_s=300, daemon=s.daemon)
+        final = s.api.call("bitacora_status")["ledger"]
+        for _, each in answers:
+            proof = s.api.call("ledger_getConsistencyProof", each["treeSize"], final["size"])
+            check(plain(proof["firstRoot"]) == plain(each["root"]),
+                  f"the original's root at {each['treeSize']} is the backup's")
+            check(verify_consistency(each["treeSize"], final["size"], bytes.fromhex(plain(each["root"])),
+                                     bytes.fromhex(plain(final["root"])),
+                                     [bytes.fromhex(plain(p)) for p in proof["path"]]),
+                  "RFC 9162: the backup is a prefix of the original's final log")
+
+        # Restore into a fresh data dir, as the operator guide says.
+        restored_dir = os.path.join(tmp, "restored")
+        netdir = os.path.join(restored_dir, "regtest")
+        os.makedirs(restored_dir)
+        shutil.copytree(backup_dir, netdir)  # the backup is laid out as <datadir>/<chain>/
+        out = subprocess.run([tool(options, "bitacora-inspect"), os.path.join(netdir, "ledger")], input="summary\n",
+                             capture_output=True, text=True, timeout=60)
+        summary = json.loads(out.stdout.splitlines()[0])
+        check(summary["size"] == answer["treeSize"] and plain(summary["root"]) == plain(answer["root"]),
+              f"the restored ledger holds what BACKUP.json says: {summary}")
+        restored = Daemon(options.bitacorad, restored_dir, s.daemon_args(platform.follower_args())).start()
+        api = Api(restored_dir, restored)
+        wait_synced_at(restored_dir, platform, timeout_s=300, daemon=restored)
+        mine = api.call("bitacora_status")["ledger"]
+        check(mine["size"] == final["size"] and plain(mine["root"]) == plain(final["root"]),
+              f"the restored daemon caught up to the original's root: {mine} vs {final}")
+        check(plain(mine["checkpointKey"]) == plain(status["ledger"]["checkpointKey"]), "the same checkpoint key")
+        anchor = api.call("ledger_getAnchor", 1)
+        check(anchor["state"] == "final" and anchor["proof"] == final_anchor["proof"], "the anchor's proof material")
+        bundle = api.call("ledger_getProofBundle", 0)
+        check(bundle["anchor"] is not None and bundle["anchor"]["id"] == 1, "event 0 is proven by anchor 1")
+        path = os.path.join(tmp, "restored-bundle.json")
+        with open(path, "w") as f:
+            json.dump(bundle, f)
+        out = cli(options, "verifyproof", path, "-requireanchor", f"-checkpointkey={plain(mine['checkpointKey'])}",
+                  expect=0)
+        check(out.stdout.startswith("VALID") and "anchored by transaction" in out.stdout, out.stdout)
+        height = bundle["anchor"]["blockHeight"]
+        check(plain(bundle["anchor"]["blockHash"]) == plain(s.node.rpc("getblockhash", height)),
+              "the anchor's block is in the node's best chain")
+    finally:
+        if restored:
+            restored.stop()
+        if s:
+            s.stop()
+        if proxy:
+            proxy.stop()
+        platform.stop()
+
+
+if __name__ == "__main__":
+    main([test_backup_during_catch_up_restores_and_catches_up])
