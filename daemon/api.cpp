@@ -115,7 +115,7 @@ nlohmann::json FollowerStatusJson(const evm::FollowerStatus& s)
             {"finalBlock", s.final_block ? nlohmann::json(*s.final_block) : nlohmann::json(nullptr)},
             {"pendingTip", s.pending_tip ? nlohmann::json(*s.pending_tip) : nlohmann::json(nullptr)},
             {"pendingEvents", s.events_pending},
-            {"pendingDigest", HexEncode(s.pending_digest)},
+            {"pendingDigest", HexEncode0x(s.pending_digest)},
             {"eventsAppended", s.events_final},
             {"rawLogs", s.raw_logs},
             {"reorgs", s.reorgs},

@@ -123,11 +123,15 @@ int Fail(const std::string& message, int code = 1)
 }
 
 // An argument as bitcoin-cli sends it: JSON when it parses as an object, array or
-// literal, else a string; the server turns "7" into 7 where a number is wanted.
+// literal, else a string; the server turns "7" into 7 where a number is wanted. `null`
+// skips an optional argument to give a later one (an empty string is a value, and no
+// list takes an empty cursor).
 json Argument(const std::string& text)
 {
     json parsed = json::parse(text, nullptr, false);
-    if (!parsed.is_discarded() && (parsed.is_object() || parsed.is_array() || parsed.is_boolean())) return parsed;
+    if (!parsed.is_discarded() && (parsed.is_object() || parsed.is_array() || parsed.is_boolean() || parsed.is_null())) {
+        return parsed;
+    }
     return text;
 }
 
@@ -386,7 +390,9 @@ int main(int argc, char* argv[])
                     "       bitacora-cli exportots BUNDLE.json OUT.ots   Write the proof as an OpenTimestamps file\n"
                     "       bitacora-cli [options] backup DIR [-nokey]   Copy the running ledger into DIR (admin_backup)\n\n"
                     "Options: -chain=<base|base-sepolia|regtest> -datadir=<dir> -rpcconnect=<ip> -rpcport=<port>\n"
-                    "         -rpcuser=<user> -rpcpassword=<pw> -rpccookiefile=<file> -named\n",
+                    "         -rpcuser=<user> -rpcpassword=<pw> -rpccookiefile=<file> -named\n"
+                    "Params: JSON objects, arrays, true/false as such, else strings; null skips an optional one\n"
+                    "        (e.g. escrow_getOrders '{}' null 10)\n",
                     BITACORA_VERSION);
         return o.positional.empty() && !o.flags.count("help") && !o.flags.count("h") ? kExitUsage : 0;
     }

@@ -117,7 +117,7 @@ json EventJson(const ledger::Event& event)
             [](const ledger::AnchorEvent& e) -> json {
                 static constexpr const char* kStates[] = {"", "broadcast", "confirmed", "final", "dropped", "abandoned"};
                 return {{"state", e.state}, {"stateName", e.state < 6 ? kStates[e.state] : "unknown"},
-                        {"anchoredSize", e.anchored_size}, {"anchoredRoot", HexEncode(e.anchored_root)},
+                        {"anchoredSize", e.anchored_size}, {"anchoredRoot", HexEncode0x(e.anchored_root)},
                         {"txid", BitcoinHashHex(e.txid)}, {"blockHeight", e.block_height},
                         {"blockHash", BitcoinHashHex(e.block_hash)}};
             },
@@ -135,17 +135,17 @@ json EventJson(const ledger::Event& event)
 json CheckpointJson(const ledger::Checkpoint& c)
 {
     return {{"treeSize", c.tree_size},
-            {"root", HexEncode(c.root)},
+            {"root", HexEncode0x(c.root)},
             {"timestamp", c.timestamp},
-            {"publicKey", HexEncode(c.public_key)},
-            {"signature", HexEncode(c.signature)}};
+            {"publicKey", HexEncode0x(c.public_key)},
+            {"signature", HexEncode0x(c.signature)}};
 }
 
 std::string BitcoinHashHex(const Hash256& hash)
 {
     Hash256 reversed;
     std::reverse_copy(hash.begin(), hash.end(), reversed.begin());
-    return HexEncode(reversed);
+    return HexEncode0x(reversed);
 }
 
 json AnchorProofJson(const ledger::AnchorRecord& a)
@@ -153,19 +153,19 @@ json AnchorProofJson(const ledger::AnchorRecord& a)
     if (!a.proof) return nullptr;
     const auto& p = *a.proof;
     json branch = json::array();
-    for (const auto& node : p.branch) branch.push_back(HexEncode(node));
+    for (const auto& node : p.branch) branch.push_back(HexEncode0x(node));
     return {{"id", a.id},
             {"status", a.state == ledger::AnchorState::Final ? "final" : "confirmed"},
             {"treeSize", a.tree_size},
-            {"root", HexEncode(a.root)},
-            {"payload", HexEncode(ledger::AnchorPayload(a.tree_size, a.root))},
-            {"tx", HexEncode(p.tx)},
+            {"root", HexEncode0x(a.root)},
+            {"payload", HexEncode0x(ledger::AnchorPayload(a.tree_size, a.root))},
+            {"tx", HexEncode0x(p.tx)},
             {"txid", BitcoinHashHex(p.txid)},
             {"outputIndex", p.output_index},
             {"payloadOffset", p.payload_offset},
             {"txIndex", p.tx_index},
             {"branch", branch},
-            {"header", HexEncode(p.header)},
+            {"header", HexEncode0x(p.header)},
             {"blockHash", BitcoinHashHex(p.block_hash)},
             {"blockHeight", p.block_height}};
 }
@@ -177,7 +177,7 @@ json AnchorJson(const ledger::AnchorRecord& a)
     json out = {{"id", a.id},
                 {"state", ledger::AnchorStateName(a.state)},
                 {"treeSize", a.tree_size},
-                {"root", HexEncode(a.root)},
+                {"root", HexEncode0x(a.root)},
                 {"plannedTime", a.planned_time},
                 {"updatedTime", a.updated_time},
                 {"txids", txids},
@@ -200,11 +200,11 @@ json ConsistencyReportJson(const ledger::ConsistencyReport& r)
 {
     return {{"consistent", r.ok()},
             {"treeSize", r.tree_size},
-            {"root", HexEncode(r.root)},
-            {"recomputedRoot", HexEncode(r.recomputed_root)},
+            {"root", HexEncode0x(r.root)},
+            {"recomputedRoot", HexEncode0x(r.recomputed_root)},
             {"nodesChecked", r.nodes_checked},
-            {"stateHash", HexEncode(r.state_hash)},
-            {"derivedStateHash", HexEncode(r.derived_state_hash)},
+            {"stateHash", HexEncode0x(r.state_hash)},
+            {"derivedStateHash", HexEncode0x(r.derived_state_hash)},
             {"problems", r.problems},
             {"problemsTotal", r.problems_total}};
 }

@@ -1,5 +1,5 @@
 // The JSON forms of ledger records, shared by the API and bitacora-inspect. Amounts and
-// ids are decimal strings, never floats; hashes and addresses 0x-hex.
+// ids are decimal strings, never floats; hashes, addresses and bytes 0x-hex.
 #pragma once
 
 #include "ledger/event.h"
@@ -15,7 +15,8 @@ nlohmann::json PositionJson(const ledger::VaultPosition& position);
 nlohmann::json TotalsJson(const ledger::Totals& totals);
 nlohmann::json EventJson(const ledger::Event& event); // kind, origin (on-chain), fields
 nlohmann::json CheckpointJson(const ledger::Checkpoint& checkpoint);
-// Bitcoin hashes (txids, block hashes) are shown in bitcoind's display order, reversed.
+// Bitcoin hashes (txids, block hashes) in bitcoind's display order (reversed), 0x-prefixed
+// like every hash of this API.
 std::string BitcoinHashHex(const Hash256& hash);
 // An anchor's state and, once in a block, the proof material (tx, header, branch).
 nlohmann::json AnchorJson(const ledger::AnchorRecord& anchor);

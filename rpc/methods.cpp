@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 
 namespace bitacora::rpc {
@@ -44,7 +45,48 @@ json WithStatus(const std::optional<T>& final_view, const std::optional<T>& pend
 }
 
 constexpr uint64_t kPageMax = 1'000;
+constexpr uint64_t kPageDefault = 100;
 constexpr size_t kScanMax = 10'000; // records looked at per call; a cursor continues
+
+// Every list takes `cursor` (absent for the first page, else the previous answer's
+// nextCursor with the same filters) and `limit`, and answers `nextCursor`: a string to
+// pass on, or null when there is no more. A cursor is the decimal position of the first
+// item not given yet (a ledger index, an order id, an anchor id, a history entry), so
+// positions are inclusive everywhere, and a client that reached the end resumes from its
+// last item's position + 1.
+const ParamSpec kCursor{"cursor", ParamType::String, false, "nextCursor of the previous page (same filters); absent "
+                                                             "for the first"};
+const ParamSpec kLimit{"limit", ParamType::Unsigned, false, "items per page, 1 to 1000 (default 100)"};
+
+uint64_t LimitParam(const Params& p, size_t i)
+{
+    const uint64_t limit = p.Has(i) ? p.Unsigned(i) : kPageDefault;
+    if (limit == 0 || limit > kPageMax) throw RpcException{kInvalidParams, "limit must be 1 to 1000"};
+    return limit;
+}
+
+std::optional<uint64_t> DecimalU64(std::string_view text)
+{
+    uint64_t value = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (text.empty() || ec != std::errc{} || end != text.data() + text.size()) return std::nullopt;
+    return value;
+}
+
+// A position cursor, at most `end` (the position after the last item): a position beyond
+// the list is refused, not answered with an empty page.
+std::optional<uint64_t> PositionCursor(const Params& p, size_t i, uint64_t end)
+{
+    if (!p.Has(i)) return std::nullopt;
+    const auto position = DecimalU64(p.String(i));
+    if (!position) throw RpcException{kInvalidParams, "cursor is not one this method returned"};
+    if (*position > end) {
+        throw RpcException{kInvalidParams, fmt::format("cursor {} is past the end of the list ({})", *position, end)};
+    }
+    return position;
+}
+
+json CursorJson(std::optional<uint64_t> next) { return next ? json(std::to_string(*next)) : json(nullptr); }
 
 // The items of a list answer, stopped before the answer outgrows what this call may send
 // (-rpcmaxresponse, less what earlier calls of its batch took). A list that cannot hold
@@ -75,6 +117,39 @@ private:
     size_t m_left;
 };
 
+// One event of the final log as the lists give it.
+json EventItem(const ledger::Ledger& ledger, uint64_t index)
+{
+    const auto leaf = ledger.GetLeaf(index);
+    if (!leaf) throw RpcException{kInternalError, fmt::format("event {} cannot be read: {}", index, leaf.error())};
+    const auto event = ledger::DecodeEvent(*leaf);
+    if (!event) throw RpcException{kInternalError, fmt::format("stored leaf {} does not decode", index)};
+    return {{"index", index}, {"event", EventJson(*event)}, {"leaf", HexEncode0x(*leaf)}};
+}
+
+// The first index at or after `low` whose EVM event is of block `from_block` or later, by
+// binary search (the log is in block order; off-chain events take the next EVM event's).
+uint64_t FirstIndexOfBlock(const ledger::Ledger& ledger, uint64_t low, uint64_t size, uint64_t from_block)
+{
+    auto block_of = [&](uint64_t i) -> std::optional<uint64_t> {
+        for (uint64_t j = i; j < size && j < i + kScanMax; ++j) {
+            const auto leaf = ledger.GetLeaf(j);
+            if (!leaf) return std::nullopt;
+            const auto event = ledger::DecodeEvent(*leaf);
+            if (event && event->origin) return event->origin->block_number;
+        }
+        return std::nullopt;
+    };
+    uint64_t high = size;
+    while (low < high) {
+        const uint64_t mid = low + (high - low) / 2;
+        const auto block = block_of(mid);
+        if (block && *block < from_block) low = mid + 1;
+        else high = mid;
+    }
+    return low;
+}
+
 const ParamSpec kIncludePending{"includePending", ParamType::Bool, false,
                                 "true (default): include unfinalized blocks and say \"pending\" where they change the record"};
 
@@ -89,8 +164,8 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
                       "reconciliation.",
            .result = "{ledger: {size, root, checkpointKey, health: {state, reason}}, sources: {evm: {...}}}",
            .handler = [&ledger, sources = context.sources](const Params&) -> json {
-               json out = {{"ledger", {{"size", ledger.size()}, {"root", HexEncode(ledger.root())}}}};
-               if (auto key = ledger.checkpoint_public_key()) out["ledger"]["checkpointKey"] = HexEncode(*key);
+               json out = {{"ledger", {{"size", ledger.size()}, {"root", HexEncode0x(ledger.root())}}}};
+               if (auto key = ledger.checkpoint_public_key()) out["ledger"]["checkpointKey"] = HexEncode0x(*key);
                out["ledger"]["health"] = HealthJson(ledger.health());
                out["sources"] = sources ? sources() : json::object();
                return out;
@@ -141,8 +216,8 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
            .params = {{"filter", ParamType::Object, false,
                        "{seller?, buyer?, state? (awaiting_payment, awaiting_delivery, disputed, complete, refunded), "
                        "expiryFrom?, expiryTo? (unix seconds, inclusive)}"},
-                      {"cursor", ParamType::String, false, "nextCursor of the previous page; absent for the first"},
-                      {"limit", ParamType::Unsigned, false, "orders per page, 1 to 1000 (default 100)"},
+                      kCursor,
+                      kLimit,
                       {"includePending", ParamType::Bool, false,
                        "false (default): the final log only. true: each order as the unfinalized blocks leave it "
                        "(status \"pending\" where they change it), and after the last final page the orders that "
@@ -177,13 +252,16 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
                        throw RpcException{kInvalidParams, fmt::format("unknown filter '{}'", key)};
                    }
                }
+               // The cursor is the first order id not given yet: one after a final order.
                std::optional<UInt256> after;
                if (p.Has(1)) {
-                   after = UInt256::FromDecimal(p.String(1));
-                   if (!after) throw RpcException{kInvalidParams, "cursor is not one this method returned"};
+                   const auto from = UInt256::FromDecimal(p.String(1));
+                   after = from ? from->CheckedSub(UInt256(1)) : std::nullopt;
+                   if (!after || !ledger.GetOrder(*after, false)) {
+                       throw RpcException{kInvalidParams, "cursor is not one this method returned"};
+                   }
                }
-               const uint64_t limit = p.Has(2) ? p.Unsigned(2) : 100;
-               if (limit == 0 || limit > kPageMax) throw RpcException{kInvalidParams, "limit must be 1 to 1000"};
+               const uint64_t limit = LimitParam(p, 2);
                const bool include_pending = p.Bool(3, false);
                auto matches = [&](const ledger::OrderRecord& o) {
                    return (!seller || o.seller == *seller) && (!buyer || o.buyer == *buyer) &&
@@ -248,138 +326,110 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
                        orders.push_back(std::move(item));
                    }
                }
-               return {{"orders", orders}, {"nextCursor", more && last ? json(last->ToDecimal()) : json(nullptr)}};
+               const auto next = more && last ? last->CheckedAdd(UInt256(1)) : std::nullopt;
+               return {{"orders", orders}, {"nextCursor", next ? json(next->ToDecimal()) : json(nullptr)}};
            }});
 
     d.Add({.name = "escrow_getOrderEvents",
-           .params = {{"orderId", ParamType::String, true, "decimal order id"}},
-           .summary = "The events of one order in the final log, in log order (the order's history).",
-           .result = "{orderId, events: [{index, event, leaf}]}",
+           .params = {{"orderId", ParamType::String, true, "decimal order id"}, kCursor, kLimit},
+           .summary = "The events of one order in the final log, in log order (the order's history, at most 64 "
+                      "events: historyDropped counts those after).",
+           .result = "{orderId, events: [{index, event, leaf}], historyDropped, nextCursor: string or null}",
            .handler = [&ledger](const Params& p) -> json {
                const UInt256 id = OrderId(p, 0);
                const auto order = ledger.GetOrder(id, false);
                if (!order) throw RpcException{kNotFound, fmt::format("no final order {}", id.ToDecimal())};
+               const uint64_t limit = LimitParam(p, 2);
+               uint64_t position = PositionCursor(p, 1, order->history.size()).value_or(0);
                json events = json::array();
                ListBudget budget(p);
-               bool truncated = false; // the rest did not fit -rpcmaxresponse
-               for (const auto& entry : order->history) {
-                   const auto leaf = ledger.GetLeaf(entry.index);
-                   if (!leaf) continue;
-                   const auto event = ledger::DecodeEvent(*leaf);
-                   if (!event) continue;
-                   json item = {{"index", entry.index}, {"event", EventJson(*event)}, {"leaf", HexEncode(*leaf)}};
-                   if (!budget.Take(item, events.size())) {
-                       truncated = true;
-                       break;
-                   }
+               for (; position < order->history.size() && events.size() < limit; ++position) {
+                   auto item = EventItem(ledger, order->history[position].index);
+                   if (!budget.Take(item, events.size())) break; // the cursor stays at this event
                    events.push_back(std::move(item));
                }
                return {{"orderId", id.ToDecimal()}, {"events", events}, {"historyDropped", order->history_dropped},
-                       {"truncated", truncated}};
+                       {"nextCursor", CursorJson(position < order->history.size() ? std::optional(position) : std::nullopt)}};
            }});
 
     d.Add({.name = "ledger_getEventsByAccount",
-           .params = {{"account", ParamType::String, true, "address"},
-                      {"afterIndex", ParamType::Unsigned, false, "nextCursor of the previous page; absent for the first"},
-                      {"limit", ParamType::Unsigned, false, "events, 1 to 1000 (default 100)"}},
+           .params = {{"account", ParamType::String, true, "address"}, kCursor, kLimit},
            .summary = "Events of the final log that concern an account, in log order: its orders' events as seller or "
                       "buyer, its vault operations and share transfers, its reputation changes and roles.",
-           .result = "{events: [{index, event, leaf}], nextCursor: number or null}",
+           .result = "{events: [{index, event, leaf}], nextCursor: string or null}",
            .handler = [&ledger](const Params& p) -> json {
                const auto account = AddressParam(p, 0, "account");
-               const std::optional<uint64_t> after = p.Has(1) ? std::optional<uint64_t>(p.Unsigned(1)) : std::nullopt;
-               const uint64_t limit = p.Has(2) ? p.Unsigned(2) : 100;
-               if (limit == 0 || limit > kPageMax) throw RpcException{kInvalidParams, "limit must be 1 to 1000"};
-               std::vector<uint64_t> indices = ledger.AccountEvents(account, after, limit);
+               const uint64_t from = PositionCursor(p, 1, ledger.size()).value_or(0);
+               const uint64_t limit = LimitParam(p, 2);
+               const std::optional<uint64_t> after = from > 0 ? std::optional(from - 1) : std::nullopt;
+               // One more than the page, to know whether there is more.
+               std::vector<uint64_t> indices = ledger.AccountEvents(account, after, limit + 1);
                // Its orders' events, through the orders-by-party indexes (at most kScanMax orders).
                for (const bool as_seller : {true, false}) {
                    for (const auto& id : ledger.OrdersByParty(as_seller, account, std::nullopt, kScanMax)) {
                        const auto order = ledger.GetOrder(id, false);
                        if (!order) continue;
                        for (const auto& entry : order->history) {
-                           if (!after || entry.index > *after) indices.push_back(entry.index);
+                           if (entry.index >= from) indices.push_back(entry.index);
                        }
                    }
                }
                std::sort(indices.begin(), indices.end());
                indices.erase(std::unique(indices.begin(), indices.end()), indices.end());
-               bool more = indices.size() > limit;
-               if (more) indices.resize(limit);
                json events = json::array();
                ListBudget budget(p);
-               std::optional<uint64_t> last;
+               std::optional<uint64_t> next;
                for (const uint64_t index : indices) {
-                   const auto leaf = ledger.GetLeaf(index);
-                   if (!leaf) continue;
-                   const auto event = ledger::DecodeEvent(*leaf);
-                   if (!event) continue;
-                   json item = {{"index", index}, {"event", EventJson(*event)}, {"leaf", HexEncode(*leaf)}};
-                   if (!budget.Take(item, events.size())) {
-                       more = true;
+                   auto item = events.size() < limit ? EventItem(ledger, index) : json(nullptr);
+                   if (item.is_null() || !budget.Take(item, events.size())) {
+                       next = index; // the first event not given
                        break;
                    }
                    events.push_back(std::move(item));
-                   last = index;
                }
-               return {{"events", events}, {"nextCursor", more && last ? json(*last) : json(nullptr)}};
+               return {{"events", events}, {"nextCursor", CursorJson(next)}};
            }});
 
     d.Add({.name = "ledger_getEvents",
-           .params = {{"fromIndex", ParamType::Unsigned, true, "first ledger index"},
-                      {"limit", ParamType::Unsigned, false, "events, 1 to 1000 (default 100)"},
+           .params = {{"fromIndex", ParamType::Unsigned, false, "first ledger index, inclusive (default 0; at most the "
+                                                                "log's size)"},
+                      kLimit,
                       {"fromBlock", ParamType::Unsigned, false, "only EVM events of blocks from this one"},
-                      {"toBlock", ParamType::Unsigned, false, "only EVM events of blocks up to this one"}},
+                      {"toBlock", ParamType::Unsigned, false, "only EVM events of blocks up to this one"},
+                      kCursor},
            .summary = "Events of the final log from an index on, optionally only those of an EVM block range (the "
-                      "first matching index is found by binary search: the log is in block order).",
-           .result = "{events: [{index, event, leaf}], nextIndex: number or null}",
+                      "first matching index is found by binary search: the log is in block order). A cursor replaces "
+                      "fromIndex.",
+           .result = "{events: [{index, event, leaf}], nextCursor: string or null}",
            .handler = [&ledger](const Params& p) -> json {
-               uint64_t index = p.Unsigned(0);
-               const uint64_t limit = p.Has(1) ? p.Unsigned(1) : 100;
-               if (limit == 0 || limit > kPageMax) throw RpcException{kInvalidParams, "limit must be 1 to 1000"};
+               const uint64_t size = ledger.size();
+               if (p.Has(0) && p.Has(4)) throw RpcException{kInvalidParams, "give fromIndex or cursor, not both"};
+               if (p.Has(0) && p.Unsigned(0) > size) {
+                   throw RpcException{kNotFound, fmt::format("fromIndex {} is past the log's end ({})", p.Unsigned(0), size)};
+               }
+               uint64_t index = p.Has(0) ? p.Unsigned(0) : PositionCursor(p, 4, size).value_or(0);
+               const uint64_t limit = LimitParam(p, 1);
                const bool by_block = p.Has(2) || p.Has(3);
                const uint64_t from_block = p.Has(2) ? p.Unsigned(2) : 0;
                const uint64_t to_block = p.Has(3) ? p.Unsigned(3) : UINT64_MAX;
-               const uint64_t size = ledger.size();
-               auto block_of = [&](uint64_t i) -> std::optional<uint64_t> {
-                   // The block of event i, or of the next EVM event after it (off-chain ones have none).
-                   for (uint64_t j = i; j < size && j < i + kScanMax; ++j) {
-                       const auto leaf = ledger.GetLeaf(j);
-                       if (!leaf) return std::nullopt;
-                       const auto event = ledger::DecodeEvent(*leaf);
-                       if (event && event->origin) return event->origin->block_number;
-                   }
-                   return std::nullopt;
-               };
-               if (from_block > 0) {
-                   uint64_t low = index, high = size;
-                   while (low < high) {
-                       const uint64_t mid = low + (high - low) / 2;
-                       const auto block = block_of(mid);
-                       if (block && *block < from_block) low = mid + 1;
-                       else high = mid;
-                   }
-                   index = low;
-               }
+               if (from_block > 0) index = FirstIndexOfBlock(ledger, index, size, from_block);
                json events = json::array();
                ListBudget budget(p);
                size_t scanned = 0;
                for (; index < size && events.size() < limit && scanned < kScanMax; ++index, ++scanned) {
-                   const auto leaf = ledger.GetLeaf(index);
-                   if (!leaf) break;
-                   const auto event = ledger::DecodeEvent(*leaf);
-                   if (!event) throw RpcException{kInternalError, "stored leaf does not decode"};
+                   auto item = EventItem(ledger, index);
                    if (by_block) {
-                       if (!event->origin) continue;
-                       if (event->origin->block_number > to_block) {
+                       const json& event = item.at("event");
+                       if (!event.contains("origin")) continue;
+                       if (event["origin"]["blockNumber"].get<uint64_t>() > to_block) {
                            index = size; // past the range: done
                            break;
                        }
                    }
-                   json item = {{"index", index}, {"event", EventJson(*event)}, {"leaf", HexEncode(*leaf)}};
-                   if (!budget.Take(item, events.size())) break; // nextIndex is this event
+                   if (!budget.Take(item, events.size())) break; // nextCursor is this event
                    events.push_back(std::move(item));
                }
-               return {{"events", events}, {"nextIndex", index < size ? json(index) : json(nullptr)}};
+               return {{"events", events}, {"nextCursor", CursorJson(index < size ? std::optional(index) : std::nullopt)}};
            }});
 
     d.Add({.name = "ledger_getTotals",
@@ -403,7 +453,7 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
                if (!leaf) throw RpcException{kNotFound, leaf.error()};
                const auto event = ledger::DecodeEvent(*leaf);
                if (!event) throw RpcException{kInternalError, "stored leaf does not decode: " + event.error()};
-               return {{"index", index}, {"event", EventJson(*event)}, {"leaf", HexEncode(*leaf)}, {"status", "final"}};
+               return {{"index", index}, {"event", EventJson(*event)}, {"leaf", HexEncode0x(*leaf)}, {"status", "final"}};
            }});
 
     d.Add({.name = "ledger_getCheckpoint",
@@ -430,10 +480,10 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
                json out = json::object();
                out["index"] = proof->index;
                out["treeSize"] = proof->tree_size;
-               out["leaf"] = HexEncode(proof->leaf);
+               out["leaf"] = HexEncode0x(proof->leaf);
                json& path = out["path"] = json::array();
-               for (const auto& node : proof->path) path.push_back(HexEncode(node));
-               out["root"] = HexEncode(proof->root);
+               for (const auto& node : proof->path) path.push_back(HexEncode0x(node));
+               out["root"] = HexEncode0x(proof->root);
                return out;
            }});
 
@@ -451,9 +501,9 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
                auto second_root = ledger.RootAt(second);
                if (!first_root || !second_root) throw RpcException{kNotFound, "no such tree size"};
                json path = json::array();
-               for (const auto& node : *proof) path.push_back(HexEncode(node));
-               return {{"firstSize", first}, {"secondSize", second}, {"firstRoot", HexEncode(*first_root)},
-                       {"secondRoot", HexEncode(*second_root)}, {"path", path}};
+               for (const auto& node : *proof) path.push_back(HexEncode0x(node));
+               return {{"firstSize", first}, {"secondSize", second}, {"firstRoot", HexEncode0x(*first_root)},
+                       {"secondRoot", HexEncode0x(*second_root)}, {"path", path}};
            }});
 
     d.Add({.name = "ledger_getProofBundle",
@@ -480,29 +530,32 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
                const auto event = ledger::DecodeEvent(proof->leaf);
                if (!event) throw RpcException{kInternalError, "stored leaf does not decode: " + event.error()};
                json path = json::array();
-               for (const auto& node : proof->path) path.push_back(HexEncode(node));
+               for (const auto& node : proof->path) path.push_back(HexEncode0x(node));
                return {{"version", 2},
                        {"index", index},
                        {"event", EventJson(*event)},
-                       {"proof", {{"index", proof->index}, {"treeSize", proof->tree_size}, {"leaf", HexEncode(proof->leaf)},
-                                  {"path", path}, {"root", HexEncode(proof->root)}}},
+                       {"proof", {{"index", proof->index}, {"treeSize", proof->tree_size}, {"leaf", HexEncode0x(proof->leaf)},
+                                  {"path", path}, {"root", HexEncode0x(proof->root)}}},
                        {"checkpoint", CheckpointJson(*checkpoint)},
                        {"anchor", anchor ? AnchorProofJson(*anchor) : json(nullptr)}};
            }});
 
     d.Add({.name = "ledger_getAnchors",
-           .params = {{"afterId", ParamType::Unsigned, false, "list anchors with a larger id (default 0)"},
-                      {"limit", ParamType::Unsigned, false, "at most this many (default 100, at most 1000)"}},
+           .params = {kCursor, kLimit},
            .summary = "Anchors in id order with their state (planned, signed, broadcast, confirmed, final, abandoned), "
                       "transactions and blocks. Each anchor in a block carries an RFC 9162 consistency proof from the "
                       "previous anchor in a block, so an auditor can check that the log only grew between them.",
            .result = "{anchors: [{id, state, treeSize, root, txid, txids, blockHeight, blockHash, consistency: "
-                     "{fromAnchor, fromSize, fromRoot, path} (from the previous anchor in a block, looked for among the 64 before "
-                     "the page)}], next: afterId for the next page or null}",
+                     "{fromAnchor, firstSize, firstRoot, secondSize, secondRoot, path} (from the previous anchor in a block, looked for among the 64 before "
+                     "the page)}], nextCursor: string or null}",
            .handler = [&ledger](const Params& p) -> json {
-               const uint64_t after = p.Has(0) ? p.Unsigned(0) : 0;
-               const uint64_t limit = std::min<uint64_t>(p.Has(1) ? p.Unsigned(1) : 100, kPageMax);
-               if (limit == 0) throw RpcException{kInvalidParams, "limit must be at least 1"};
+               // Anchor ids count from 1; a cursor is the next id, after one that exists.
+               const uint64_t next_id = p.Has(0) ? DecimalU64(p.String(0)).value_or(0) : 1;
+               if (next_id == 0 || (next_id > 1 && !ledger.GetAnchor(next_id - 1))) {
+                   throw RpcException{kInvalidParams, "cursor is not one this method returned"};
+               }
+               const uint64_t after = next_id - 1;
+               const uint64_t limit = LimitParam(p, 1);
                // The previous proven anchor, for the first consistency proof of the page.
                std::optional<ledger::AnchorRecord> previous;
                if (after > 0) {
@@ -512,33 +565,37 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
                    }
                }
                json anchors = json::array();
-               const auto page = ledger.ListAnchors(after, limit);
+               const auto page = ledger.ListAnchors(after, limit + 1); // one more: whether there is more
                ListBudget budget(p);
-               std::optional<uint64_t> last;
-               bool full = false;
+               std::optional<uint64_t> next;
                for (const auto& a : page) {
+                   if (anchors.size() == limit) {
+                       next = a.id;
+                       break;
+                   }
                    json item = AnchorJson(a);
                    if (a.proven()) {
                        if (previous && previous->tree_size <= a.tree_size) {
                            auto proof = ledger.ProveConsistency(previous->tree_size, a.tree_size);
                            if (proof) {
                                json path = json::array();
-                               for (const auto& node : *proof) path.push_back(HexEncode(node));
-                               item["consistency"] = {{"fromAnchor", previous->id}, {"fromSize", previous->tree_size},
-                                                      {"fromRoot", HexEncode(previous->root)}, {"path", path}};
+                               for (const auto& node : *proof) path.push_back(HexEncode0x(node));
+                               // The fields of ledger_getConsistencyProof, and the anchor it starts from.
+                               item["consistency"] = {{"fromAnchor", previous->id}, {"firstSize", previous->tree_size},
+                                                      {"firstRoot", HexEncode0x(previous->root)},
+                                                      {"secondSize", a.tree_size}, {"secondRoot", HexEncode0x(a.root)},
+                                                      {"path", path}};
                            }
                        }
                    }
                    if (!budget.Take(item, anchors.size())) {
-                       full = true;
+                       next = a.id;
                        break;
                    }
                    if (a.proven()) previous = a;
                    anchors.push_back(std::move(item));
-                   last = a.id;
                }
-               return {{"anchors", anchors},
-                       {"next", (full || page.size() == limit) && last ? json(*last) : json(nullptr)}};
+               return {{"anchors", anchors}, {"nextCursor", CursorJson(next)}};
            }});
 
     d.Add({.name = "ledger_getAnchor",

@@ -64,7 +64,7 @@ struct ZmqPublisher::Impl {
             for (size_t i = 0; i < notice.events.size(); ++i) {
                 const auto& event = notice.events[i];
                 nlohmann::json body = {{"status", final ? "final" : "rolledBack"}, {"event", EventJson(event)},
-                                       {"leaf", HexEncode(ledger::EncodeEvent(event))}};
+                                       {"leaf", HexEncode0x(ledger::EncodeEvent(event))}};
                 if (final) body["index"] = notice.first_index + i;
                 else body["source"] = notice.source;
                 Publish(fmt::format("{}.{}", final ? "final" : "rollback", ledger::EventKindName(event.kind())), body.dump());

@@ -83,7 +83,8 @@ def run_verifier(repo_root, bundle_path):
 
 
 def run_consistency(repo_root, json_path):
-    """The verifier's --consistency mode on {"fromSize","fromRoot","toSize","toRoot","path"}."""
+    """The verifier's --consistency mode on {"firstSize","firstRoot","secondSize","secondRoot","path"}
+    (ledger_getConsistencyProof's answer, or an anchor's consistency member)."""
     return _run(repo_root, ["--consistency", json_path])
 
 

@@ -73,6 +73,12 @@ def _h(data):
     return hashlib.sha256(data).digest()
 
 
+def unhex(text):
+    """The API's hex: 0x-prefixed, always (issue 13)."""
+    check(isinstance(text, str) and text.startswith("0x"), f"hex without 0x: {text!r}")
+    return bytes.fromhex(text[2:])
+
+
 def verify_inclusion(index, size, leaf, path, root):
     """RFC 9162 section 2.1.3.2, written from the RFC."""
     if index >= size:
@@ -173,23 +179,23 @@ def test_read_methods_agree_with_the_contracts_and_proofs_verify(options, tmp):
         check(totals["orders"] == 60 and totals["escrowLocked"] == "0", f"totals {totals}")
 
         event = api.call("ledger_getEvent", 0)
-        check(event["status"] == "final" and event["leaf"].startswith("01"), "event 0")
+        check(event["status"] == "final" and event["leaf"].startswith("0x01"), "event 0")
         checkpoint = api.call("ledger_getCheckpoint")
-        check(checkpoint["treeSize"] == size and len(checkpoint["signature"]) == 128, "checkpoint")
-        root = bytes.fromhex(checkpoint["root"])
+        check(checkpoint["treeSize"] == size and len(checkpoint["signature"]) == 2 + 128, "checkpoint")
+        root = unhex(checkpoint["root"])
         for index in (0, 1, size // 2, size - 1):
             proof = api.call("ledger_getInclusionProof", index)
-            check(verify_inclusion(index, size, bytes.fromhex(proof["leaf"]), [bytes.fromhex(p) for p in proof["path"]],
+            check(verify_inclusion(index, size, unhex(proof["leaf"]), [unhex(p) for p in proof["path"]],
                                    root), f"inclusion proof of {index}")
             check(proof["leaf"] == api.call("ledger_getEvent", index)["leaf"], "proof leaf is the event's leaf")
         old = api.call("ledger_getInclusionProof", 3, 10)
-        check(old["treeSize"] == 10 and verify_inclusion(3, 10, bytes.fromhex(old["leaf"]),
-                                                         [bytes.fromhex(p) for p in old["path"]],
-                                                         bytes.fromhex(old["root"])), "proof at an older size")
+        check(old["treeSize"] == 10 and verify_inclusion(3, 10, unhex(old["leaf"]),
+                                                         [unhex(p) for p in old["path"]],
+                                                         unhex(old["root"])), "proof at an older size")
         for first in (1, 7, 64, size // 3):
             proof = api.call("ledger_getConsistencyProof", first, size)
-            check(verify_consistency(first, size, bytes.fromhex(proof["firstRoot"]), bytes.fromhex(proof["secondRoot"]),
-                                     [bytes.fromhex(p) for p in proof["path"]]), f"consistency {first}->{size}")
+            check(verify_consistency(first, size, unhex(proof["firstRoot"]), unhex(proof["secondRoot"]),
+                                     [unhex(p) for p in proof["path"]]), f"consistency {first}->{size}")
             check(proof["secondRoot"] == checkpoint["root"], "consistency proof ends at the checkpoint's root")
         check(api.error("ledger_getInclusionProof", size, size) == -32001, "index past the end")
         names = {m["name"] for m in api.call("rpc_methods")}
@@ -304,7 +310,9 @@ def test_bitcoin_cli_request_and_cast_rpc_are_real_clients(options, tmp):
 
 
 def _flip_hex(text):
-    return ("0" if text[0] != "0" else "1") + text[1:]
+    """The first hex digit after the 0x changed."""
+    at = 2 if text[:2] == "0x" else 0
+    return text[:at] + ("0" if text[at] != "0" else "1") + text[at + 1:]
 
 
 def _tampered(bundle):
@@ -356,6 +364,13 @@ def test_bitacora_cli_calls_methods_and_verifies_proofs_offline(options, tmp):
         check("Arguments:" in run("help", "ledger_getInclusionProof")[0], "help for one method")
         _, err = run("escrow_getOrder", "4242424", expect=127)
         check("error code: -32001" in err, f"errors go to stderr with their code: {err}")
+        # An empty positional cursor is refused (it is no cursor); null skips it.
+        _, err = run("escrow_getOrders", "{}", "", "3", expect=127)
+        check("error code: -32602" in err and "cursor" in err, f"an empty cursor: {err}")
+        page = json.loads(run("escrow_getOrders", "{}", "null", "3")[0])
+        check(len(page["orders"]) == 3 and page["nextCursor"] == "4", f"null skips the cursor: {page['nextCursor']}")
+        page = json.loads(run("escrow_getOrders", "{}", page["nextCursor"], "3")[0])
+        check([o["orderId"] for o in page["orders"]] == ["4", "5", "6"], "the next page from the cursor")
 
         key = status["ledger"]["checkpointKey"]
         size = status["ledger"]["size"]
@@ -515,14 +530,14 @@ def test_order_lists_filter_and_paginate_stably_while_the_log_grows(options, tmp
             if cursor is None:
                 if stop.is_set():
                     break
-                cursor = str(seen[-1]) if seen else None  # caught up: wait for more and go on
+                cursor = str(seen[-1] + 1) if seen else None  # caught up: resume after the last order seen
         grower.join()
         check(seen == sorted(set(seen)), "pages never repeat or reorder an order")
         check(seen == list(range(1, len(seen) + 1)), "no order is skipped")
         platform.mine(70)
         wait_synced_at(datadir, platform, daemon=daemon)
         total = api.call("ledger_getTotals")["orders"]
-        rest = api.call("escrow_getOrders", {}, str(seen[-1]), 1000)
+        rest = api.call("escrow_getOrders", {}, str(seen[-1] + 1), 1000)
         check(seen + [int(o["orderId"]) for o in rest["orders"]] == list(range(1, total + 1)), "all orders, once")
 
         seller = api.call("escrow_getOrder", "3")["seller"]
@@ -550,9 +565,9 @@ def test_order_lists_filter_and_paginate_stably_while_the_log_grows(options, tmp
             cursor = page["nextCursor"]
             if cursor is None:
                 break
-        expected, index = [], 0
-        while index is not None:
-            page = api.call("ledger_getEvents", index, 1000)
+        expected, cursor = [], None
+        while True:
+            page = api.call("ledger_getEvents", None, 1000, None, None, cursor)
             for e in page["events"]:
                 f = e["event"]["fields"]
                 order_id = f.get("orderId")
@@ -563,15 +578,62 @@ def test_order_lists_filter_and_paginate_stably_while_the_log_grows(options, tmp
                     mine = account in (order["seller"], order["buyer"])
                 if mine:
                     expected.append(e["index"])
-            index = page["nextIndex"]
+            cursor = page["nextCursor"]
+            if cursor is None:
+                break
         check(by_account == expected, f"events by account: {len(by_account)} listed, {len(expected)} in the log")
         check(len(by_account) > 10, "the account has events")
 
         page = api.call("ledger_getEvents", 10, 5)
-        check([e["index"] for e in page["events"]] == list(range(10, 15)) and page["nextIndex"] == 15, "by index")
+        check([e["index"] for e in page["events"]] == list(range(10, 15)) and page["nextCursor"] == "15", "by index")
+        _check_one_pagination_convention(api, everything, by_account, account)
     finally:
         daemon.stop()
         platform.stop()
+
+
+def _check_one_pagination_convention(api, orders, by_account, account):
+    """Every list: `cursor` (a string, inclusive) and `limit` in, `nextCursor` (a string, or
+    null at the end) out; a position past the end and anything but a returned cursor are
+    refused (issue 13: four conventions, afterIndex exclusive, silence past the end)."""
+    size = api.call("bitacora_status")["ledger"]["size"]
+    first_order = orders[0]["orderId"]
+    lists = [("escrow_getOrders", [{}], "orders"), ("ledger_getEventsByAccount", [account], "events"),
+             ("escrow_getOrderEvents", [first_order], "events"), ("ledger_getAnchors", [], "anchors")]
+    for method, head, items in lists:
+        answer = api.call(method, *head, None, 2)
+        check(set(answer) >= {items, "nextCursor"} and not {"next", "nextIndex"} & set(answer), f"{method}: {answer.keys()}")
+        check(len(answer[items]) <= 2, f"{method}: limit 2")
+        check(answer["nextCursor"] is None or isinstance(answer["nextCursor"], str), f"{method}: nextCursor a string")
+        for bad in ("", "x", "-1", "1.5", str(2**64)):
+            check(api.error(method, *head, bad) == -32602, f"{method}: cursor {bad!r} is refused")
+        check(api.error(method, *head, None, 0) == -32602 and api.error(method, *head, None, 1001) == -32602,
+              f"{method}: limit 1 to 1000")
+    # Inclusive: the cursor "0" of an account's events starts at event 0 (afterIndex=0 skipped it).
+    check(api.call("ledger_getEventsByAccount", account, "0", 1000)["events"][0]["index"] == by_account[0],
+          "cursor 0 is inclusive")
+    zero = api.call("ledger_getEvent", 0)["event"]["fields"]
+    zero_party = next(zero[k] for k in ("account", "seller", "owner") if k in zero)
+    check(api.call("ledger_getEventsByAccount", zero_party, "0", 5)["events"][0]["index"] == 0,
+          "event 0 is listed from cursor 0")
+    # Past the end: an error, not an empty page.
+    check(api.error("ledger_getEvents", size + 1) == -32001, "fromIndex past the log's end")
+    check(api.error("ledger_getEvents", None, 5, None, None, str(size + 1)) == -32602, "cursor past the log's end")
+    check(api.error("ledger_getEventsByAccount", account, str(size + 1)) == -32602, "account cursor past the end")
+    check(api.error("ledger_getEvents", 3, 5, None, None, "4") == -32602, "fromIndex or cursor, not both")
+    at_end = api.call("ledger_getEvents", size, 5)
+    check(at_end["events"] == [] and at_end["nextCursor"] is None, "fromIndex = size: an empty last page")
+    last = int(orders[-1]["orderId"])
+    check(api.error("escrow_getOrders", {}, str(last + 2)) == -32602, "an order cursor past the last order")
+    # A page boundary repeats and skips nothing, with the explicit end marker.
+    seen, cursor = [], None
+    while True:
+        page = api.call("ledger_getEventsByAccount", account, cursor, 7)
+        seen += [e["index"] for e in page["events"]]
+        cursor = page["nextCursor"]
+        if cursor is None:
+            break
+    check(seen == by_account, "7 a page gives the same events as 25 a page")
 
 
 def _vm_kib(pid, field):
@@ -626,7 +688,7 @@ def test_hostile_clients_neither_kill_nor_exhaust_the_daemon(options, tmp):
         check(status == 200 and len(answers) == 100, "the batch is answered call by call")
         check(body_bytes < 65536 + 100 * 300, f"the batch answer is within -rpcmaxresponse ({body_bytes} bytes)")
         first = answers[0]["result"]
-        check(0 < len(first["events"]) < size and first["nextIndex"] == len(first["events"]),
+        check(0 < len(first["events"]) < size and first["nextCursor"] == str(len(first["events"])),
               "a list stops early at the byte budget with its continuation marker")
         check(answers[-1]["error"]["code"] == -32041, "calls past the budget get a limit error")
         # Clients that never read their answers: the answers are bounded, so is the memory.
@@ -672,8 +734,8 @@ def test_hostile_clients_neither_kill_nor_exhaust_the_daemon(options, tmp):
         # Framing a proxy could read otherwise is refused.
         answer = _raw_http(api.port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 40\r\n\r\n{}")
         check(answer.startswith(b"HTTP/1.1 400"), f"two Content-Lengths are refused: {answer[:40]!r}")
-        # The largest id does not wrap to the first anchor.
-        check(api.call("ledger_getAnchors", 2**64 - 1)["anchors"] == [], "afterId 2^64-1 lists nothing")
+        # The largest id does not wrap to the first anchor: it is no cursor of a list.
+        check(api.error("ledger_getAnchors", str(2**64 - 1)) == -32602, "cursor 2^64-1 is refused")
         with open(f"/proc/{pid}/status") as f:
             peak = [line for line in f if line.startswith("VmHWM")][0].split()[1]
         print(f"hostile clients: peak RSS {int(peak) // 1024} MiB", flush=True)

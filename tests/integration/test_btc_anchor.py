@@ -292,8 +292,17 @@ def cli(options, *args, expect=None):
     return out
 
 
-def flip(text):
-    return ("0" if text[0] != "0" else "1") + text[1:]
+def flip(text, at=0):
+    """Hex digit `at` (after the 0x every API hash has) changed."""
+    check(text.startswith("0x"), f"hex without 0x: {text!r}")
+    at += 2
+    return text[:at] + ("0" if text[at] != "0" else "1") + text[at + 1:]
+
+
+def bitcoind_hex(text):
+    """A txid or block hash of the API as bitcoind shows it: the API prefixes 0x (issue 13)."""
+    check(text.startswith("0x") and len(text) == 66, f"not a 0x-prefixed hash: {text!r}")
+    return text[2:]
 
 
 def tampered_anchor_fields(bundle):
@@ -308,8 +317,7 @@ def tampered_anchor_fields(bundle):
     variant("anchor.treeSize", lambda x: x.update(treeSize=x["treeSize"] - 1))
     variant("anchor.root", lambda x: x.update(root=flip(x["root"])))
     variant("anchor.payload", lambda x: x.update(payload=x["payload"][:-2] + "00"))
-    variant("anchor.tx (a byte of the payload)", lambda x: x.update(
-        tx=x["tx"][:2 * x["payloadOffset"] + 20] + flip(x["tx"][2 * x["payloadOffset"] + 20:])))
+    variant("anchor.tx (a byte of the payload)", lambda x: x.update(tx=flip(x["tx"], 2 * x["payloadOffset"] + 20)))
     variant("anchor.tx (version)", lambda x: x.update(tx=flip(x["tx"])))
     variant("anchor.txid", lambda x: x.update(txid=flip(x["txid"])))
     variant("anchor.outputIndex", lambda x: x.update(outputIndex=x["outputIndex"] + 1))
@@ -317,9 +325,9 @@ def tampered_anchor_fields(bundle):
     variant("anchor.txIndex", lambda x: x.update(txIndex=x["txIndex"] ^ 1))
     for i in range(len(a["branch"])):
         variant(f"anchor.branch[{i}]", lambda x, i=i: x["branch"].__setitem__(i, flip(x["branch"][i])))
-    variant("anchor.branch (one added)", lambda x: x["branch"].append("00" * 32))
-    variant("anchor.header (merkle root)", lambda x: x.update(header=x["header"][:80] + flip(x["header"][80:])))
-    variant("anchor.header (nonce)", lambda x: x.update(header=x["header"][:-2] + flip(x["header"][-2:])))
+    variant("anchor.branch (one added)", lambda x: x["branch"].append("0x" + "00" * 32))
+    variant("anchor.header (merkle root)", lambda x: x.update(header=flip(x["header"], 80)))
+    variant("anchor.header (nonce)", lambda x: x.update(header=flip(x["header"], 158)))
     variant("anchor.blockHash", lambda x: x.update(blockHash=flip(x["blockHash"])))
     return out
 
@@ -358,15 +366,15 @@ def test_anchor_flow_to_final_with_proofs_checked_three_ways(options, tmp):
         result = s.api.call("admin_anchorNow")
         check(result["anchored"] and result["anchor"]["state"] == "broadcast", f"admin_anchorNow: {result}")
         txid = result["anchor"]["txid"]
-        check(txid in s.node.rpc("getrawmempool"), "the anchor is in the mempool")
-        decoded = s.node.rpc("getrawtransaction", txid, True)
-        payload = "42544352" + "01" + f"{4:016x}" + result["anchor"]["root"]
+        check(bitcoind_hex(txid) in s.node.rpc("getrawmempool"), "the anchor is in the mempool")
+        decoded = s.node.rpc("getrawtransaction", bitcoind_hex(txid), True)
+        payload = "42544352" + "01" + f"{4:016x}" + result["anchor"]["root"][2:]
         check(any(o["scriptPubKey"]["hex"] == "6a2d" + payload for o in decoded["vout"]),
               "one OP_RETURN output holds BTCR || 01 || size || root")
         check(s.api.call("admin_anchorNow")["anchored"] is False, "one anchor at a time")
         block = s.mine(1)[0]
         confirmed = s.wait_anchor(1, "confirmed")
-        check(confirmed["blockHash"] == block and confirmed["proof"]["txid"] == txid, f"confirmed: {confirmed}")
+        check(bitcoind_hex(confirmed["blockHash"]) == block and confirmed["proof"]["txid"] == txid, f"confirmed: {confirmed}")
         s.mine(CONFIRMATIONS - 1)
         final = s.wait_anchor(1, "final")
         check(final["blockHeight"] == confirmed["blockHeight"], "final in the same block")
@@ -386,11 +394,25 @@ def test_anchor_flow_to_final_with_proofs_checked_three_ways(options, tmp):
         anchors = s.api.call("ledger_getAnchors")["anchors"]
         check([a["id"] for a in anchors] == [1, 2], "both anchors listed")
         consistency = anchors[1]["consistency"]
-        check(consistency["fromSize"] == 4 and consistency["fromAnchor"] == 1, f"consistency: {consistency}")
-        from test_api import verify_consistency
-        check(verify_consistency(4, second["treeSize"], bytes.fromhex(consistency["fromRoot"]),
-                                 bytes.fromhex(second["root"]), [bytes.fromhex(p) for p in consistency["path"]]),
+        check(consistency["firstSize"] == 4 and consistency["fromAnchor"] == 1 and
+              consistency["secondSize"] == second["treeSize"] and consistency["secondRoot"] == second["root"],
+              f"consistency: {consistency}")
+        from test_api import unhex, verify_consistency
+        check(verify_consistency(4, second["treeSize"], unhex(consistency["firstRoot"]),
+                                 unhex(second["root"]), [unhex(p) for p in consistency["path"]]),
               "the log only grew between the anchors (RFC 9162 consistency)")
+        # The guide's verifier reads the anchor's consistency member and ledger_getConsistencyProof's answer as they are.
+        import auditor_guide
+        proof = s.api.call("ledger_getConsistencyProof", 4, second["treeSize"])
+        check({k: proof[k] for k in proof} == {k: consistency[k] for k in proof}, "one consistency shape: the API's")
+        for what, doc in (("anchor", consistency), ("ledger_getConsistencyProof", proof),
+                          ("tampered", dict(proof, firstRoot=flip(proof["firstRoot"])))):
+            path = os.path.join(tmp, f"consistency-{what}.json")
+            with open(path, "w") as f:
+                json.dump(doc, f)
+            code, text = auditor_guide.run_consistency(REPO, path)
+            check((code, text[:6]) == ((1, "INVALI") if what == "tampered" else (0, "VALID:")),
+                  f"the guide's --consistency on {what}: {code} {text}")
 
         metrics = s.api.metrics()
         check('bitacora_anchors_total{state="final"} 2' in metrics, "anchors by state in /metrics")
@@ -438,18 +460,18 @@ def test_a_reorg_that_drops_the_anchor_block_is_tracked_back(options, tmp):
         check(s.api.call("admin_anchorNow")["anchored"], "anchor sent")
         first_block = s.mine(1)[0]
         first = s.wait_anchor(1, "confirmed")
-        check(first["blockHash"] == first_block, "confirmed in the first block")
+        check(bitcoind_hex(first["blockHash"]) == first_block, "confirmed in the first block")
         # Take the block away: the transaction goes back to the mempool.
         s.node.rpc("invalidateblock", first_block)
         back = s.wait_anchor(1, "broadcast")
         check("blockHash" not in back and back["proof"] is None, f"proof material dropped with the block: {back}")
-        check(first["txid"] in s.node.rpc("getrawmempool"), "the anchor is back in the mempool")
+        check(bitcoind_hex(first["txid"]) in s.node.rpc("getrawmempool"), "the anchor is back in the mempool")
         # Another chain with more work re-mines it.
         other = s.node.rpc("getnewaddress", wallet=WALLET)
         new_blocks = s.node.rpc("generatetoaddress", 2, other)
         s.wait_synced()
         again = s.wait_anchor(1, "confirmed")
-        check(again["blockHash"] == new_blocks[0] and again["blockHash"] != first_block,
+        check(bitcoind_hex(again["blockHash"]) == new_blocks[0] and bitcoind_hex(again["blockHash"]) != first_block,
               f"confirmed again in the new chain's block: {again}")
         s.node.rpc("reconsiderblock", first_block)  # the old branch is valid again but has less work
         s.mine(CONFIRMATIONS)
@@ -513,19 +535,20 @@ def test_fee_bump_when_the_anchor_lingers_in_the_mempool(options, tmp):
     try:
         s.start(extra=["-anchorbumpblocks=2"])
         s.signer.submit(s.api, 2)
-        first = s.api.call("admin_anchorNow")["anchor"]["txid"]
+        first = bitcoind_hex(s.api.call("admin_anchorNow")["anchor"]["txid"])
         # Blocks that leave the mempool alone: generateblock with no transactions.
         for _ in range(2):
             s.node.rpc("generateblock", s.address, [])
         s.wait_synced()
         bumped = wait_for(lambda: len(s.anchor(1)["txids"]) == 2 and s.anchor(1), 30, "a fee bump")
-        replacement = bumped["txids"][1]
+        replacement = bitcoind_hex(bumped["txids"][1])
         mempool = s.node.rpc("getrawmempool")
         check(replacement in mempool and first not in mempool, "the replacement evicted the first version (BIP125)")
         check(bumped["feeBumps"] == 1, "counted")
         block = s.mine(1)[0]
         confirmed = s.wait_anchor(1, "confirmed")
-        check(confirmed["txid"] == replacement and confirmed["blockHash"] == block, f"the replacement confirmed: {confirmed}")
+        check(bitcoind_hex(confirmed["txid"]) == replacement and bitcoind_hex(confirmed["blockHash"]) == block,
+              f"the replacement confirmed: {confirmed}")
         check('bitacora_anchor_fee_bumps_total{source="btc"} 1' in s.api.metrics(), "bump in /metrics")
     finally:
         s.stop()

@@ -28,7 +28,7 @@ import hostile_node  # noqa: E402
 from evm_chain import Platform, read_log, start_follower, wait_synced_at  # noqa: E402
 from harness import Daemon, TestFailure, check, main, wait_for  # noqa: E402
 from hostile_node import HostileNode  # noqa: E402
-from test_api import verify_consistency  # noqa: E402
+from test_api import unhex, verify_consistency  # noqa: E402
 
 # The bound on peak RSS under any hostile node, from the caps (indexer/evm/json_rpc_client.h):
 # one answer holds at most 32 MiB decoded for eth_getLogs, 16 MiB otherwise, and three
@@ -141,8 +141,8 @@ def _check_equal_to_reference(name, api, reference, held):
     if held and held["treeSize"]:
         first = held["treeSize"]
         proof = api.call("ledger_getConsistencyProof", first, size)
-        check(verify_consistency(first, size, bytes.fromhex(held["root"]), bytes.fromhex(checkpoint["root"]),
-                                 [bytes.fromhex(p) for p in proof["path"]]),
+        check(verify_consistency(first, size, unhex(held["root"]), unhex(checkpoint["root"]),
+                                 [unhex(p) for p in proof["path"]]),
               f"{name}: the ledger held during the attack ({first}) is not a prefix of the final one ({size})")
     return size, checkpoint["root"]
 
@@ -468,7 +468,7 @@ def test_hostile_bitcoind(options, tmp):
         proxy.honest()
         tip = node.rpc("getblockcount")
         tip_hash = node.rpc("getbestblockhash")
-        wait_for(lambda: (lambda s: s["state"] == "synced" and s["tipHeight"] == tip and s["tipHash"] == tip_hash)(btc()),
+        wait_for(lambda: (lambda s: s["state"] == "synced" and s["tipHeight"] == tip and s["tipHash"] == "0x" + tip_hash)(btc()),
                  RECOVERY_S, "the Bitcoin follower at the node's tip once the proxy is honest")
         peak = watch.peak_mib
         check(peak < RSS_BOUND_MIB, f"bitcoind: peak RSS {peak:.0f} MiB")
