@@ -40,7 +40,8 @@ else
   echo "setup: all Debian packages present"
 fi
 
-# npm packages: Foundry's anvil/forge/cast binaries, solc-js, OpenZeppelin (contracts/package-lock.json).
+# npm packages: Foundry's anvil/forge/cast binaries, solc-js, OpenZeppelin, and viem for the
+# test of the API through a real client (tests/integration/test_viem.py) (contracts/package-lock.json).
 command -v npm >/dev/null || {
   echo "setup: npm is missing; installing Debian's npm"
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends npm >/dev/null
