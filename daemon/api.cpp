@@ -8,6 +8,7 @@
 #include "rpc/ledger_json.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <thread>
@@ -35,6 +36,15 @@ void RegisterRpcArgs(ArgsManager& args)
                  .help = "Address to listen on; repeat for several. Anything but loopback exposes the API: put TLS "
                          "and a firewall in front",
                  .category = rpc});
+    args.AddArg({.name = "rpcallowip", .type = ArgType::List,
+                 .help = "Allow API clients from this address or subnet besides loopback (1.2.3.4, 10.0.0.0/8, "
+                         "10.0.0.0/255.0.0.0, fd00::/8); repeat for several. Others are answered 403. Required with "
+                         "an -rpcbind beyond loopback",
+                 .category = rpc,
+                 .validate = [](std::string_view value) -> std::optional<std::string> {
+                     if (rpc::ParseSubnet(value)) return std::nullopt;
+                     return "expected an IP address or subnet";
+                 }});
     args.AddArg({.name = "rpcport", .type = ArgType::Int, .default_text = "8931 (base), 18931 (base-sepolia), 28931 (regtest)",
                  .help = "Port of the API; 0 picks a free one (logged)", .category = rpc, .min = 0, .max = 65535});
     args.AddArg({.name = "rpccookiefile", .type = ArgType::Path, .default_text = ".cookie",
@@ -91,6 +101,20 @@ void RegisterRpcArgs(ArgsManager& args)
                  .help = "Calls of a batch that start later than this many milliseconds after the request are "
                          "answered with an error",
                  .category = rpc, .min = 1, .max = 600'000});
+}
+
+Status ValidateRpcArgs(const ArgsManager& args)
+{
+    if (!args.GetBool("server", true) || !args.GetList("rpcallowip").empty()) return {};
+    for (const auto& bind : args.GetList("rpcbind")) {
+        if (!rpc::IsLoopbackBind(bind)) {
+            return Error{fmt::format("-rpcbind={} listens beyond loopback but no -rpcallowip says which clients may "
+                                     "connect; add -rpcallowip=<address or subnet> (clients on loopback are always "
+                                     "allowed), or bind to 127.0.0.1",
+                                     bind)};
+        }
+    }
+    return {};
 }
 
 Result<std::unique_ptr<rpc::ZmqPublisher>> StartZmq(const ArgsManager& args, ledger::Ledger& ledger)
@@ -264,6 +288,14 @@ Result<std::unique_ptr<rpc::RpcServer>> StartApi(const ArgsManager& args, uint16
     rpc::RpcServerOptions options;
     const auto binds = args.GetList("rpcbind");
     if (!binds.empty()) options.http.bind_addresses = binds;
+    for (const auto& text : args.GetList("rpcallowip")) options.http.allowed_clients.push_back(*rpc::ParseSubnet(text));
+    for (const auto& bind : options.http.bind_addresses) {
+        if (!rpc::IsLoopbackBind(bind)) {
+            LogWarning("WARNING: the API listens on {}, beyond loopback: clients of -rpcallowip ({}) may connect. "
+                       "Credentials travel in clear text: put TLS and a firewall in front",
+                       bind, fmt::join(args.GetList("rpcallowip"), ", "));
+        }
+    }
     options.http.port = static_cast<uint16_t>(args.GetInt("rpcport", default_port));
     options.http.worker_threads = static_cast<size_t>(args.GetInt("rpcthreads", kRpcThreadsDefault));
     options.http.queue_depth_max = static_cast<size_t>(args.GetInt("rpcworkqueue", kRpcWorkQueueDefault));

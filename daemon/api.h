@@ -16,6 +16,8 @@
 namespace bitacora {
 
 void RegisterRpcArgs(ArgsManager& args);
+// The -rpc* checks that need several options: a bind beyond loopback needs -rpcallowip.
+Status ValidateRpcArgs(const ArgsManager& args);
 
 // nullptr with -noserver. An error names the option or the address that failed.
 // What the API reports on and drives; any may be null (that part is off).

@@ -17,6 +17,7 @@
 
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <string>
 
@@ -31,7 +32,7 @@ json Answer(ledger::Ledger& ledger, const std::string& line)
     std::string command, argument;
     in >> command >> argument;
     if (command == "summary") {
-        json out = {{"size", ledger.size()}, {"root", HexEncode(ledger.root())}};
+        json out = {{"size", ledger.size()}, {"root", HexEncode(ledger.root())}, {"schemaVersion", ledger.schema_version()}};
         if (auto hash = ledger.StateHash()) out["stateHash"] = HexEncode(*hash);
         if (auto cursor = ledger.GetCursor("evm")) {
             out["evmCursor"] = {{"block", cursor->block_number}, {"hash", HexEncode0x(cursor->block_hash)}};
@@ -75,17 +76,41 @@ json Answer(ledger::Ledger& ledger, const std::string& line)
     return {{"error", "unknown command '" + command + "'; expected summary, totals, order, position, reputation, leaf, health, check"}};
 }
 
+constexpr const char* kUsage =
+    "Usage: bitacora-inspect <ledger directory> [check] < queries\n"
+    "Queries, one per line: summary | totals | order <id> | position <address> | "
+    "reputation <address> | leaf <index> | health | check\n"
+    "check alone: the full consistency check, exit status 1 when it finds a problem.\n"
+    "The daemon should be stopped (a running one: admin_checkLedger).\n"
+    "Options: -help, -version. A ledger directory whose name starts with - is given as ./-name.\n";
+
+// -help and -version as the daemon spells them; any other -option is not a directory.
+std::optional<int> Option(const std::string& arg)
+{
+    if (arg.empty() || arg[0] != '-') return std::nullopt;
+    const std::string name = arg.substr(arg.starts_with("--") ? 2 : 1);
+    if (name == "help" || name == "h" || name == "?") {
+        std::printf("Bitácora ledger inspector version v%s\n\n%s", BITACORA_VERSION, kUsage);
+        return 0;
+    }
+    if (name == "version") {
+        std::printf("Bitácora ledger inspector version v%s\n", BITACORA_VERSION);
+        return 0;
+    }
+    std::fprintf(stderr, "Error: unknown option '%s'\n%s", arg.c_str(), kUsage);
+    return 2;
+}
+
 } // namespace
 
 int main(int argc, char* argv[])
 {
+    for (int i = 1; i < argc; ++i) {
+        if (auto code = Option(argv[i])) return *code;
+    }
     const bool check_only = argc == 3 && std::string(argv[2]) == "check";
     if (argc != 2 && !check_only) {
-        std::fprintf(stderr, "Usage: bitacora-inspect <ledger directory> [check] < queries\n"
-                             "Queries, one per line: summary | totals | order <id> | position <address> | "
-                             "reputation <address> | leaf <index> | health | check\n"
-                             "check alone: the full consistency check, exit status 1 when it finds a problem.\n"
-                             "The daemon should be stopped (a running one: admin_checkLedger).\n");
+        std::fprintf(stderr, "%s", kUsage);
         return 2;
     }
     // stdout carries the answers only; the ledger's own log lines go to stderr.

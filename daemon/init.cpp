@@ -174,6 +174,18 @@ Status WritePidFile(const fs::path& path)
     return {};
 }
 
+// The checks of the options that the start-up steps make again later, made first.
+Status ValidateOptions(const ArgsManager& args, const std::string& chain_name, const fs::path& netdir)
+{
+    uint64_t chain_id = 0;
+    for (const auto& chain : Chains()) {
+        if (chain.name == chain_name) chain_id = chain.evm_chain_id;
+    }
+    if (auto evm = EvmOptionsFromArgs(args, chain_id, netdir); !evm) return Error{evm.error()};
+    if (auto btc = BtcConfigFromArgs(args, chain_name); !btc) return Error{btc.error()};
+    return ValidateRpcArgs(args);
+}
+
 void BlockShutdownSignals(sigset_t& set)
 {
     sigemptyset(&set);
@@ -301,6 +313,8 @@ int DaemonMain(int argc, char* argv[])
     for (const auto& chain : Chains()) {
         if (chain.name == chain_name && !chain.datadir_subdir.empty()) netdir /= chain.datadir_subdir;
     }
+    // Every option is checked before the data dir is touched: a refused start leaves nothing behind.
+    if (auto status = ValidateOptions(args, chain_name, netdir); !status) return InitError(status.error());
     fs::create_directories(netdir, ec);
     if (ec) return InitError(fmt::format("cannot create {}: {}", netdir.string(), ec.message()));
 

@@ -12,6 +12,7 @@
 #include <event2/thread.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <arpa/inet.h>
 #include <cerrno>
 #include <chrono>
@@ -317,6 +318,18 @@ struct HttpServer::Impl {
         return item;
     }
 
+    // As bitcoind: loopback always, others only when -rpcallowip names them.
+    bool ClientAllowed(evhttp_connection* connection) const
+    {
+        char* peer_address = nullptr;
+        uint16_t peer_port = 0;
+        evhttp_connection_get_peer(connection, &peer_address, &peer_port);
+        if (peer_address == nullptr) return false;
+        if (IsLoopbackAddress(peer_address)) return true;
+        return std::any_of(options.allowed_clients.begin(), options.allowed_clients.end(),
+                           [&](const Subnet& subnet) { return subnet.Contains(peer_address); });
+    }
+
     static void OnRequest(evhttp_request* req, void* arg)
     {
         auto* self = static_cast<Impl*>(arg);
@@ -324,6 +337,11 @@ struct HttpServer::Impl {
         evhttp_connection* connection = evhttp_request_get_connection(req);
         Ticket* ticket = self->TicketOf(connection);
         if (ticket != nullptr) evtimer_del(ticket->deadline); // the request is here; the answer has no deadline
+        if (!self->ClientAllowed(connection)) {
+            self->Count(&HttpServerStats::rejected_clients);
+            self->SendSimple(req, 403, R"x({"error":"this client's address is not allowed (-rpcallowip)"})x", /*close=*/true);
+            return;
+        }
         if (AmbiguousFraming(evhttp_request_get_input_headers(req))) {
             self->Count(&HttpServerStats::rejected_headers);
             self->SendSimple(req, 400, R"({"error":"ambiguous Content-Length or Transfer-Encoding"})", /*close=*/true);

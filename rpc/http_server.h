@@ -9,6 +9,7 @@
 #pragma once
 
 #include "common/result.h"
+#include "rpc/subnet.h"
 
 #include <cstdint>
 #include <functional>
@@ -49,6 +50,8 @@ struct HttpServerOptions {
     // Answers handed to the kernel's sockets but not yet written (clients that do not
     // read); past it new requests are answered 503 until they drain.
     size_t unsent_bytes_max{256u << 20};
+    // Clients answered besides loopback (-rpcallowip); any other is answered 403.
+    std::vector<Subnet> allowed_clients;
 };
 
 struct HttpServerStats {
@@ -61,6 +64,7 @@ struct HttpServerStats {
     uint64_t rejected_unsent_bytes{0}; // answered 503 while too many answer bytes were unsent
     uint64_t accept_errors{0};      // accept() failures (e.g. out of file descriptors); the listener pauses
     uint64_t listener_pauses{0};
+    uint64_t rejected_clients{0};   // answered 403: not loopback and not in -rpcallowip
     size_t queue_depth{0};
     size_t connections{0};
     size_t unsent_bytes{0};

@@ -143,5 +143,95 @@ def test_backup_during_catch_up_restores_and_catches_up(options, tmp):
         platform.stop()
 
 
+def _tree(directory):
+    return sorted(os.path.relpath(os.path.join(root, name), directory)
+                  for root, dirs, files in os.walk(directory) for name in dirs + files)
+
+
+def test_refused_options_leave_the_data_dir_untouched(options, tmp):
+    """Every option is checked before the data dir is touched: a refused start creates
+    no chain directory, database or checkpoint.key."""
+    cases = [
+        (["-evmrpc=http://127.0.0.1:1"], "-escrow"),
+        (["-evmrpc=http://127.0.0.1:1 ", "-escrow=0x" + "11" * 20, "-vault=0x12"], "vault"),
+        (["-rpcbind=0.0.0.0"], "-rpcallowip"),
+        (["-rpcbind=::", "-rpcport=0"], "-rpcallowip"),
+        (["-btcrpcconnect=127.0.0.1", "-btcrpcuser=u"], "-btcrpcpassword"),
+    ]
+    for extra, expected in cases:
+        datadir = os.path.join(tmp, f"d{len(os.listdir(tmp))}")
+        os.makedirs(datadir)
+        out = run(options.bitacorad, f"-datadir={datadir}", "-chain=regtest", "-printtoconsole=0", *extra)
+        check(out.returncode == 1 and expected in out.stderr, f"{extra}: exit {out.returncode}: {out.stderr}")
+        check(_tree(datadir) == [], f"{extra} left {_tree(datadir)} in the data dir")
+
+
+def _non_loopback_address():
+    """This machine's address on its default route (a UDP connect sends nothing)."""
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))
+        except OSError:
+            return None
+        address = s.getsockname()[0]
+    return None if address.startswith("127.") or address == "0.0.0.0" else address
+
+
+def _status_from(address, port, cookie):
+    import base64
+    import urllib.error
+    import urllib.request
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "bitacora_status", "params": []}).encode()
+    request = urllib.request.Request(f"http://{address}:{port}/", data=body, headers={
+        "Content-Type": "application/json", "Authorization": "Basic " + base64.b64encode(cookie.encode()).decode()})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_rpcbind_beyond_loopback_needs_rpcallowip_and_enforces_it(options, tmp):
+    address = _non_loopback_address()
+    check(address is not None, "this test needs a non-loopback IPv4 address to connect from")
+    datadir = os.path.join(tmp, "node")
+    os.makedirs(datadir)
+    from evm_chain import read_log
+    import re
+    for allow, expected in (("10.9.0.0/16", 403), (f"{address}/32", 200)):
+        offset = len(read_log(datadir))
+        daemon = Daemon(options.bitacorad, datadir, ["-chain=regtest", "-printtoconsole=0", "-rpcport=0",
+                                                     "-rpcbind=0.0.0.0", f"-rpcallowip={allow}"]).start()
+        try:
+            match = wait_for(lambda: re.findall(r"RPC server on port (\d+)", read_log(datadir)[offset:]), 30,
+                             "the RPC server")
+            port = int(match[-1])
+            log = read_log(datadir)[offset:]
+            check(f"WARNING: the API listens on 0.0.0.0, beyond loopback: clients of -rpcallowip ({allow})" in log,
+                  "a bind beyond loopback is warned about, with the allowed clients")
+            with open(os.path.join(datadir, "regtest", ".cookie")) as f:
+                cookie = f.read().strip()
+            check(_status_from("127.0.0.1", port, cookie) == 200, "loopback is always allowed")
+            got = _status_from(address, port, cookie)
+            check(got == expected, f"a client at {address} with -rpcallowip={allow}: HTTP {got}, expected {expected}")
+        finally:
+            daemon.stop()
+
+
+def test_bitacora_inspect_help_and_version(options, tmp):
+    inspect = tool(options, "bitacora-inspect")
+    for flag in ("-version", "--version"):
+        out = run(inspect, flag, env={"PWD": tmp})
+        check(out.returncode == 0 and out.stdout.startswith("Bitácora ledger inspector version v"), f"{flag}: {out}")
+    for flag in ("-help", "--help", "-h", "-?"):
+        out = run(inspect, flag)
+        check(out.returncode == 0 and "Usage: bitacora-inspect <ledger directory>" in out.stdout, f"{flag}: {out}")
+    out = run(inspect, "-nonsense")
+    check(out.returncode == 2 and "unknown option '-nonsense'" in out.stderr, f"-nonsense: {out}")
+    check(not os.path.exists("-version") and not os.path.exists(os.path.join(tmp, "-version")), "no '-version' database")
+
+
 if __name__ == "__main__":
-    main([test_backup_during_catch_up_restores_and_catches_up])
+    main([test_backup_during_catch_up_restores_and_catches_up, test_refused_options_leave_the_data_dir_untouched,
+          test_rpcbind_beyond_loopback_needs_rpcallowip_and_enforces_it, test_bitacora_inspect_help_and_version])
