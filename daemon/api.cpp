@@ -11,6 +11,8 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <cmath>
+#include <map>
 #include <thread>
 
 namespace bitacora {
@@ -24,6 +26,8 @@ constexpr int64_t kRpcMaxConnectionsDefault = 256;
 constexpr int64_t kRpcTimeoutSDefault = 30;
 constexpr int64_t kRpcMaxRequestMsDefault = 10'000;
 constexpr int64_t kRpcMaxResponseDefault = 25'000'000;
+constexpr int64_t kUpstreamHangSDefault = 10;
+constexpr int64_t kUpstreamStallSDefault = 15;
 
 } // namespace
 
@@ -97,10 +101,28 @@ void RegisterRpcArgs(ArgsManager& args)
                  .help = "Largest answer in bytes, a whole batch included: a list stops early with its continuation "
                          "marker, and the calls of a batch past it are answered with an error",
                  .category = rpc, .min = 4096, .max = 1 << 30});
+    args.AddArg({.name = "upstreamhang", .type = ArgType::Int, .default_text = std::to_string(kUpstreamHangSDefault),
+                 .help = "Seconds after which a request to the EVM node or bitcoind that has no answer yet is logged "
+                         "(once, while it hangs) and its source reported failing (GET /health: degraded)",
+                 .category = rpc, .min = 1, .max = 3600});
+    args.AddArg({.name = "upstreamstall", .type = ArgType::Int, .default_text = std::to_string(kUpstreamStallSDefault),
+                 .help = "Seconds a followed source may fail (errors or a hung request, no answer at all) before GET "
+                         "/health answers 503 unavailable, naming it",
+                 .category = rpc, .min = 1, .max = 86'400});
     args.AddArg({.name = "rpcmaxrequestms", .type = ArgType::Int, .default_text = std::to_string(kRpcMaxRequestMsDefault),
                  .help = "Calls of a batch that start later than this many milliseconds after the request are "
                          "answered with an error",
                  .category = rpc, .min = 1, .max = 600'000});
+}
+
+std::chrono::milliseconds UpstreamHangAfter(const ArgsManager& args)
+{
+    return std::chrono::seconds(args.GetInt("upstreamhang", kUpstreamHangSDefault));
+}
+
+std::chrono::milliseconds UpstreamStallAfter(const ArgsManager& args)
+{
+    return std::chrono::seconds(args.GetInt("upstreamstall", kUpstreamStallSDefault));
 }
 
 Status ValidateRpcArgs(const ArgsManager& args)
@@ -159,40 +181,92 @@ nlohmann::json FollowerStatusJson(const evm::FollowerStatus& s)
                                 {"sharesMatch", r.shares_match}, {"drifts", r.drifts}, {"errors", r.errors}}}};
 }
 
+namespace {
+
+// Prometheus' text format, a family at a time: one HELP and TYPE, then its samples.
+void Header(std::string& out, std::string_view name, std::string_view type, std::string_view help)
+{
+    out += fmt::format("# HELP {0} {1}\n# TYPE {0} {2}\n", name, help, type);
+}
+
+std::string LabelValue(std::string_view value)
+{
+    std::string out;
+    for (const char c : value) {
+        if (c == '\\' || c == '"') out += '\\';
+        if (c == '\n') out += "\\n";
+        else out += c;
+    }
+    return out;
+}
+
+std::string Number(double value)
+{
+    if (std::isnan(value)) return "NaN";
+    return fmt::format("{}", value);
+}
+
+void Sample(std::string& out, std::string_view name, std::string_view labels, double value)
+{
+    if (labels.empty()) out += fmt::format("{} {}\n", name, Number(value));
+    else out += fmt::format("{}{{{}}} {}\n", name, labels, Number(value));
+}
+
+void Single(std::string& out, std::string_view type, std::string_view name, std::string_view help,
+            std::string_view labels, double value)
+{
+    Header(out, name, type, help);
+    Sample(out, name, labels, value);
+}
+
+// A summary: quantiles over the latest samples (NaN without any), totals since start.
+void Summary(std::string& out, std::string_view name, std::string_view help, std::string_view labels,
+             std::initializer_list<std::pair<double, double>> quantiles, uint64_t count, double sum)
+{
+    Header(out, name, "summary", help);
+    for (const auto& [q, value] : quantiles) Sample(out, name, fmt::format("{},quantile=\"{}\"", labels, q), value);
+    out += fmt::format("{}_sum{{{}}} {}\n{}_count{{{}}} {}\n", name, labels, Number(sum), name, labels, count);
+}
+
+} // namespace
+
 std::string FollowerMetrics(const evm::FollowerStatus& s)
 {
     std::string out;
-    auto gauge = [&](const char* name, const char* help, double value) {
-        out += fmt::format("# HELP {0} {1}\n# TYPE {0} gauge\n{0}{{source=\"evm\"}} {2}\n", name, help, value);
-    };
-    auto counter = [&](const char* name, const char* help, double value) {
-        out += fmt::format("# HELP {0} {1}\n# TYPE {0} counter\n{0}{{source=\"evm\"}} {2}\n", name, help, value);
-    };
-    gauge("bitacora_sync_head_block", "The node's latest block.", static_cast<double>(s.head_block));
-    gauge("bitacora_sync_final_block", "The last block in the final log.", static_cast<double>(s.final_block.value_or(0)));
-    gauge("bitacora_sync_pending_tip", "The last block in the pending overlay.", static_cast<double>(s.pending_tip.value_or(0)));
-    gauge("bitacora_sync_lag_blocks", "Blocks between the node's head and the pending tip.",
-          static_cast<double>(s.head_block - std::min(s.head_block, s.pending_tip.value_or(s.final_block.value_or(0)))));
-    gauge("bitacora_pending_events", "Events in the pending overlay.", static_cast<double>(s.events_pending));
-    counter("bitacora_events_appended_total", "Events appended to the final log by this process.", static_cast<double>(s.events_final));
-    counter("bitacora_raw_logs_total", "Logs kept verbatim (no known event).", static_cast<double>(s.raw_logs));
-    counter("bitacora_reorgs_total", "Reorgs rolled back in the pending overlay.", static_cast<double>(s.reorgs));
-    counter("bitacora_upstream_inconsistent_total", "Upstream answers refused by the checks.",
-            static_cast<double>(s.inconsistent_answers));
-    out += "# HELP bitacora_upstream_errors_total Upstream RPC errors by kind.\n# TYPE bitacora_upstream_errors_total counter\n";
-    out += fmt::format("bitacora_upstream_errors_total{{source=\"evm\",kind=\"transport\"}} {}\n", s.rpc.transport_errors);
-    out += fmt::format("bitacora_upstream_errors_total{{source=\"evm\",kind=\"http\"}} {}\n", s.rpc.http_errors);
-    out += fmt::format("bitacora_upstream_errors_total{{source=\"evm\",kind=\"rate_limited\"}} {}\n", s.rpc.rate_limited);
-    out += fmt::format("bitacora_upstream_errors_total{{source=\"evm\",kind=\"malformed\"}} {}\n", s.rpc.malformed);
-    out += fmt::format("bitacora_upstream_errors_total{{source=\"evm\",kind=\"rpc\"}} {}\n", s.rpc.rpc_errors);
-    counter("bitacora_upstream_requests_total", "Upstream HTTP requests.", static_cast<double>(s.rpc.requests));
-    counter("bitacora_upstream_request_seconds_total", "Time in upstream HTTP requests.",
-            static_cast<double>(s.rpc.latency_us_total) / 1e6);
-    gauge("bitacora_block_visible_latency_ms_p99", "Block returned by the node to its events pending, p99 (last 10,000).",
-          s.visible_latency_ms_p99);
-    counter("bitacora_reconciliation_drift_total", "Reconciliations that found a difference.", static_cast<double>(s.reconcile.drifts));
-    gauge("bitacora_reconciliation_ok", "1 when the last reconciliation matched.",
-          s.reconcile.escrow_matches && s.reconcile.shares_match ? 1.0 : 0.0);
+    const char* evm = "source=\"evm\"";
+    Single(out, "gauge", "bitacora_sync_head_block", "The node's latest block (0: not seen yet).", evm,
+           static_cast<double>(s.head_block));
+    Single(out, "gauge", "bitacora_sync_final_block", "The last block in the final log.", evm,
+           static_cast<double>(s.final_block.value_or(0)));
+    Single(out, "gauge", "bitacora_sync_pending_tip", "The last block in the pending overlay.", evm,
+           static_cast<double>(s.pending_tip.value_or(0)));
+    // Unknown (NaN) until the node's head has been seen: a node that never answered is not "no lag".
+    const uint64_t ours = s.pending_tip.value_or(s.final_block.value_or(0));
+    Single(out, "gauge", "bitacora_sync_lag_blocks", "Blocks between the node's head and the pending tip (NaN: head unknown).",
+           evm, s.head_block == 0 ? std::nan("") : static_cast<double>(s.head_block - std::min(s.head_block, ours)));
+    Single(out, "gauge", "bitacora_pending_events", "Events in the pending overlay.", evm, static_cast<double>(s.events_pending));
+    Single(out, "counter", "bitacora_events_appended_total", "Events appended to the final log by this process.", evm,
+           static_cast<double>(s.events_final));
+    Single(out, "counter", "bitacora_raw_logs_total", "Logs kept verbatim (no known event).", evm, static_cast<double>(s.raw_logs));
+    Single(out, "counter", "bitacora_reorgs_total", "Reorgs rolled back in the pending overlay.", evm, static_cast<double>(s.reorgs));
+    Single(out, "counter", "bitacora_upstream_inconsistent_total", "Upstream answers refused by the checks.", evm,
+           static_cast<double>(s.inconsistent_answers));
+    const bool seen = s.visible_latency_samples > 0;
+    Summary(out, "bitacora_block_visible_latency_seconds",
+            "Block returned by the node to its events pending (quantiles over the last 10,000).", evm,
+            {{0.5, seen ? s.visible_latency_ms_p50 / 1e3 : std::nan("")},
+             {0.99, seen ? s.visible_latency_ms_p99 / 1e3 : std::nan("")}},
+            s.visible_latency_count, s.visible_latency_seconds_sum);
+    const auto& r = s.reconcile;
+    Single(out, "counter", "bitacora_reconciliation_drift_total", "Reconciliations that found a difference.", evm,
+           static_cast<double>(r.drifts));
+    Single(out, "counter", "bitacora_reconciliation_errors_total", "Reconciliations that could not be made.", evm,
+           static_cast<double>(r.errors));
+    Single(out, "gauge", "bitacora_reconciliation_ok", "1 when a reconciliation was made and the last one matched.", evm,
+           r.checked && r.escrow_matches && r.shares_match ? 1.0 : 0.0);
+    Single(out, "gauge", "bitacora_reconciliation_last_timestamp_seconds",
+           "Unix time of the last reconciliation made (0: none yet in this process).", evm,
+           static_cast<double>(r.checked_time));
     return out;
 }
 
@@ -239,44 +313,213 @@ nlohmann::json BtcStatusJson(const btc::BtcFollowerStatus& s, const btc::Anchore
     return out;
 }
 
+namespace {
+
+std::string AnchorerMetrics(const btc::AnchorerStatus& a)
+{
+    std::string out;
+    Header(out, "bitacora_anchors_total", "counter", "Anchors that reached each state in this process.");
+    for (const auto& [state, count] : {std::pair{"planned", a.anchors_planned}, std::pair{"broadcast", a.anchors_broadcast},
+                                       std::pair{"confirmed", a.anchors_confirmed}, std::pair{"final", a.anchors_final},
+                                       std::pair{"dropped", a.anchors_dropped}, std::pair{"abandoned", a.anchors_abandoned}}) {
+        Sample(out, "bitacora_anchors_total", fmt::format("state=\"{}\"", state), static_cast<double>(count));
+    }
+    Header(out, "bitacora_anchor_errors_total", "counter", "Failed anchoring steps by reason.");
+    for (const char* label : {"node_down", "auth", "insufficient_funds", "wallet", "pruned", "rpc", "http", "malformed"}) {
+        const auto it = a.errors.find(label);
+        Sample(out, "bitacora_anchor_errors_total", fmt::format("reason=\"{}\"", label),
+               static_cast<double>(it == a.errors.end() ? 0 : it->second));
+    }
+    Single(out, "gauge", "bitacora_anchor_active_state",
+           "State of the anchor in progress (0 none, 1 planned, 2 signed, 3 broadcast, 4 confirmed).", "",
+           a.active ? static_cast<int>(a.active->state) : 0);
+    Single(out, "gauge", "bitacora_anchor_final_tree_size", "Tree size of the latest final anchor.", "",
+           static_cast<double>(a.latest_final ? a.latest_final->tree_size : 0));
+    Single(out, "counter", "bitacora_anchor_fee_bumps_total", "Anchor fee bumps (BIP125).", "source=\"btc\"",
+           static_cast<double>(a.fee_bumps));
+    return out;
+}
+
+} // namespace
+
 std::string BtcMetrics(const btc::BtcFollowerStatus& s, const btc::AnchorerStatus* a)
 {
     std::string out;
+    const char* btc = "source=\"btc\"";
     auto metric = [&](const char* type, const char* name, const char* help, double value) {
-        out += fmt::format("# HELP {0} {1}\n# TYPE {0} {3}\n{0}{{source=\"btc\"}} {2}\n", name, help, value, type);
+        Single(out, type, name, help, btc, value);
     };
     metric("gauge", "bitacora_btc_tip_height", "The last Bitcoin block processed.", static_cast<double>(s.tip_height.value_or(0)));
-    metric("gauge", "bitacora_btc_node_height", "bitcoind's best height.", static_cast<double>(s.node_height.value_or(0)));
-    metric("gauge", "bitacora_btc_lag_blocks", "Blocks between bitcoind's best block and the last processed.",
-           static_cast<double>(s.node_height.value_or(0) - std::min(s.node_height.value_or(0), s.tip_height.value_or(0))));
+    metric("gauge", "bitacora_btc_node_height", "bitcoind's best height (0: not seen yet).",
+           static_cast<double>(s.node_height.value_or(0)));
+    metric("gauge", "bitacora_btc_lag_blocks", "Blocks between bitcoind's best block and the last processed (NaN: unknown).",
+           s.node_height ? static_cast<double>(*s.node_height - std::min(*s.node_height, s.tip_height.value_or(0)))
+                         : std::nan(""));
     metric("counter", "bitacora_btc_blocks_processed_total", "Bitcoin blocks processed.", static_cast<double>(s.blocks_processed));
     metric("counter", "bitacora_btc_reorgs_total", "Bitcoin reorgs walked back.", static_cast<double>(s.reorgs));
     metric("counter", "bitacora_btc_resyncs_total", "Resyncs asked by ZMQ gaps and disconnects.", static_cast<double>(s.resyncs));
-    metric("counter", "bitacora_btc_zmq_gaps_total", "Gaps in ZMQ sequence numbers.", static_cast<double>(s.zmq.gaps));
+    metric("counter", "bitacora_btc_zmq_messages_total", "ZMQ messages received from bitcoind.", static_cast<double>(s.zmq.messages));
+    metric("counter", "bitacora_btc_zmq_gaps_total", "Gaps in ZMQ sequence numbers (messages bitcoind dropped).",
+           static_cast<double>(s.zmq.gaps));
+    metric("counter", "bitacora_btc_zmq_dropped_total", "ZMQ messages dropped here as malformed or oversized.",
+           static_cast<double>(s.zmq.malformed));
+    metric("counter", "bitacora_btc_zmq_disconnects_total", "ZMQ disconnects from bitcoind.", static_cast<double>(s.zmq.disconnects));
     metric("counter", "bitacora_btc_rpc_errors_total", "bitcoind calls that failed in the follower.", static_cast<double>(s.rpc_errors));
-    metric("gauge", "bitacora_btc_zmq_to_processed_ms_p99", "ZMQ block message to block processed, p99.",
-           Percentile(s.hint_latency_ms, 0.99));
-    if (a != nullptr) {
-        out += "# HELP bitacora_anchors_total Anchors that reached each state in this process.\n"
-               "# TYPE bitacora_anchors_total counter\n";
-        for (const auto& [state, count] : {std::pair{"planned", a->anchors_planned}, std::pair{"broadcast", a->anchors_broadcast},
-                                           std::pair{"confirmed", a->anchors_confirmed}, std::pair{"final", a->anchors_final},
-                                           std::pair{"dropped", a->anchors_dropped}, std::pair{"abandoned", a->anchors_abandoned}}) {
-            out += fmt::format("bitacora_anchors_total{{state=\"{}\"}} {}\n", state, count);
+    const bool seen = !s.hint_latency_ms.empty();
+    Summary(out, "bitacora_btc_zmq_to_processed_seconds", "ZMQ block message to block processed (quantiles over the latest 4,096).",
+            btc, {{0.5, seen ? Percentile(s.hint_latency_ms, 0.5) / 1e3 : std::nan("")},
+                  {0.99, seen ? Percentile(s.hint_latency_ms, 0.99) / 1e3 : std::nan("")}},
+            s.hint_latency_count, s.hint_latency_seconds_sum);
+    if (a != nullptr) out += AnchorerMetrics(*a);
+    return out;
+}
+
+namespace {
+
+// Each source's follower state as one series per state (1 for the current one), so that
+// an alert needs no label guessing.
+void SourceStateMetrics(std::string& out, const ApiSources& sources)
+{
+    Header(out, "bitacora_source_state", "gauge", "Each followed source's state: 1 for the current one.");
+    if (sources.evm) {
+        const auto state = sources.evm->status().state;
+        using S = evm::FollowerStatus::State;
+        for (const S s : {S::Starting, S::CatchingUp, S::Following, S::Failed, S::Stopped}) {
+            Sample(out, "bitacora_source_state", fmt::format("source=\"evm\",state=\"{}\"", evm::FollowerStateName(s)),
+                   s == state ? 1 : 0);
         }
-        out += "# HELP bitacora_anchor_errors_total Failed anchoring steps by reason.\n# TYPE bitacora_anchor_errors_total counter\n";
-        for (const char* label : {"node_down", "auth", "insufficient_funds", "wallet", "pruned", "rpc", "http", "malformed"}) {
-            const auto it = a->errors.find(label);
-            out += fmt::format("bitacora_anchor_errors_total{{reason=\"{}\"}} {}\n", label, it == a->errors.end() ? 0 : it->second);
-        }
-        out += fmt::format("# HELP bitacora_anchor_active_state State of the anchor in progress (0 none, 1 planned, 2 signed, "
-                           "3 broadcast, 4 confirmed).\n# TYPE bitacora_anchor_active_state gauge\nbitacora_anchor_active_state {}\n",
-                           a->active ? static_cast<int>(a->active->state) : 0);
-        out += fmt::format("# HELP bitacora_anchor_final_tree_size Tree size of the latest final anchor.\n# TYPE "
-                           "bitacora_anchor_final_tree_size gauge\nbitacora_anchor_final_tree_size {}\n",
-                           a->latest_final ? a->latest_final->tree_size : 0);
-        metric("counter", "bitacora_anchor_fee_bumps_total", "Anchor fee bumps (BIP125).", static_cast<double>(a->fee_bumps));
     }
+    if (sources.btc) {
+        const std::string state = sources.btc->status().state;
+        for (const char* s : {"starting", "syncing", "synced", "node_down", "failed"}) {
+            Sample(out, "bitacora_source_state", fmt::format("source=\"btc\",state=\"{}\"", s), state == s ? 1 : 0);
+        }
+    }
+}
+
+// The error kinds each source's client can report, listed at 0 before they happen.
+std::vector<std::string_view> KnownErrorKinds(std::string_view source)
+{
+    if (source == "btc") return {"transport", "auth", "http", "rpc", "malformed"};
+    return {"transport", "http", "rate_limited", "rpc", "malformed", "too_large"};
+}
+
+// What the upstream monitors counted, per source and endpoint, as it happened.
+void UpstreamMetrics(std::string& out, const std::vector<UpstreamMonitor::Snapshot>& snapshots,
+                     const std::vector<UpstreamVerdict>& verdicts)
+{
+    auto per_endpoint = [&](const char* name, const char* type, const char* help, auto value) {
+        Header(out, name, type, help);
+        for (const auto& s : snapshots) {
+            for (const auto& e : s.endpoints) {
+                Sample(out, name, fmt::format("source=\"{}\",endpoint=\"{}\"", s.source, LabelValue(e.endpoint)), value(e));
+            }
+        }
+    };
+    per_endpoint("bitacora_upstream_requests_total", "counter", "Upstream HTTP exchanges ended, answered or not.",
+                 [](const auto& e) { return static_cast<double>(e.requests); });
+    Header(out, "bitacora_upstream_errors_total", "counter", "Upstream exchanges that failed, by kind, counted as they end.");
+    for (const auto& s : snapshots) {
+        for (const auto& e : s.endpoints) {
+            std::map<std::string, uint64_t> kinds;
+            for (const auto kind : KnownErrorKinds(s.source)) kinds[std::string(kind)] = 0;
+            for (const auto& [kind, count] : e.errors) kinds[kind] = count;
+            for (const auto& [kind, count] : kinds) {
+                Sample(out, "bitacora_upstream_errors_total",
+                       fmt::format("source=\"{}\",endpoint=\"{}\",kind=\"{}\"", s.source, LabelValue(e.endpoint), kind),
+                       static_cast<double>(count));
+            }
+        }
+    }
+    per_endpoint("bitacora_upstream_hung_requests_total", "counter",
+                 "Upstream requests logged as hung (no answer within -upstreamhang) while in flight.",
+                 [](const auto& e) { return static_cast<double>(e.hung); });
+    Header(out, "bitacora_upstream_request_duration_seconds", "histogram", "Upstream HTTP exchanges by duration.");
+    for (const auto& s : snapshots) {
+        for (const auto& e : s.endpoints) {
+            const std::string labels = fmt::format("source=\"{}\",endpoint=\"{}\"", s.source, LabelValue(e.endpoint));
+            uint64_t cumulative = 0;
+            for (size_t i = 0; i < e.duration_counts.size(); ++i) {
+                cumulative += e.duration_counts[i];
+                const std::string le = i < UpstreamMonitor::kDurationBuckets.size()
+                                           ? fmt::format("{}", UpstreamMonitor::kDurationBuckets[i])
+                                           : std::string("+Inf");
+                Sample(out, "bitacora_upstream_request_duration_seconds_bucket", fmt::format("{},le=\"{}\"", labels, le),
+                       static_cast<double>(cumulative));
+            }
+            Sample(out, "bitacora_upstream_request_duration_seconds_sum", labels, e.duration_seconds_sum);
+            Sample(out, "bitacora_upstream_request_duration_seconds_count", labels, static_cast<double>(cumulative));
+        }
+    }
+    auto per_source = [&](const char* name, const char* help, auto value) {
+        Header(out, name, "gauge", help);
+        for (size_t i = 0; i < snapshots.size(); ++i) {
+            Sample(out, name, fmt::format("source=\"{}\"", snapshots[i].source), value(snapshots[i], verdicts[i]));
+        }
+    };
+    per_source("bitacora_upstream_in_flight_requests", "Upstream requests waiting for an answer now.",
+               [](const auto& s, const auto&) { return static_cast<double>(s.in_flight); });
+    per_source("bitacora_upstream_failing_seconds",
+               "Seconds the source has been failing (errors or a hung request; 0: it answers).",
+               [](const auto&, const auto& v) { return v.failing_s; });
+    per_source("bitacora_upstream_last_answer_age_seconds", "Seconds since the source's node last answered (NaN: never).",
+               [](const auto&, const auto& v) { return v.last_answer_s < 0 ? std::nan("") : v.last_answer_s; });
+}
+
+std::string ZmqPublisherMetrics(const rpc::ZmqPublisher& zmq)
+{
+    std::string out;
+    Single(out, "counter", "bitacora_zmq_published_total", "Ledger events published on -zmqpubevent.", "",
+           static_cast<double>(zmq.published()));
+    Single(out, "counter", "bitacora_zmq_dropped_total",
+           "Ledger events not published (our queue full, or the socket's high-water mark reached).", "",
+           static_cast<double>(zmq.dropped()));
+    return out;
+}
+
+} // namespace
+
+std::vector<rpc::SourceHealth> SourcesHealth(const ApiSources& sources)
+{
+    const auto now = UpstreamMonitor::Clock::now();
+    auto judge = [&](const std::shared_ptr<const UpstreamMonitor>& monitor) -> std::optional<UpstreamVerdict> {
+        if (!monitor) return std::nullopt;
+        return JudgeUpstream(monitor->snapshot(), now, monitor->hang_after(), sources.stall_after);
+    };
+    std::vector<rpc::SourceHealth> out;
+    if (sources.evm) {
+        const auto s = sources.evm->status();
+        out.push_back({.name = "evm", .state = std::string(evm::FollowerStateName(s.state)),
+                       .failed = s.state == evm::FollowerStatus::State::Failed, .error = s.error,
+                       .upstream = judge(sources.evm_upstream)});
+    }
+    if (sources.btc) {
+        const auto s = sources.btc->status();
+        out.push_back({.name = "btc", .state = s.state, .failed = s.state == "failed", .error = s.last_error,
+                       .upstream = judge(sources.btc_upstream)});
+    }
+    return out;
+}
+
+std::string SourcesMetrics(const ApiSources& sources)
+{
+    std::string out;
+    if (sources.evm || sources.btc) SourceStateMetrics(out, sources);
+    const auto now = UpstreamMonitor::Clock::now();
+    std::vector<UpstreamMonitor::Snapshot> snapshots;
+    std::vector<UpstreamVerdict> verdicts;
+    for (const auto* monitor : {sources.evm_upstream.get(), sources.btc_upstream.get()}) {
+        if (monitor == nullptr) continue;
+        snapshots.push_back(monitor->snapshot());
+        verdicts.push_back(JudgeUpstream(snapshots.back(), now, monitor->hang_after(), sources.stall_after));
+    }
+    if (!snapshots.empty()) UpstreamMetrics(out, snapshots, verdicts);
+    if (sources.evm) out += FollowerMetrics(sources.evm->status());
+    if (sources.btc) {
+        const auto anchorer = sources.anchorer ? std::optional(sources.anchorer->status()) : std::nullopt;
+        out += BtcMetrics(sources.btc->status(), anchorer ? &*anchorer : nullptr);
+    }
+    if (sources.zmq) out += ZmqPublisherMetrics(*sources.zmq);
     return out;
 }
 
@@ -353,14 +596,8 @@ Result<std::unique_ptr<rpc::RpcServer>> StartApi(const ArgsManager& args, uint16
         }
         return std::move(outcome.answer.value());
     };
-    auto extra_metrics = [sources]() -> std::string {
-        std::string out = sources.evm ? FollowerMetrics(sources.evm->status()) : "";
-        if (sources.btc) {
-            const auto anchorer = sources.anchorer ? std::optional(sources.anchorer->status()) : std::nullopt;
-            out += BtcMetrics(sources.btc->status(), anchorer ? &*anchorer : nullptr);
-        }
-        return out;
-    };
+    auto extra_metrics = [sources]() -> std::string { return SourcesMetrics(sources); };
+    if (sources.evm || sources.btc) options.sources_health = [sources] { return SourcesHealth(sources); };
     return rpc::RpcServer::Start(options, std::move(methods), extra_metrics, [] { return true; });
 }
 

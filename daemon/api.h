@@ -25,7 +25,17 @@ struct ApiSources {
     const evm::EvmFollower* evm{nullptr};
     btc::BtcFollower* btc{nullptr};
     btc::Anchorer* anchorer{nullptr};
+    // What each source's node did, as it happened (null: not watched).
+    std::shared_ptr<const UpstreamMonitor> evm_upstream;
+    std::shared_ptr<const UpstreamMonitor> btc_upstream;
+    const rpc::ZmqPublisher* zmq{nullptr};
+    // A source failing this long with no answer makes GET /health answer 503.
+    std::chrono::milliseconds stall_after{std::chrono::seconds(15)};
 };
+
+// -upstreamhang and -upstreamstall (seconds).
+std::chrono::milliseconds UpstreamHangAfter(const ArgsManager& args);
+std::chrono::milliseconds UpstreamStallAfter(const ArgsManager& args);
 
 Result<std::unique_ptr<rpc::RpcServer>> StartApi(const ArgsManager& args, uint16_t default_port,
                                                  const std::filesystem::path& netdir, ledger::Ledger& ledger,
@@ -38,5 +48,8 @@ nlohmann::json FollowerStatusJson(const evm::FollowerStatus& status);
 std::string FollowerMetrics(const evm::FollowerStatus& status);
 nlohmann::json BtcStatusJson(const btc::BtcFollowerStatus& follower, const btc::AnchorerStatus* anchorer);
 std::string BtcMetrics(const btc::BtcFollowerStatus& follower, const btc::AnchorerStatus* anchorer);
+// GET /health's view of each source, and everything /metrics says of the sources.
+std::vector<rpc::SourceHealth> SourcesHealth(const ApiSources& sources);
+std::string SourcesMetrics(const ApiSources& sources);
 
 } // namespace bitacora

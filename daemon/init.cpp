@@ -404,7 +404,10 @@ int DaemonMain(int argc, char* argv[])
         node.Shutdown();
         return InitError(evm_options.error());
     }
+    ApiSources api_sources{.stall_after = UpstreamStallAfter(args)};
     if (evm_options->has_value()) {
+        (*evm_options)->rpc.monitor = std::make_shared<UpstreamMonitor>("evm", UpstreamHangAfter(args));
+        api_sources.evm_upstream = (*evm_options)->rpc.monitor;
         const auto& o = **evm_options;
         LogInfo("EVM follower: chain id {}, escrow {}, vault {}, from block {}, finality {}, endpoints {}", o.chain_id,
                 evm::FormatAddress(o.escrow), evm::FormatAddress(o.vault), o.start_block,
@@ -429,6 +432,8 @@ int DaemonMain(int argc, char* argv[])
     }
     if (btc_config->has_value()) {
         auto& c = **btc_config;
+        c.rpc.monitor = std::make_shared<UpstreamMonitor>("btc", UpstreamHangAfter(args));
+        api_sources.btc_upstream = c.rpc.monitor;
         node.btc_rpc = std::make_unique<btc::BitcoindRpc>(c.rpc);
         node.anchorer = std::make_unique<btc::Anchorer>(*node.ledger, *node.btc_rpc, c.anchorer);
         if (auto* evm = node.evm_follower.get()) {
@@ -450,8 +455,11 @@ int DaemonMain(int argc, char* argv[])
     for (const auto& chain : Chains()) {
         if (chain.name == chain_name) default_rpc_port = chain.rpc_port;
     }
-    auto api = StartApi(args, default_rpc_port, netdir, *node.ledger,
-                        ApiSources{node.evm_follower.get(), node.btc_follower.get(), node.anchorer.get()});
+    api_sources.evm = node.evm_follower.get();
+    api_sources.btc = node.btc_follower.get();
+    api_sources.anchorer = node.anchorer.get();
+    api_sources.zmq = node.zmq.get();
+    auto api = StartApi(args, default_rpc_port, netdir, *node.ledger, api_sources);
     if (!api) {
         LogError("{}", api.error());
         node.Shutdown();

@@ -17,8 +17,10 @@
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cassert>
 #include <charconv>
+#include <chrono>
 #include <future>
 #include <cstdarg>
 #include <cstdio>
@@ -36,6 +38,12 @@ constexpr std::string_view kRebuildMarker = "rebuild_in_progress";
 // reads at most levels 1..3, the sibling leaf and the leaf itself from RocksDB.
 constexpr unsigned kCachedLevelMin = 4;
 constexpr size_t kRebuildChunkEvents = 20'000;
+
+int64_t UnixNowMs()
+{
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
 
 rocksdb::Slice AsSlice(std::span<const uint8_t> bytes)
 {
@@ -201,6 +209,7 @@ struct Ledger::Impl {
     std::optional<HighWater> read_only_mark; // the mark as read, for a read-only ledger
     mutable HealthState health;
     uint64_t projection_generation{0}; // bumped by every rebuild (it swaps the family)
+    std::atomic<int64_t> root_time_ms{UnixNowMs()}; // the open, then every append
 
     ~Impl()
     {
@@ -788,6 +797,7 @@ Result<AppendResult> Ledger::AppendLocked(const std::vector<Event>& events, cons
         return Error{fmt::format("ledger append failed: {}", status.ToString())};
     }
     m.frontier = std::move(prepared.frontier);
+    m.root_time_ms = UnixNowMs();
     for (const auto& node : prepared.upper) {
         auto& nodes = m.upper_nodes[node.level - kCachedLevelMin];
         assert(nodes.size() == node.index);
@@ -854,6 +864,8 @@ Hash256 Ledger::root() const
 }
 
 LedgerHealth Ledger::health() const { return m_impl->health.Get(); }
+
+int64_t Ledger::root_time_ms() const { return m_impl->root_time_ms.load(); }
 
 std::optional<HighWater> Ledger::high_water() const
 {

@@ -181,6 +181,9 @@ public:
 
     uint64_t size() const LOCKS_EXCLUDED(m_mutex);
     Hash256 root() const LOCKS_EXCLUDED(m_mutex);
+    // Unix milliseconds of the last append in this process, or of the open: the root's
+    // age on /metrics (the log stores no time of its own for every kind of event).
+    int64_t root_time_ms() const;
     Result<Hash256> RootAt(uint64_t tree_size) const LOCKS_EXCLUDED(m_mutex);
     std::optional<Cursor> GetCursor(const std::string& source) const;
     Result<Bytes> GetLeaf(uint64_t index) const LOCKS_EXCLUDED(m_mutex);

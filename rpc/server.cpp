@@ -92,15 +92,15 @@ struct RpcServer::Impl {
         return {.status = result.http_status, .body = std::move(result.body)};
     }
 
-    // 200 when ready and the ledger is ok; 503 while starting, or with the ledger's state
-    // and reason when it is degraded or read-only.
+    // 503 while starting; then the ledger's and each source's state (rpc/health.h).
     HttpResponse Health() const
     {
         if (ready && !ready()) return {.status = 503, .body = R"({"status":"starting"})"};
         const auto health = ledger ? ledger->health() : ledger::LedgerHealth{};
-        if (health.state == ledger::LedgerHealth::State::Ok) return {.body = R"({"status":"ready"})"};
-        const nlohmann::json body = {{"status", ledger::LedgerHealthName(health.state)}, {"reason", health.reason}};
-        return {.status = 503, .body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
+        const auto sources = options.sources_health ? options.sources_health() : std::vector<SourceHealth>{};
+        const HealthAnswer answer = DecideHealth(health, sources);
+        return {.status = answer.http_status,
+                .body = answer.body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
     }
 
     // One metric family with a single sample, in Prometheus' text format.
@@ -108,6 +108,18 @@ struct RpcServer::Impl {
                        uint64_t value)
     {
         out += fmt::format("# HELP {0} {1}\n# TYPE {0} {2}\n{0} {3}\n", name, help, type, value);
+    }
+
+    static void FamilyDouble(std::string& out, std::string_view name, std::string_view type, std::string_view help,
+                             double value)
+    {
+        out += fmt::format("# HELP {0} {1}\n# TYPE {0} {2}\n{0} {3:.3f}\n", name, help, type, value);
+    }
+
+    static int64_t UnixNowMs()
+    {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count();
     }
 
     std::string HttpMetrics() const
@@ -145,18 +157,64 @@ struct RpcServer::Impl {
         for (const auto& [status, count] : by_status) out += fmt::format("bitacora_rpc_responses_total{{status=\"{}\"}} {}\n", status, count);
         out += "# HELP bitacora_rpc_auth_failures_total Requests with wrong credentials.\n# TYPE bitacora_rpc_auth_failures_total counter\n";
         out += fmt::format("bitacora_rpc_auth_failures_total {}\n", auth_failures);
-        if (ledger != nullptr) {
-            // One series per state, 1 for the current one, so that an alert needs no label guessing.
-            const auto state = ledger->health().state;
-            out += "# HELP bitacora_ledger_health The ledger's health: ok, degraded (a read failed) or read-only (a "
-                   "write failed).\n# TYPE bitacora_ledger_health gauge\n";
-            for (const auto s : {ledger::LedgerHealth::State::Ok, ledger::LedgerHealth::State::Degraded,
-                                 ledger::LedgerHealth::State::ReadOnly}) {
-                out += fmt::format("bitacora_ledger_health{{state=\"{}\"}} {}\n", ledger::LedgerHealthName(s), s == state ? 1 : 0);
-            }
-        }
+        out += fmt::format("# HELP bitacora_build_info The daemon's version.\n# TYPE bitacora_build_info gauge\n"
+                           "bitacora_build_info{{version=\"{}\"}} 1\n",
+                           BITACORA_VERSION);
+        if (ledger != nullptr) out += LedgerMetrics(*ledger);
         if (extra_metrics) out += extra_metrics();
         return out;
+    }
+
+    // From the ledger itself, so that a daemon that follows nothing (serving a ledger
+    // read-only) exports them too.
+    static std::string LedgerMetrics(const ledger::Ledger& ledger)
+    {
+        std::string out;
+        // One series per state, 1 for the current one, so that an alert needs no label guessing.
+        const auto state = ledger.health().state;
+        out += "# HELP bitacora_ledger_health The ledger's health: ok, degraded (a read failed) or read-only (a "
+               "write failed).\n# TYPE bitacora_ledger_health gauge\n";
+        for (const auto s : {ledger::LedgerHealth::State::Ok, ledger::LedgerHealth::State::Degraded,
+                             ledger::LedgerHealth::State::ReadOnly}) {
+            out += fmt::format("bitacora_ledger_health{{state=\"{}\"}} {}\n", ledger::LedgerHealthName(s), s == state ? 1 : 0);
+        }
+        const uint64_t size = ledger.size();
+        const int64_t now_ms = UnixNowMs();
+        Family(out, "bitacora_ledger_size", "gauge", "Events in the final log (its tree size).", size);
+        FamilyDouble(out, "bitacora_ledger_root_age_seconds", "gauge",
+                     "Seconds since the root last changed (an append), or since the ledger was opened.",
+                     static_cast<double>(std::max<int64_t>(0, now_ms - ledger.root_time_ms())) / 1e3);
+        std::optional<ledger::AnchorRecord> final_anchor;
+        try {
+            final_anchor = LatestFinalAnchor(ledger);
+        } catch (const ledger::LedgerReadError&) {
+            return out; // the ledger is marked degraded: bitacora_ledger_health says so
+        }
+        Family(out, "bitacora_ledger_unanchored_events", "gauge",
+               "Events in the log after the tree size of the latest final anchor (all of them without one).",
+               size - std::min(size, final_anchor ? final_anchor->tree_size : 0));
+        if (final_anchor) {
+            FamilyDouble(out, "bitacora_anchor_last_final_age_seconds", "gauge",
+                         "Seconds since the latest final anchor became final.",
+                         std::max(0.0, static_cast<double>(now_ms) / 1e3 - static_cast<double>(final_anchor->updated_time)));
+        }
+        return out;
+    }
+
+    // The newest final anchor among the latest kRecentAnchorsMax (a final one is never
+    // older than that: anchors are made one at a time).
+    static std::optional<ledger::AnchorRecord> LatestFinalAnchor(const ledger::Ledger& ledger)
+    {
+        constexpr uint64_t kRecentAnchorsMax = 64;
+        const auto latest = ledger.LatestAnchor();
+        if (!latest) return std::nullopt;
+        if (latest->state == ledger::AnchorState::Final) return latest;
+        const uint64_t from = latest->id > kRecentAnchorsMax ? latest->id - kRecentAnchorsMax : 0;
+        std::optional<ledger::AnchorRecord> found;
+        for (auto& record : ledger.ListAnchors(from, kRecentAnchorsMax)) {
+            if (record.state == ledger::AnchorState::Final) found = std::move(record);
+        }
+        return found;
     }
 };
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "rpc/auth.h"
+#include "rpc/health.h"
 #include "rpc/http_server.h"
 #include "rpc/json_rpc.h"
 #include "rpc/methods.h"
@@ -20,6 +21,8 @@ struct RpcServerOptions {
     bool reads_open{false};                // read methods without credentials
     std::filesystem::path cookie_path;     // written at start, removed at stop; empty: none
     std::vector<std::string> rpcauth;      // "<user>:<salt>$<hmac>"
+    // Each followed source's state for GET /health (rpc/health.h); empty: none followed.
+    std::function<std::vector<SourceHealth>()> sources_health;
 };
 
 class RpcServer {

@@ -20,9 +20,9 @@ packages=(
   libevent-dev libcurl4-openssl-dev libsimdjson-dev libzmq3-dev cppzmq-dev libsystemd-dev doctest-dev
   python3 python3-zmq python3-pycryptodome python3-opentimestamps python3-bitcoinlib nodejs
 )
-# ... and what only the tests need (the clang ASan+UBSan build, load generators).
+# ... and what only the tests need (the clang ASan+UBSan build, load generators, promtool).
 test_packages=(
-  clang libclang-rt-14-dev wrk
+  clang libclang-rt-14-dev wrk prometheus
 )
 [ "$mode" = demo ] || packages+=("${test_packages[@]}")
 

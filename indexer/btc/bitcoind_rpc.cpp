@@ -31,10 +31,26 @@ size_t WriteBody(char* ptr, size_t size, size_t nmemb, void* userdata)
     return n;
 }
 
+// Ends a transfer when the daemon stops; tells the monitor the call still waits.
 int Progress(void* userdata, curl_off_t, curl_off_t, curl_off_t, curl_off_t)
 {
-    const auto* stopping = static_cast<const std::function<bool()>*>(userdata);
-    return (*stopping && (*stopping)()) ? 1 : 0;
+    const auto* watch = static_cast<const BitcoindRpc::ProgressWatch*>(userdata);
+    if (watch->monitor != nullptr) watch->monitor->Progress(watch->token);
+    return (*watch->stopping && (*watch->stopping)()) ? 1 : 0;
+}
+
+// The monitor's error label, and whether bitcoind answered at all.
+std::pair<std::string_view, bool> MonitorOutcome(const BtcError& error)
+{
+    switch (error.kind) {
+    case BtcError::Kind::Transport: return {"transport", false};
+    case BtcError::Kind::Auth: return {"auth", false};
+    case BtcError::Kind::Http: return {"http", false};
+    case BtcError::Kind::Rpc: return {"rpc", true};
+    case BtcError::Kind::Malformed: return {"malformed", false};
+    case BtcError::Kind::Stopped: return {"", false};
+    }
+    return {"other", false};
 }
 
 } // namespace
@@ -114,6 +130,7 @@ BitcoindRpc::BitcoindRpc(BitcoindRpcOptions options, std::function<bool()> stopp
     std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
     LOCK(m_mutex);
     m_curl = curl_easy_init();
+    m_watch = {.stopping = &m_stopping, .monitor = m_options.monitor.get(), .token = 0};
 }
 
 BitcoindRpc::~BitcoindRpc()
@@ -183,6 +200,23 @@ BtcResult<nlohmann::json> BitcoindRpc::WalletCall(std::string_view method, std::
 
 BtcResult<nlohmann::json> BitcoindRpc::Send(const std::string& path, std::string_view method, const nlohmann::json& params)
 {
+    UpstreamMonitor* monitor = m_options.monitor.get();
+    if (monitor == nullptr) return SendUnwatched(path, method, params);
+    m_watch.token = monitor->Begin(m_endpoint, method);
+    auto result = SendUnwatched(path, method, params);
+    if (result) {
+        monitor->End(m_watch.token, "", "", true);
+    } else {
+        const auto [kind, answered] = MonitorOutcome(result.error());
+        monitor->End(m_watch.token, kind, result.error().ToString(), answered);
+    }
+    m_watch.token = 0;
+    return result;
+}
+
+BtcResult<nlohmann::json> BitcoindRpc::SendUnwatched(const std::string& path, std::string_view method,
+                                                     const nlohmann::json& params)
+{
     CURL* c = static_cast<CURL*>(m_curl);
     if (c == nullptr) return BtcError{BtcError::Kind::Transport, 0, 0, "libcurl could not be initialised"};
     const uint64_t id = m_next_id++;
@@ -225,7 +259,7 @@ BtcResult<nlohmann::json> BitcoindRpc::Send(const std::string& path, std::string
         curl_easy_setopt(c, CURLOPT_WRITEDATA, &response);
         curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
         curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, Progress);
-        curl_easy_setopt(c, CURLOPT_XFERINFODATA, &m_stopping);
+        curl_easy_setopt(c, CURLOPT_XFERINFODATA, &m_watch);
         const CURLcode code = curl_easy_perform(c);
         curl_slist_free_all(headers);
         long status = 0;

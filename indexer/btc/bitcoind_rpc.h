@@ -8,6 +8,7 @@
 
 #include "common/expected.h"
 #include "common/sync.h"
+#include "common/upstream_monitor.h"
 
 #include <nlohmann/json.hpp>
 
@@ -85,6 +86,8 @@ struct BitcoindRpcOptions {
     // cut off there and refused, never retried. A block is at most 4 MB, so 8 MB of hex.
     size_t response_bytes_max{4u << 20};
     size_t block_response_bytes_max{10u << 20}; // getblock
+    // Every exchange counted there as it ends, and watched while it hangs. Null: none.
+    std::shared_ptr<UpstreamMonitor> monitor;
 };
 
 struct BitcoindRpcStats {
@@ -110,10 +113,18 @@ public:
         LOCKS_EXCLUDED(m_mutex);
 
     BitcoindRpcStats stats() const LOCKS_EXCLUDED(m_mutex);
+    // What curl's progress callback sees of the transfer in flight.
+    struct ProgressWatch {
+        const std::function<bool()>* stopping{nullptr};
+        UpstreamMonitor* monitor{nullptr};
+        uint64_t token{0};
+    };
     std::string endpoint() const { return m_endpoint; }
 
 private:
     BtcResult<nlohmann::json> Send(const std::string& path, std::string_view method, const nlohmann::json& params)
+        EXCLUSIVE_LOCKS_REQUIRED(m_mutex);
+    BtcResult<nlohmann::json> SendUnwatched(const std::string& path, std::string_view method, const nlohmann::json& params)
         EXCLUSIVE_LOCKS_REQUIRED(m_mutex);
     std::optional<std::string> Credentials(bool reload) EXCLUSIVE_LOCKS_REQUIRED(m_mutex);
 
@@ -125,6 +136,7 @@ private:
     std::string m_credentials GUARDED_BY(m_mutex);
     uint64_t m_next_id GUARDED_BY(m_mutex){1};
     BitcoindRpcStats m_stats GUARDED_BY(m_mutex);
+    ProgressWatch m_watch GUARDED_BY(m_mutex);
 };
 
 // "host:port" or "[v6]:port" or "host" (port from the default).

@@ -313,8 +313,10 @@ bool BtcFollower::SyncOnce()
             if (m_status.hint_latency_ms.size() >= BtcFollowerStatus::kLatencySamplesMax) {
                 m_status.hint_latency_ms.erase(m_status.hint_latency_ms.begin());
             }
-            m_status.hint_latency_ms.push_back(
-                std::chrono::duration<double, std::milli>(Clock::now() - *announced).count());
+            const double latency_ms = std::chrono::duration<double, std::milli>(Clock::now() - *announced).count();
+            m_status.hint_latency_ms.push_back(latency_ms);
+            ++m_status.hint_latency_count;
+            m_status.hint_latency_seconds_sum += latency_ms / 1e3;
         }
         LogDebug(log::Category::Btc, "Block {} {} processed ({} transactions)", height, HashToDisplay(*hash),
                  block ? block->txs.size() : 0);

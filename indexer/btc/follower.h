@@ -58,6 +58,8 @@ struct BtcFollowerStatus {
     ZmqSubscriberStats zmq;
     // ZMQ message received -> that block processed, for blocks announced by ZMQ.
     std::vector<double> hint_latency_ms; // the latest samples, at most kLatencySamplesMax
+    uint64_t hint_latency_count{0};      // every sample since start, for a summary's _count
+    double hint_latency_seconds_sum{0};  // and its _sum
     static constexpr size_t kLatencySamplesMax = 4'096;
 };
 

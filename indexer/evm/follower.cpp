@@ -794,6 +794,8 @@ struct EvmFollower::Impl {
             if (this->latency_ms.size() >= kLatencySamplesMax) this->latency_ms[latency_next] = latency_ms;
             else this->latency_ms.push_back(latency_ms);
             latency_next = (latency_next + 1) % kLatencySamplesMax;
+            ++status.visible_latency_count;
+            status.visible_latency_seconds_sum += latency_ms / 1e3;
             status.events_pending += events;
             status.raw_logs += raw;
         }
@@ -1483,6 +1485,8 @@ struct EvmFollower::Impl {
         UpdateStatus([&](FollowerStatus& s) {
             auto& r = s.reconcile;
             r.checked = true;
+            r.checked_time = static_cast<uint64_t>(
+                std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
             r.block_number = cursor->block_number;
             r.escrow_balance_chain = balance->ToDecimal();
             r.escrow_locked_ledger = totals.escrow_locked.ToDecimal();

@@ -82,6 +82,7 @@ struct ReconcileStatus {
     bool shares_match{true};
     uint64_t drifts{0}; // checks that found a difference
     uint64_t errors{0}; // checks that could not be made
+    uint64_t checked_time{0}; // unix seconds of the last check made (0: none yet)
 };
 
 struct FollowerStatus {
@@ -128,6 +129,8 @@ struct FollowerStatus {
     double visible_latency_ms_p99{0};
     double visible_latency_ms_max{0};
     uint64_t visible_latency_samples{0};
+    uint64_t visible_latency_count{0};        // every sample since start, for a summary's _count
+    double visible_latency_seconds_sum{0};    // and its _sum
 };
 
 std::string_view FollowerStateName(FollowerStatus::State state);

@@ -49,12 +49,27 @@ size_t WriteBody(char* ptr, size_t size, size_t nmemb, void* userdata)
     return bytes;
 }
 
-// Ends a transfer in flight when the daemon stops (curl calls it about once a second
-// even while no byte arrives).
+// Ends a transfer in flight when the daemon stops, and tells the monitor it still waits
+// (curl calls it about once a second even while no byte arrives).
 int OnProgress(void* userdata, curl_off_t, curl_off_t, curl_off_t, curl_off_t)
 {
-    const auto* stopping = static_cast<const std::function<bool()>*>(userdata);
-    return *stopping && (*stopping)() ? 1 : 0;
+    const auto* watch = static_cast<const JsonRpcClient::ProgressWatch*>(userdata);
+    if (watch->monitor != nullptr) watch->monitor->Progress(watch->token);
+    return *watch->stopping && (*watch->stopping)() ? 1 : 0;
+}
+
+std::string_view MonitorKind(RpcError::Kind kind)
+{
+    switch (kind) {
+    case RpcError::Kind::Transport: return "transport";
+    case RpcError::Kind::Http: return "http";
+    case RpcError::Kind::RateLimited: return "rate_limited";
+    case RpcError::Kind::Rpc: return "rpc";
+    case RpcError::Kind::Malformed: return "malformed";
+    case RpcError::Kind::TooLarge: return "too_large";
+    case RpcError::Kind::Stopped: return "";
+    }
+    return "other";
 }
 
 struct Headers {
@@ -118,6 +133,12 @@ std::string BatchBody(const std::vector<RpcRequest>& requests, uint64_t first_id
         array.push_back({{"jsonrpc", "2.0"}, {"id", first_id + i}, {"method", requests[i].method}, {"params", requests[i].params}});
     }
     return array.dump();
+}
+
+// "batch of 100 eth_getBlockByNumber" (the first call's method), for the log.
+std::string BatchWhat(const std::vector<RpcRequest>& requests)
+{
+    return fmt::format("batch of {} {}", requests.size(), requests.empty() ? "" : requests.front().method);
 }
 
 } // namespace
@@ -188,6 +209,7 @@ JsonRpcClient::JsonRpcClient(RpcClientOptions options, std::function<bool()> sto
     : m_options(std::move(options)), m_stopping(std::move(stopping)),
       m_rng_state(static_cast<uint64_t>(Clock::now().time_since_epoch().count()) | 1)
 {
+    m_watch = {.stopping = &m_stopping, .monitor = m_options.monitor.get(), .token = 0};
     GlobalInitOnce();
     for (const auto& url : m_options.urls) {
         auto endpoint = std::make_unique<Endpoint>();
@@ -212,7 +234,7 @@ JsonRpcClient::JsonRpcClient(RpcClientOptions options, std::function<bool()> sto
         curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, ReadHeader);
         curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
         curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, OnProgress);
-        curl_easy_setopt(c, CURLOPT_XFERINFODATA, &m_stopping);
+        curl_easy_setopt(c, CURLOPT_XFERINFODATA, &m_watch);
         m_endpoints.push_back(std::move(endpoint));
     }
 }
@@ -282,6 +304,25 @@ JsonRpcClient::Endpoint* JsonRpcClient::PickEndpoint()
     return m_endpoints[best].get();
 }
 
+RpcResult<std::string> JsonRpcClient::SendWatched(Endpoint& endpoint, const std::string& body, size_t answer_bytes_max,
+                                                  uint32_t& retry_after_ms)
+{
+    UpstreamMonitor* monitor = m_options.monitor.get();
+    if (monitor == nullptr) return SendOnce(endpoint, body, answer_bytes_max, retry_after_ms);
+    m_watch.token = monitor->Begin(endpoint.name, m_what);
+    auto result = SendOnce(endpoint, body, answer_bytes_max, retry_after_ms);
+    if (result) monitor->End(m_watch.token, "", "", true);
+    else monitor->End(m_watch.token, MonitorKind(result.error().kind), result.error().ToString(), false);
+    m_watch.token = 0;
+    return result;
+}
+
+void JsonRpcClient::NoteMalformed(const RpcError& error)
+{
+    ++m_stats.malformed;
+    if (m_options.monitor) m_options.monitor->Refused(error.endpoint, "malformed", error.ToString());
+}
+
 RpcResult<std::string> JsonRpcClient::SendOnce(Endpoint& endpoint, const std::string& body, size_t answer_bytes_max,
                                                uint32_t& retry_after_ms)
 {
@@ -338,12 +379,13 @@ RpcResult<nlohmann::json> JsonRpcClient::Send(const std::string& body, size_t ca
     // the stack when it was compared or dumped.
     BoundedJson parsed = ParseJsonBounded(raw.value());
     if (!parsed.ok()) {
-        ++m_stats.malformed;
-        return RpcError{.kind = RpcError::Kind::Malformed,
-                        .message = parsed.status == JsonParseStatus::TooDeep
-                                       ? fmt::format("response nests deeper than {} levels", kJsonDepthMax)
-                                       : fmt::format("response is not JSON ({} bytes)", raw.value().size()),
-                        .endpoint = current_endpoint()};
+        RpcError error{.kind = RpcError::Kind::Malformed,
+                       .message = parsed.status == JsonParseStatus::TooDeep
+                                      ? fmt::format("response nests deeper than {} levels", kJsonDepthMax)
+                                      : fmt::format("response is not JSON ({} bytes)", raw.value().size()),
+                       .endpoint = current_endpoint()};
+        NoteMalformed(error);
+        return error;
     }
     return std::move(parsed.value);
 }
@@ -364,7 +406,7 @@ RpcResult<std::string> JsonRpcClient::SendRaw(const std::string& body, size_t ca
             }
         }
         uint32_t retry_after_ms = 0;
-        auto result = SendOnce(*endpoint, body, answer_bytes_max, retry_after_ms);
+        auto result = SendWatched(*endpoint, body, answer_bytes_max, retry_after_ms);
         if (result) {
             endpoint->failures_in_row = 0;
             return result;
@@ -407,6 +449,7 @@ RpcResult<std::string> JsonRpcClient::SendRaw(const std::string& body, size_t ca
 
 RpcResult<nlohmann::json> JsonRpcClient::Call(std::string_view method, nlohmann::json params)
 {
+    m_what = method;
     const uint64_t id = m_next_id++;
     const nlohmann::json request = {{"jsonrpc", "2.0"}, {"id", id}, {"method", method}, {"params", std::move(params)}};
     const std::string body = request.dump();
@@ -419,9 +462,9 @@ RpcResult<nlohmann::json> JsonRpcClient::Call(std::string_view method, nlohmann:
         }
         const std::string endpoint = current_endpoint();
         if (!response->is_object() || response->value("id", nlohmann::json()) != nlohmann::json(id)) {
-            ++m_stats.malformed;
             RpcError error{.kind = RpcError::Kind::Malformed, .message = "answer is not a response to this request",
                            .endpoint = endpoint};
+            NoteMalformed(error);
             if (attempt + 1 >= m_options.attempts_max) return error;
             if (!PenalizeCurrent(attempt)) return RpcError{.kind = RpcError::Kind::Stopped, .message = "stopping"};
             continue;
@@ -429,6 +472,7 @@ RpcResult<nlohmann::json> JsonRpcClient::Call(std::string_view method, nlohmann:
         auto result = ParseResponseObject(response.value(), endpoint);
         if (!result && (result.error().kind == RpcError::Kind::Rpc || result.error().kind == RpcError::Kind::RateLimited)) {
             ++m_stats.rpc_errors;
+            if (m_options.monitor) m_options.monitor->CountAnswerError(endpoint, MonitorKind(result.error().kind));
         }
         return result;
     }
@@ -436,6 +480,7 @@ RpcResult<nlohmann::json> JsonRpcClient::Call(std::string_view method, nlohmann:
 
 RpcResult<JsonRpcClient::RawAnswer> JsonRpcClient::CallRaw(std::string_view method, const nlohmann::json& params)
 {
+    m_what = method;
     const uint64_t id = m_next_id++;
     const nlohmann::json request = {{"jsonrpc", "2.0"}, {"id", id}, {"method", method}, {"params", params}};
     const size_t answer_bytes_max = method == "eth_getLogs" ? m_options.logs_response_bytes_max : m_options.response_bytes_max;
@@ -446,6 +491,7 @@ RpcResult<JsonRpcClient::RawAnswer> JsonRpcClient::CallRaw(std::string_view meth
 
 RpcResult<JsonRpcClient::RawBatch> JsonRpcClient::BatchRaw(const std::vector<RpcRequest>& requests)
 {
+    m_what = BatchWhat(requests);
     const uint64_t first_id = m_next_id;
     m_next_id += requests.size();
     auto body = SendRaw(BatchBody(requests, first_id), requests.size(), m_options.response_bytes_max);
@@ -460,6 +506,7 @@ RpcResult<std::vector<RpcResult<nlohmann::json>>> JsonRpcClient::Batch(const std
         return RpcError{.kind = RpcError::Kind::Malformed,
                         .message = fmt::format("batch of {} exceeds {}", requests.size(), m_options.batch_requests_max)};
     }
+    m_what = BatchWhat(requests);
     const uint64_t first_id = m_next_id;
     m_next_id += requests.size();
     const std::string body = BatchBody(requests, first_id);
@@ -493,12 +540,15 @@ RpcResult<std::vector<RpcResult<nlohmann::json>>> JsonRpcClient::Batch(const std
                     break;
                 }
                 auto result = ParseResponseObject(item, endpoint);
-                if (!result) ++m_stats.rpc_errors;
+                if (!result) {
+                    ++m_stats.rpc_errors;
+                    if (m_options.monitor) m_options.monitor->CountAnswerError(endpoint, MonitorKind(result.error().kind));
+                }
                 slots[id.get<uint64_t>() - first_id] = std::move(result);
             }
         }
         if (malformed) {
-            ++m_stats.malformed;
+            NoteMalformed(*malformed);
             if (attempt + 1 >= m_options.attempts_max) return *malformed;
             if (!PenalizeCurrent(attempt)) return RpcError{.kind = RpcError::Kind::Stopped, .message = "stopping"};
             continue;

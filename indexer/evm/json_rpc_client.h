@@ -12,6 +12,7 @@
 #pragma once
 
 #include "common/expected.h"
+#include "common/upstream_monitor.h"
 
 #include <nlohmann/json.hpp>
 
@@ -71,6 +72,9 @@ struct RpcClientOptions {
     size_t logs_response_bytes_max{32u << 20};
     size_t batch_requests_max{1'000};
     std::string user_agent{"bitacorad"};
+    // Shared by every client of one follower (its fetchers, quorum peers): each exchange
+    // is counted there per endpoint as it ends, and watched while it hangs. Null: none.
+    std::shared_ptr<UpstreamMonitor> monitor;
 };
 
 struct RpcClientStats {
@@ -120,12 +124,24 @@ public:
     // to another endpoint, if there is one, for cooldown_ms.
     void DistrustCurrent(uint32_t cooldown_ms);
 
+    // What curl's progress callback sees of the transfer in flight.
+    struct ProgressWatch {
+        const std::function<bool()>* stopping{nullptr};
+        UpstreamMonitor* monitor{nullptr};
+        uint64_t token{0};
+    };
+
 private:
     struct Endpoint;
     RpcResult<nlohmann::json> Send(const std::string& body, size_t calls);
     RpcResult<std::string> SendRaw(const std::string& body, size_t calls, size_t answer_bytes_max);
     RpcResult<std::string> SendOnce(Endpoint& endpoint, const std::string& body, size_t answer_bytes_max,
                                     uint32_t& retry_after_ms);
+    // SendOnce under the monitor's eye (if any).
+    RpcResult<std::string> SendWatched(Endpoint& endpoint, const std::string& body, size_t answer_bytes_max,
+                                       uint32_t& retry_after_ms);
+    // A 200 answer that is not JSON-RPC: counted against the endpoint that sent it.
+    void NoteMalformed(const RpcError& error);
     Endpoint* PickEndpoint();
     // A wrong answer from the endpoint in use: cool it down before the next attempt.
     bool PenalizeCurrent(uint32_t attempt);
@@ -139,6 +155,8 @@ private:
     std::vector<std::unique_ptr<Endpoint>> m_endpoints;
     size_t m_current{0};
     uint64_t m_next_id{1};
+    ProgressWatch m_watch;
+    std::string m_what; // the call in progress, for the monitor: "eth_getLogs", "batch of 100 eth_getBlockByNumber"
     uint64_t m_rng_state;
     RpcClientStats m_stats;
 };

@@ -1,6 +1,8 @@
 // The EVM side's input handling: provider range-limit messages, strict block and log
 // parsing, log decoding into ledger events, and the JSON-RPC client against a scripted
 // HTTP server on loopback (retries, Retry-After, failover, truncated bodies, batches).
+#include "common/logging.h"
+#include "common/upstream_monitor.h"
 #include "indexer/evm/chain.h"
 #include "indexer/evm/json_rpc_client.h"
 #include "indexer/evm/keccak.h"
@@ -12,6 +14,7 @@
 #include <zlib.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <arpa/inet.h>
 #include <atomic>
 #include <chrono>
@@ -598,4 +601,77 @@ TEST_CASE("batch answers are matched by id in any order; a short or repeated bat
     CHECK((*answers)[2].value() == "c");
     CHECK(server.requests() == 3);
     CHECK(client.stats().malformed == 2);
+}
+
+TEST_CASE("an upstream monitor counts each failed exchange as it happens and logs a hung request while it hangs")
+{
+    using namespace std::chrono_literals;
+    // Refused connections: counted per endpoint during the call, not after it (the
+    // follower published its client's totals only after a step, so a node down at start
+    // showed zero errors for as long as it stayed down).
+    auto monitor = std::make_shared<UpstreamMonitor>("evm", 500ms);
+    RpcClientOptions refused = FastOptions({"http://127.0.0.1:1/key"});
+    refused.attempts_max = 40;
+    refused.monitor = monitor;
+    JsonRpcClient client(refused, nullptr);
+    auto call = std::async(std::launch::async, [&] { return client.Call("eth_chainId"); });
+    uint64_t seen_during_call = 0;
+    for (int i = 0; i < 200 && seen_during_call == 0; ++i) {
+        std::this_thread::sleep_for(10ms);
+        const auto s = monitor->snapshot();
+        if (!s.endpoints.empty() && s.endpoints[0].errors.contains("transport")) seen_during_call = s.endpoints[0].errors.at("transport");
+    }
+    CHECK(call.wait_for(0s) == std::future_status::timeout); // still retrying
+    CHECK(seen_during_call > 0);
+    REQUIRE_FALSE(call.get());
+    auto s = monitor->snapshot();
+    REQUIRE(s.endpoints.size() == 1);
+    CHECK(s.endpoints[0].endpoint == "http://127.0.0.1:1"); // redacted: no key
+    CHECK(s.endpoints[0].errors.at("transport") == 40);
+    CHECK(s.endpoints[0].requests == 40);
+    CHECK(s.failures_in_row == 40);
+    CHECK_FALSE(s.last_answer);
+    const auto now = UpstreamMonitor::Clock::now();
+    CHECK(JudgeUpstream(s, now, 500ms, 60s).state == UpstreamVerdict::State::Failing);
+    CHECK(JudgeUpstream(s, now + 61s, 500ms, 60s).state == UpstreamVerdict::State::Stalled);
+    CHECK(JudgeUpstream(s, now, 500ms, 60s).reason.find("transport error") != std::string::npos);
+
+    // A node that sends half an answer, then nothing: logged once while it hangs.
+    std::vector<std::string> lines;
+    std::mutex lines_mutex;
+    log::GetLogger().SetCallbackForTesting([&](std::string_view line) {
+        std::lock_guard lock(lines_mutex);
+        lines.emplace_back(line);
+    });
+    auto logged = [&](std::string_view what) {
+        std::lock_guard lock(lines_mutex);
+        return std::count_if(lines.begin(), lines.end(), [&](const auto& l) { return l.find(what) != std::string::npos; });
+    };
+    ScriptedServer server;
+    server.Push({.body = Answer(1, std::string(1 << 12, 'a')), .stall_ms = 2'500});
+    auto hung_monitor = std::make_shared<UpstreamMonitor>("evm", 500ms);
+    RpcClientOptions slow = FastOptions({server.url()});
+    slow.timeout_ms = 10'000;
+    slow.monitor = hung_monitor;
+    JsonRpcClient slow_client(slow, nullptr);
+    auto slow_call = std::async(std::launch::async, [&] { return slow_client.Call("eth_getLogs"); });
+    std::this_thread::sleep_for(1'800ms);
+    CHECK(slow_call.wait_for(0s) == std::future_status::timeout);
+    CHECK(logged("eth_getLogs has had no complete answer") == 1);
+    const auto hanging = hung_monitor->snapshot();
+    CHECK(hanging.in_flight == 1);
+    REQUIRE(hanging.endpoints.size() == 1);
+    CHECK(hanging.endpoints[0].hung == 1);
+    const auto verdict = JudgeUpstream(hanging, UpstreamMonitor::Clock::now(), 500ms, 60s);
+    CHECK(verdict.state == UpstreamVerdict::State::Failing);
+    CHECK(verdict.reason.find("eth_getLogs to") != std::string::npos);
+    CHECK(JudgeUpstream(hanging, UpstreamMonitor::Clock::now() + 61s, 500ms, 60s).state == UpstreamVerdict::State::Stalled);
+    CHECK(slow_call.get());
+    CHECK(logged("eth_getLogs has had no complete answer") == 1); // once, not once a second
+    CHECK(logged("eth_getLogs ended after") == 1);
+    log::GetLogger().SetCallbackForTesting(nullptr);
+    const auto after = hung_monitor->snapshot();
+    CHECK(after.in_flight == 0);
+    CHECK(JudgeUpstream(after, UpstreamMonitor::Clock::now(), 500ms, 60s).state == UpstreamVerdict::State::Ok);
+    CHECK(after.endpoints[0].duration_seconds_sum > 2.0);
 }
