@@ -15,14 +15,15 @@ flock 9
 
 # Debian packages: toolchains, libraries, and what the demo drives.
 packages=(
-  g++ meson ninja-build pkg-config cmake git
+  g++ meson ninja-build pkg-config cmake git help2man
   libfmt-dev libssl-dev nlohmann-json3-dev librocksdb-dev libsecp256k1-dev
   libevent-dev libcurl4-openssl-dev libsimdjson-dev libzmq3-dev cppzmq-dev libsystemd-dev doctest-dev
   python3 python3-zmq python3-pycryptodome python3-opentimestamps python3-bitcoinlib nodejs
 )
-# ... and what only the tests need (the clang ASan+UBSan build, load generators, promtool).
+# ... and what only the tests need (the clang ASan+UBSan build, load generators, promtool,
+# systemd-analyze and logrotate for the unit and the snippet in conf/).
 test_packages=(
-  clang libclang-rt-14-dev wrk prometheus
+  clang libclang-rt-14-dev wrk prometheus systemd logrotate
 )
 [ "$mode" = demo ] || packages+=("${test_packages[@]}")
 

@@ -232,6 +232,74 @@ def test_bitacora_inspect_help_and_version(options, tmp):
     check(not os.path.exists("-version") and not os.path.exists(os.path.join(tmp, "-version")), "no '-version' database")
 
 
+def test_systemd_unit_verifies_and_is_hardened(options, tmp):
+    """`systemd-analyze verify` is clean (the man page included) and `systemd-analyze
+    security` rates the unit below 2.5; the unit gives /etc/bitacora to its group."""
+    analyze = shutil.which("systemd-analyze")
+    check(analyze is not None, "systemd-analyze is missing: install Debian's systemd (scripts/setup.sh does)")
+    with open(os.path.join(REPO, "conf", "bitacorad.service")) as f:
+        unit = f.read()
+    check("ExecStartPre=!/bin/chgrp bitacora /etc/bitacora" in unit, "the unit gives its config directory to its group")
+    check("ExecStart=/usr/local/bin/bitacorad " in unit, "the unit starts /usr/local/bin/bitacorad")
+    path = os.path.join(tmp, "bitacorad.service")
+    with open(path, "w") as f:
+        f.write(unit.replace("ExecStart=/usr/local/bin/bitacorad ", f"ExecStart={os.path.abspath(options.bitacorad)} "))
+    man1 = os.path.join(tmp, "man", "man1")
+    os.makedirs(man1)
+    for page in ("bitacorad.1", "bitacora-cli.1"):
+        built = os.path.join(os.path.dirname(options.bitacorad), page)
+        check(os.path.exists(built), f"the build made {page} (help2man)")
+        shutil.copy(built, man1)
+    env = {"MANPATH": os.path.join(tmp, "man"), "SYSTEMD_LOG_LEVEL": "notice"}
+    out = run(analyze, "verify", path, env=env)
+    check(out.returncode == 0 and out.stderr.strip() == "", f"systemd-analyze verify: {out.returncode} {out.stderr}")
+    out = run(analyze, "security", "--offline=true", path, env=env)
+    import re
+    match = re.search(r"Overall exposure level for bitacorad.service: ([0-9.]+)", out.stdout)
+    check(match is not None, f"systemd-analyze security: {out.stdout[-500:]} {out.stderr}")
+    print(f"systemd-analyze security: exposure {match.group(1)}", flush=True)
+    check(float(match.group(1)) < 2.5, f"exposure {match.group(1)} is not below 2.5")
+
+
+def test_logrotate_snippet_rotates_a_running_daemons_log(options, tmp):
+    """conf/bitacorad.logrotate, pointed at a test data dir (its user, and kill -HUP for
+    systemctl reload): the old lines stay in debug.log.1 and bitacorad writes a new
+    debug.log."""
+    logrotate = shutil.which("logrotate") or "/usr/sbin/logrotate"
+    check(os.path.exists(logrotate), "logrotate is missing: install Debian's logrotate (scripts/setup.sh does)")
+    datadir = os.path.join(tmp, "lib")
+    os.makedirs(datadir, mode=0o755)
+    daemon = Daemon(options.bitacorad, datadir, ["-chain=regtest", "-printtoconsole=0", "-noserver"]).start()
+    try:
+        log_path = os.path.join(datadir, "regtest", "debug.log")
+        wait_for(lambda: os.path.exists(log_path) and "Initialization done" in open(log_path).read(), 30, "the daemon")
+        with open(os.path.join(REPO, "conf", "bitacorad.logrotate")) as f:
+            snippet = f.read()
+        import pwd
+        import grp
+        user, group = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
+        replaced = snippet
+        for old, new in (("/var/lib/bitacorad", datadir), ("su bitacora bitacora", f"su {user} {group}"),
+                         ("create 0600 bitacora bitacora", f"create 0600 {user} {group}"),
+                         ("systemctl reload bitacorad.service", f"kill -HUP {daemon.proc.pid}")):
+            check(old in replaced, f"the snippet has '{old}'")
+            replaced = replaced.replace(old, new)
+        conf = os.path.join(tmp, "bitacorad.logrotate")
+        with open(conf, "w") as f:
+            f.write(replaced)
+        out = run(logrotate, "-f", "-s", os.path.join(tmp, "logrotate.state"), conf)
+        check(out.returncode == 0, f"logrotate: {out.stdout} {out.stderr}")
+        check(os.path.exists(log_path + ".1") and "Initialization done" in open(log_path + ".1").read(),
+              "the rotated file holds the old lines")
+        wait_for(lambda: os.path.exists(log_path) and "Log file reopened" in open(log_path).read(), 10,
+                 "a new debug.log after the rotation")
+        check(oct(os.stat(log_path).st_mode & 0o777) == "0o600", "the new log is 0600")
+        check(daemon.proc.poll() is None, "the daemon lives on")
+    finally:
+        daemon.stop()
+
+
 if __name__ == "__main__":
     main([test_backup_during_catch_up_restores_and_catches_up, test_refused_options_leave_the_data_dir_untouched,
-          test_rpcbind_beyond_loopback_needs_rpcallowip_and_enforces_it, test_bitacora_inspect_help_and_version])
+          test_rpcbind_beyond_loopback_needs_rpcallowip_and_enforces_it, test_bitacora_inspect_help_and_version,
+          test_systemd_unit_verifies_and_is_hardened, test_logrotate_snippet_rotates_a_running_daemons_log])
