@@ -14,7 +14,10 @@ own checker.
   names), and each new family is present with a value that agrees with bitacora_status:
   ledger size, root age, source state, unanchored events, last reconciliation time,
   ZMQ counters, build info; a daemon that follows nothing (serving its ledger read-only)
-  exports the ledger metrics too."""
+  exports the ledger metrics too.
+- Bitcoin: after a final anchor, the unanchored events and the anchor's age; promtool on
+  a /metrics with both sources; /health 503 naming btc once bitcoind (the double, or
+  BITCOIND) is stopped, its transport errors counted."""
 
 import base64
 import json
@@ -375,6 +378,47 @@ def test_metrics_pass_promtool_and_agree_with_status(options, tmp):
         reader.stop()
 
 
+def test_bitcoin_side_metrics_and_a_node_that_goes_down(options, tmp):
+    """The anchor metrics against a final anchor, promtool with both label sets of the
+    shared families, and /health naming btc once bitcoind (double or BITCOIND) is gone."""
+    from test_btc_anchor import CONFIRMATIONS, Setup  # noqa: E402
+    s = Setup(options, tmp)
+    try:
+        s.start(extra=HEALTH_ARGS)
+        s.signer.submit(s.api, 3)
+        result = s.api.call("admin_anchorNow")
+        check(result["anchored"], f"admin_anchorNow: {result}")
+        s.mine(CONFIRMATIONS)
+        anchor = s.wait_anchor(result["anchor"]["id"], "final")
+        port = s.api.port
+        status = s.api.call("bitacora_status")
+        samples, text = metrics(port)
+        promtool_check(text)
+        size = status["ledger"]["size"]
+        check(value(samples, "bitacora_ledger_size") == size, "ledger size")
+        check(value(samples, "bitacora_ledger_unanchored_events") == size - anchor["treeSize"],
+              f"unanchored events: size {size}, final anchor of {anchor['treeSize']}")
+        age = value(samples, "bitacora_anchor_last_final_age_seconds")
+        check(0 <= age < 120, f"last final anchor age {age}")
+        check(value(samples, "bitacora_source_state", source="btc", state="synced") == 1, "btc state")
+        check(value(samples, "bitacora_btc_tip_height", source="btc") == status["sources"]["btc"]["tipHeight"], "tip")
+        check(total(samples, "bitacora_upstream_requests_total", source="btc") > 0, "bitcoind requests counted")
+        check(value(samples, "bitacora_btc_zmq_dropped_total", source="btc") == 0, "ZMQ drops")
+        wait_health(port, lambda st, b: st == 200 and b["status"] == "ready" and b["sources"]["btc"]["healthy"], 30,
+                    "/health ready")
+        before = total(samples, "bitacora_upstream_errors_total", source="btc", kind="transport")
+
+        s.node.stop()
+        st, body = wait_health(port, lambda st, b: st == 503, STALL_S + 30, "/health 503 with bitcoind down")
+        check(body["failing"] == ["btc"] and not body["sources"]["btc"]["healthy"], f"{body}")
+        samples, _ = metrics(port)
+        after = total(samples, "bitacora_upstream_errors_total", source="btc", kind="transport")
+        check(after > before, f"bitcoind transport errors {before} -> {after}")
+        print(f"BTC DOWN: /health {st} {body['sources']['btc']}", flush=True)
+    finally:
+        s.stop()
+
+
 if __name__ == "__main__":
     main([test_an_unreachable_evm_node_is_named_and_counted, test_a_hanging_evm_node_is_logged_while_it_hangs,
-          test_metrics_pass_promtool_and_agree_with_status])
+          test_metrics_pass_promtool_and_agree_with_status, test_bitcoin_side_metrics_and_a_node_that_goes_down])
