@@ -119,6 +119,17 @@ bool IsOnChain(EventKind kind)
     return kind != EventKind::Offchain && kind != EventKind::Anchor;
 }
 
+std::optional<PendingId> PendingIdOf(const Event& event)
+{
+    if (!event.origin) return std::nullopt;
+    return PendingId{event.origin->block_hash, event.origin->log_index};
+}
+
+std::string PendingIdText(const PendingId& id)
+{
+    return fmt::format("pending:{}:{}", HexEncode0x(id.block_hash), id.log_index);
+}
+
 std::string_view EventKindName(EventKind kind)
 {
     switch (kind) {

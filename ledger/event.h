@@ -116,6 +116,17 @@ bool IsOnChain(EventKind kind);
 Bytes EncodeEvent(const Event& event);
 Result<Event> DecodeEvent(std::span<const uint8_t> leaf);
 
+// An event of an unfinalized block has no ledger index yet (and may never get one): it is
+// named by its log instead, "pending:0x<block hash>:<log index>", which no final index
+// can be mistaken for. The same log keeps the same id until its block is final or gone.
+struct PendingId {
+    Hash256 block_hash{};
+    uint32_t log_index{0};
+    bool operator==(const PendingId&) const = default;
+};
+std::optional<PendingId> PendingIdOf(const Event& event); // on-chain events only
+std::string PendingIdText(const PendingId& id);
+
 // The message the backend signs for an off-chain event (BIP-340 over this 32-byte hash).
 Hash256 OffchainSigningHash(const OffchainEvent& event);
 

@@ -1434,13 +1434,10 @@ void Ledger::RebuildOverlayLocked()
     m.overlay.reset();
     if (m.pending.empty()) return;
     auto overlay = std::make_unique<LayeredState>(m.ProjectionReader());
-    uint64_t index = m.frontier.size(); // provisional indices after the final log
     try {
+        // Pending events get no index (they may never be final): orders name them by id.
         for (const auto& [source, blocks] : m.pending) {
-            for (const auto& block : blocks) {
-                ApplyEvents(block.events, index, *overlay);
-                index += block.events.size();
-            }
+            for (const auto& block : blocks) ApplyPendingEvents(block.events, *overlay);
         }
     } catch (const LedgerReadError& e) {
         // Reads then show the final state only; the health says why.
@@ -1469,12 +1466,13 @@ Status Ledger::AddPendingBlock(const std::string& source, PendingBlock block)
         if (!event.origin) return Error{"pending events must come from a chain"};
     }
     blocks.push_back(std::move(block));
+    if (m_listener && !blocks.back().events.empty()) {
+        m_listener(LedgerNotice{.type = LedgerNotice::Type::Pending, .source = source, .events = blocks.back().events});
+    }
     if (m.overlay && m.pending.size() == 1) {
         // The common case, one chain extending its tip: apply only the new block.
-        uint64_t index = m.frontier.size();
-        for (size_t i = 0; i + 1 < blocks.size(); ++i) index += blocks[i].events.size();
         try {
-            ApplyEvents(blocks.back().events, index, *m.overlay);
+            ApplyPendingEvents(blocks.back().events, *m.overlay);
         } catch (const LedgerReadError&) {
             RebuildOverlayLocked(); // half-applied: start over (or go without an overlay)
         }

@@ -131,13 +131,14 @@ struct PendingBlock {
     std::vector<Event> events;
 };
 
-// What changed, for listeners (the ZMQ publisher): events appended to the final log, or
-// pending events a reorg took back.
+// What changed, for listeners (the ZMQ publisher): events appended to the final log,
+// events of a new pending block, or pending events a reorg took back. Every rolled-back
+// event was first announced pending.
 struct LedgerNotice {
-    enum class Type { Appended, RolledBack };
+    enum class Type { Appended, Pending, RolledBack };
     Type type{Type::Appended};
     uint64_t first_index{0};  // Appended: the index of events[0]
-    std::string source;       // RolledBack: whose pending blocks
+    std::string source;       // Pending, RolledBack: whose pending blocks
     std::vector<Event> events;
 };
 using LedgerListener = std::function<void(const LedgerNotice&)>;

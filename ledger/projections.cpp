@@ -106,8 +106,10 @@ using OrderCache = std::unordered_map<std::string, OrderRecord>;
 
 class Projector {
 public:
-    Projector(StateView& state, Totals& totals, OrderCache& orders, uint64_t index, const Event& event)
-        : m_state(state), m_totals(totals), m_orders(orders), m_index(index), m_event(event)
+    // `pending`: the event is in the pending overlay, named by its id rather than `index`.
+    Projector(StateView& state, Totals& totals, OrderCache& orders, uint64_t index, const Event& event,
+              std::optional<PendingId> pending = std::nullopt)
+        : m_state(state), m_totals(totals), m_orders(orders), m_index(index), m_event(event), m_pending(pending)
     {
     }
 
@@ -162,7 +164,7 @@ private:
     void Record(OrderRecord& order)
     {
         if (order.history.size() < OrderRecord::kHistoryMax) {
-            order.history.push_back({m_index, m_event.kind()});
+            order.history.push_back({m_pending ? 0 : m_index, m_event.kind(), m_pending});
         } else {
             ++order.history_dropped;
         }
@@ -171,7 +173,7 @@ private:
     void Anomaly(OrderRecord& order, std::string reason)
     {
         if (order.anomalies.size() < OrderRecord::kAnomaliesMax) {
-            order.anomalies.push_back({m_index, std::move(reason)});
+            order.anomalies.push_back({m_pending ? 0 : m_index, std::move(reason), m_pending});
         } else {
             ++order.anomalies_dropped;
         }
@@ -266,7 +268,7 @@ private:
             if (a == nullptr || *a == kZero) continue;
             bool seen = false;
             for (size_t j = 0; j < i; ++j) seen = seen || (accounts[j] != nullptr && *accounts[j] == *a);
-            if (!seen) m_state.Put(keys::AccountEvent(*a, m_index), std::string());
+            if (!seen && !m_pending) m_state.Put(keys::AccountEvent(*a, m_index), std::string());
         }
     }
 
@@ -318,7 +320,30 @@ private:
     OrderCache& m_orders;
     uint64_t m_index;
     const Event& m_event;
+    std::optional<PendingId> m_pending;
 };
+
+// In a stored record, an index that no final event has: a pending id follows.
+constexpr uint64_t kPendingIndexMark = UINT64_MAX;
+
+void WriteIndex(Writer& w, uint64_t index, const std::optional<PendingId>& pending)
+{
+    w.U64(pending ? kPendingIndexMark : index);
+}
+
+void WritePending(Writer& w, const std::optional<PendingId>& pending)
+{
+    if (pending) w.Raw(pending->block_hash).U32(pending->log_index);
+}
+
+bool ReadPending(Reader& r, uint64_t index, std::optional<PendingId>& pending)
+{
+    if (index != kPendingIndexMark) return true;
+    PendingId id;
+    if (!r.Fixed(id.block_hash) || !r.U32(id.log_index)) return false;
+    pending = id;
+    return true;
+}
 
 } // namespace
 
@@ -342,9 +367,17 @@ Bytes OrderRecord::Encode() const
     w.U8(kRecordVersion).U256(order_id).U8(static_cast<uint8_t>(state)).Raw(seller).Raw(buyer).U256(amount)
         .U64(expiry).Raw(payment_proof).Raw(disputed_by).U32(history_dropped).U32(anomalies_dropped);
     w.U16(static_cast<uint16_t>(history.size()));
-    for (const auto& h : history) w.U64(h.index).U8(static_cast<uint8_t>(h.kind));
+    for (const auto& h : history) {
+        WriteIndex(w, h.index, h.pending);
+        w.U8(static_cast<uint8_t>(h.kind));
+        WritePending(w, h.pending);
+    }
     w.U16(static_cast<uint16_t>(anomalies.size()));
-    for (const auto& a : anomalies) w.U64(a.index).Str16(a.reason);
+    for (const auto& a : anomalies) {
+        WriteIndex(w, a.index, a.pending);
+        w.Str16(a.reason);
+        WritePending(w, a.pending);
+    }
     return out;
 }
 
@@ -365,14 +398,16 @@ std::optional<OrderRecord> OrderRecord::Decode(std::span<const uint8_t> bytes)
     for (uint16_t i = 0; i < count; ++i) {
         HistoryEntry h{};
         uint8_t kind = 0;
-        if (!r.U64(h.index) || !r.U8(kind)) return std::nullopt;
+        if (!r.U64(h.index) || !r.U8(kind) || !ReadPending(r, h.index, h.pending)) return std::nullopt;
+        if (h.pending) h.index = 0;
         h.kind = static_cast<EventKind>(kind);
         o.history.push_back(h);
     }
     if (!r.U16(count) || count > kAnomaliesMax) return std::nullopt;
     for (uint16_t i = 0; i < count; ++i) {
         Anomaly a{};
-        if (!r.U64(a.index) || !r.Str16(a.reason, 1024)) return std::nullopt;
+        if (!r.U64(a.index) || !r.Str16(a.reason, 1024) || !ReadPending(r, a.index, a.pending)) return std::nullopt;
+        if (a.pending) a.index = 0;
         o.anomalies.push_back(std::move(a));
     }
     if (!r.AtEnd()) return std::nullopt;
@@ -426,14 +461,30 @@ std::optional<std::string> LayeredState::Get(const std::string& key)
     return m_base(key);
 }
 
-void ApplyEvents(std::span<const Event> events, uint64_t first_index, StateView& state)
+namespace {
+
+void Apply(std::span<const Event> events, uint64_t first_index, StateView& state, bool pending)
 {
     if (events.empty()) return;
     Totals totals = ReadTotals(state);
     OrderCache orders;
-    for (size_t i = 0; i < events.size(); ++i) Projector(state, totals, orders, first_index + i, events[i]).Run();
+    for (size_t i = 0; i < events.size(); ++i) {
+        Projector(state, totals, orders, first_index + i, events[i], pending ? PendingIdOf(events[i]) : std::nullopt).Run();
+    }
     for (const auto& [key, order] : orders) state.Put(key, ToString(order.Encode()));
     state.Put(keys::Totals(), ToString(totals.Encode()));
+}
+
+} // namespace
+
+void ApplyEvents(std::span<const Event> events, uint64_t first_index, StateView& state)
+{
+    Apply(events, first_index, state, /*pending=*/false);
+}
+
+void ApplyPendingEvents(std::span<const Event> events, StateView& state)
+{
+    Apply(events, 0, state, /*pending=*/true);
 }
 
 void ApplyEvent(const Event& event, uint64_t index, StateView& state)

@@ -25,14 +25,18 @@ struct OrderRecord {
     static constexpr size_t kHistoryMax = 64;
     static constexpr size_t kAnomaliesMax = 64;
 
+    // An event of the order: final (its ledger index), or in the pending overlay (its
+    // pending id; `index` unused). Final records never hold pending entries.
     struct HistoryEntry {
         uint64_t index;
         EventKind kind;
+        std::optional<PendingId> pending;
         bool operator==(const HistoryEntry&) const = default;
     };
     struct Anomaly {
         uint64_t index;
         std::string reason;
+        std::optional<PendingId> pending;
         bool operator==(const Anomaly&) const = default;
     };
 
@@ -108,6 +112,9 @@ private:
 void ApplyEvent(const Event& event, uint64_t index, StateView& state);
 // The same for consecutive events from first_index on; totals are read and written once.
 void ApplyEvents(std::span<const Event> events, uint64_t first_index, StateView& state);
+// The same for events of unfinalized blocks (the pending overlay): they have no index, so
+// orders name them by PendingId and no index-keyed entry is written.
+void ApplyPendingEvents(std::span<const Event> events, StateView& state);
 
 std::optional<OrderRecord> ReadOrder(StateView& state, const UInt256& order_id);
 std::optional<VaultPosition> ReadPosition(StateView& state, const Address& owner);

@@ -23,10 +23,23 @@ std::string Dec(const UInt256& v) { return v.ToDecimal(); }
 
 json OrderJson(const ledger::OrderRecord& o)
 {
+    // A pending event has no index: null, and its pendingId says which log it is.
+    const auto where = [](uint64_t index, const std::optional<ledger::PendingId>& pending) {
+        if (!pending) return json{{"index", index}};
+        return json{{"index", nullptr}, {"pendingId", ledger::PendingIdText(*pending)}};
+    };
     json history = json::array();
-    for (const auto& entry : o.history) history.push_back({{"index", entry.index}, {"kind", ledger::EventKindName(entry.kind)}});
+    for (const auto& entry : o.history) {
+        json item = where(entry.index, entry.pending);
+        item["kind"] = ledger::EventKindName(entry.kind);
+        history.push_back(std::move(item));
+    }
     json anomalies = json::array();
-    for (const auto& anomaly : o.anomalies) anomalies.push_back({{"index", anomaly.index}, {"reason", anomaly.reason}});
+    for (const auto& anomaly : o.anomalies) {
+        json item = where(anomaly.index, anomaly.pending);
+        item["reason"] = anomaly.reason;
+        anomalies.push_back(std::move(item));
+    }
     return {{"orderId", Dec(o.order_id)},
             {"state", ledger::OrderStateName(o.state)},
             {"stateCode", static_cast<int>(o.state)},

@@ -2,44 +2,109 @@
 
 #include "common/hex.h"
 #include "common/logging.h"
+#include "common/sync.h"
 #include "rpc/ledger_json.h"
 
 #include <fmt/format.h>
 #include <zmq.hpp>
 
+#include <openssl/rand.h>
+
+#include <array>
 #include <atomic>
-#include <condition_variable>
 #include <deque>
 #include <map>
-#include <mutex>
+#include <optional>
+#include <random>
 #include <thread>
 
 namespace bitacora::rpc {
 
+namespace {
+
+// A random id per process: sequence numbers restart with it, so a subscriber tells a
+// restart (new epoch, nothing to conclude) from a gap (same epoch, messages lost).
+std::string NewEpoch()
+{
+    std::array<uint8_t, 16> bytes{};
+    if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1) {
+        std::random_device device;
+        for (auto& b : bytes) b = static_cast<uint8_t>(device());
+    }
+    return HexEncode(bytes);
+}
+
+// The kind part of a topic: each off-chain kind has its own ("offchain.offer.posted"),
+// so "final.offchain" still selects them all by prefix.
+std::string TopicKind(const ledger::Event& event)
+{
+    if (const auto* e = std::get_if<ledger::OffchainEvent>(&event.body)) return "offchain." + e->kind;
+    return std::string(ledger::EventKindName(event.kind()));
+}
+
+// What a notice's events are published as: topic prefix and body status.
+struct PublishedKind {
+    const char* topic;
+    const char* status;
+};
+
+PublishedKind PublishedKindOf(ledger::LedgerNotice::Type type)
+{
+    switch (type) {
+    case ledger::LedgerNotice::Type::Appended: return {"final", "final"};
+    case ledger::LedgerNotice::Type::Pending: return {"pending", "pending"};
+    case ledger::LedgerNotice::Type::RolledBack: return {"rollback", "rolledBack"};
+    }
+    return {"final", "final"};
+}
+
+} // namespace
+
+std::vector<ZmqMessage> ZmqMessagesOf(const ledger::LedgerNotice& notice, const std::string& epoch)
+{
+    const PublishedKind kind = PublishedKindOf(notice.type);
+    const bool final = notice.type == ledger::LedgerNotice::Type::Appended;
+    std::vector<ZmqMessage> out;
+    out.reserve(notice.events.size());
+    for (size_t i = 0; i < notice.events.size(); ++i) {
+        const auto& event = notice.events[i];
+        nlohmann::json body = {{"status", kind.status}, {"epoch", epoch}, {"event", EventJson(event)},
+                               {"leaf", HexEncode0x(ledger::EncodeEvent(event))}};
+        body["index"] = final ? nlohmann::json(notice.first_index + i) : nlohmann::json(nullptr);
+        // On-chain events carry their pending id in every state, final included, so that a
+        // subscriber matches a final event to the pending one it saw.
+        if (const auto id = ledger::PendingIdOf(event)) body["pendingId"] = ledger::PendingIdText(*id);
+        if (!final) body["source"] = notice.source;
+        out.push_back({fmt::format("{}.{}", kind.topic, TopicKind(event)), body.dump()});
+    }
+    return out;
+}
+
 struct ZmqPublisher::Impl {
     ZmqPublisherOptions options;
+    const std::string epoch{NewEpoch()};
     zmq::context_t context{1};
     zmq::socket_t socket{context, zmq::socket_type::pub};
     std::thread thread;
 
-    std::mutex mutex;
-    std::condition_variable cv;
-    std::deque<ledger::LedgerNotice> queue; // GUARDED_BY(mutex)
-    size_t queued_events{0};                // GUARDED_BY(mutex)
-    bool stopping{false};                   // GUARDED_BY(mutex)
+    Mutex mutex;
+    ConditionVariable cv;
+    std::deque<ledger::LedgerNotice> queue GUARDED_BY(mutex);
+    size_t queued_events GUARDED_BY(mutex){0};
+    bool stopping GUARDED_BY(mutex){false};
     std::atomic<uint64_t> dropped{0};
     std::atomic<uint64_t> published{0};
     std::map<std::string, uint32_t> sequence; // publisher thread only
 
-    void Publish(const std::string& topic, const std::string& body)
+    void Publish(const ZmqMessage& message)
     {
-        uint32_t& next = sequence[topic];
+        uint32_t& next = sequence[message.topic];
         const uint8_t seq[4] = {static_cast<uint8_t>(next), static_cast<uint8_t>(next >> 8), static_cast<uint8_t>(next >> 16),
                                 static_cast<uint8_t>(next >> 24)};
         ++next;
         try {
-            socket.send(zmq::buffer(topic), zmq::send_flags::sndmore);
-            socket.send(zmq::buffer(body), zmq::send_flags::sndmore);
+            socket.send(zmq::buffer(message.topic), zmq::send_flags::sndmore);
+            socket.send(zmq::buffer(message.body), zmq::send_flags::sndmore);
             socket.send(zmq::buffer(seq, sizeof(seq)), zmq::send_flags::none);
             ++published;
         } catch (const zmq::error_t& e) {
@@ -48,27 +113,22 @@ struct ZmqPublisher::Impl {
         }
     }
 
+    // The next notice, or nullopt when stopping with nothing left.
+    std::optional<ledger::LedgerNotice> Next()
+    {
+        LOCK(mutex);
+        while (queue.empty() && !stopping) cv.wait(mutex);
+        if (queue.empty()) return std::nullopt;
+        ledger::LedgerNotice notice = std::move(queue.front());
+        queue.pop_front();
+        queued_events -= notice.events.size();
+        return notice;
+    }
+
     void Run()
     {
-        for (;;) {
-            ledger::LedgerNotice notice;
-            {
-                std::unique_lock lock(mutex);
-                cv.wait(lock, [&] { return !queue.empty() || stopping; });
-                if (queue.empty()) return;
-                notice = std::move(queue.front());
-                queue.pop_front();
-                queued_events -= notice.events.size();
-            }
-            const bool final = notice.type == ledger::LedgerNotice::Type::Appended;
-            for (size_t i = 0; i < notice.events.size(); ++i) {
-                const auto& event = notice.events[i];
-                nlohmann::json body = {{"status", final ? "final" : "rolledBack"}, {"event", EventJson(event)},
-                                       {"leaf", HexEncode0x(ledger::EncodeEvent(event))}};
-                if (final) body["index"] = notice.first_index + i;
-                else body["source"] = notice.source;
-                Publish(fmt::format("{}.{}", final ? "final" : "rollback", ledger::EventKindName(event.kind())), body.dump());
-            }
+        while (auto notice = Next()) {
+            for (const auto& message : ZmqMessagesOf(*notice, epoch)) Publish(message);
         }
     }
 };
@@ -86,7 +146,7 @@ Result<std::unique_ptr<ZmqPublisher>> ZmqPublisher::Start(const ZmqPublisherOpti
     } catch (const zmq::error_t& e) {
         return Error{fmt::format("cannot bind the ZMQ publisher to {}: {}", options.endpoint, e.what())};
     }
-    LogInfo("ZMQ: publishing ledger events on {}", options.endpoint);
+    LogInfo("ZMQ: publishing ledger events on {} (stream epoch {})", options.endpoint, impl->epoch);
     Impl* raw = impl.get();
     impl->thread = std::thread([raw] { raw->Run(); });
     return std::unique_ptr<ZmqPublisher>(new ZmqPublisher(std::move(impl)));
@@ -98,7 +158,7 @@ void ZmqPublisher::Stop()
 {
     Impl& m = *m_impl;
     {
-        std::lock_guard lock(m.mutex);
+        LOCK(m.mutex);
         if (m.stopping) return;
         m.stopping = true;
     }
@@ -111,7 +171,7 @@ void ZmqPublisher::Notify(const ledger::LedgerNotice& notice)
 {
     Impl& m = *m_impl;
     {
-        std::lock_guard lock(m.mutex);
+        LOCK(m.mutex);
         if (m.stopping) return;
         if (m.queued_events + notice.events.size() > m.options.queue_events_max) {
             m.dropped += notice.events.size();
@@ -125,5 +185,6 @@ void ZmqPublisher::Notify(const ledger::LedgerNotice& notice)
 
 uint64_t ZmqPublisher::dropped() const { return m_impl->dropped.load(); }
 uint64_t ZmqPublisher::published() const { return m_impl->published.load(); }
+const std::string& ZmqPublisher::epoch() const { return m_impl->epoch; }
 
 } // namespace bitacora::rpc

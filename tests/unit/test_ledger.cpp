@@ -223,6 +223,56 @@ TEST_CASE("the pending overlay is visible to pending queries and rolls back")
     CHECK(ledger->GetPending("evm").empty());
 }
 
+TEST_CASE("pending events are named by pending id, never by an index past the log (issue 13)")
+{
+    TempDir dir("ledger-pending-ids");
+    auto ledger = OpenLedger(dir.path);
+    std::vector<LedgerNotice> notices;
+    ledger->SetListener([&](const LedgerNotice& notice) { notices.push_back(notice); });
+    const UInt256 id(1);
+    REQUIRE(ledger->Append({Chain(OrderCreated{id, Addr(1), Addr(2), UInt256(10), 99}, 10)},
+                           {Cursor{"evm", 10, Hash256{10}}}));
+    Event confirmed = Chain(PaymentConfirmed{id, Addr(2), Hash256{}}, 11);
+    confirmed.origin->block_hash = Hash256{11};
+    confirmed.origin->log_index = 7;
+    REQUIRE(ledger->AddPendingBlock("evm", {11, Hash256{11}, {confirmed}}));
+    Event cancelled = Chain(OrderCancelled{id}, 12); // not allowed after payment: an anomaly
+    cancelled.origin->block_hash = Hash256{12};
+    REQUIRE(ledger->AddPendingBlock("evm", {12, Hash256{12}, {cancelled}}));
+
+    const auto order = ledger->GetOrder(id, true);
+    REQUIRE(order);
+    REQUIRE(order->history.size() == 3);
+    CHECK(order->history[0].index == 0);
+    CHECK_FALSE(order->history[0].pending);
+    REQUIRE(order->history[1].pending);
+    CHECK(*order->history[1].pending == PendingId{Hash256{11}, 7});
+    CHECK(PendingIdText(*order->history[1].pending) == "pending:0x" + HexEncode(Hash256{11}) + ":7");
+    REQUIRE(order->anomalies.size() == 1);
+    REQUIRE(order->anomalies[0].pending);
+    CHECK(order->anomalies[0].pending->block_hash == Hash256{12});
+    // The record round-trips through its encoding with the pending ids.
+    const auto decoded = OrderRecord::Decode(order->Encode());
+    REQUIRE(decoded);
+    CHECK(decoded->history == order->history);
+    CHECK(decoded->anomalies == order->anomalies);
+    CHECK(decoded->Encode() == order->Encode());
+    // The final view and its stored bytes know nothing of them.
+    const auto final_view = ledger->GetOrder(id, false);
+    REQUIRE(final_view);
+    CHECK(final_view->history.size() == 1);
+
+    // The listener heard each pending block before the rollback that takes it back.
+    ledger->RollbackPending("evm", 10);
+    REQUIRE(notices.size() == 4);
+    CHECK(notices[0].type == LedgerNotice::Type::Appended);
+    CHECK(notices[1].type == LedgerNotice::Type::Pending);
+    CHECK(notices[1].events == std::vector<Event>{confirmed});
+    CHECK(notices[2].type == LedgerNotice::Type::Pending);
+    CHECK(notices[3].type == LedgerNotice::Type::RolledBack);
+    CHECK(notices[3].events == std::vector<Event>{confirmed, cancelled});
+}
+
 TEST_CASE("finalizing pending blocks appends them once, moves the cursor and empties the overlay")
 {
     TempDir dir("ledger-finalize");
