@@ -281,7 +281,9 @@ int VerifyProof(const Options& o)
                                       confirmations, min_confirmations));
         }
         auto raw_header = node.Call("getblockheader", {checked->block_hash, false});
-        if (!raw_header || *raw_header != bundle["anchor"]["header"]) {
+        // As bytes: bitcoind writes hex without the 0x that the bundle has.
+        const auto node_header = raw_header && raw_header->is_string() ? HexDecode(raw_header->get<std::string>()) : std::nullopt;
+        if (!node_header || *node_header != HexDecode(bundle["anchor"]["header"].get<std::string>())) {
             return reject("bitcoind's header of the anchor's block differs from the bundle's");
         }
         node_note = fmt::format("; bitcoind at {} has it in its best chain with {} confirmations", node.endpoint(),

@@ -57,6 +57,7 @@ struct ParamSpec {
     ParamType type{ParamType::String};
     bool required{true};
     std::string help;
+    nlohmann::json schema = nullptr; // JSON Schema for rpc_discover; null: the type's (rpc/schemas.h)
 };
 
 // The params of one call, in the order of the method's ParamSpecs; absent ones are null.
@@ -86,6 +87,7 @@ struct MethodSpec {
     std::vector<ParamSpec> params;
     std::string summary;     // one line, for help and docs/api.md
     std::string result;      // what the result holds
+    nlohmann::json result_schema = nullptr; // its JSON Schema, for rpc_discover (rpc/schemas.h)
     std::function<nlohmann::json(const Params&)> handler;
 };
 

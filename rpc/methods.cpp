@@ -3,6 +3,7 @@
 #include "common/hex.h"
 #include "rpc/ledger_json.h"
 #include "rpc/offchain.h"
+#include "rpc/schemas.h"
 
 #include <fmt/format.h>
 
@@ -54,9 +55,10 @@ constexpr size_t kScanMax = 10'000; // records looked at per call; a cursor cont
 // item not given yet (a ledger index, an order id, an anchor id, a history entry), so
 // positions are inclusive everywhere, and a client that reached the end resumes from its
 // last item's position + 1.
-const ParamSpec kCursor{"cursor", ParamType::String, false, "nextCursor of the previous page (same filters); absent "
-                                                             "for the first"};
-const ParamSpec kLimit{"limit", ParamType::Unsigned, false, "items per page, 1 to 1000 (default 100)"};
+const ParamSpec kCursor{"cursor", ParamType::String, false,
+                        "nextCursor of the previous page (same filters); absent for the first", SchemaRef("Cursor")};
+const ParamSpec kLimit{"limit", ParamType::Unsigned, false, "items per page, 1 to 1000 (default 100)",
+                       {{"type", "integer"}, {"minimum", 1}, {"maximum", kPageMax}}};
 
 uint64_t LimitParam(const Params& p, size_t i)
 {
@@ -163,6 +165,7 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
            .summary = "The ledger's size and root, and each source's sync heights (final and pending), reorgs and "
                       "reconciliation.",
            .result = "{ledger: {size, root, checkpointKey, health: {state, reason}}, sources: {evm: {...}}}",
+           .result_schema = SchemaRef("BitacoraStatus"),
            .handler = [&ledger, sources = context.sources](const Params&) -> json {
                json out = {{"ledger", {{"size", ledger.size()}, {"root", HexEncode0x(ledger.root())}}}};
                if (auto key = ledger.checkpoint_public_key()) out["ledger"]["checkpointKey"] = HexEncode0x(*key);
@@ -172,9 +175,10 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
            }});
 
     d.Add({.name = "escrow_getOrder",
-           .params = {{"orderId", ParamType::String, true, "decimal order id"}, kIncludePending},
+           .params = {{"orderId", ParamType::String, true, "decimal order id", SchemaRef("Decimal")}, kIncludePending},
            .summary = "One order: its state, parties, amount and the ledger indices of its events.",
            .result = "order object with status \"final\" or \"pending\"; error -32001 if unknown",
+           .result_schema = SchemaRef("Order"),
            .handler = [&ledger](const Params& p) -> json {
                const UInt256 id = OrderId(p, 0);
                const bool pending = p.Bool(1, true);
@@ -185,9 +189,10 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
            }});
 
     d.Add({.name = "escrow_getReputation",
-           .params = {{"seller", ParamType::String, true, "seller address"}, kIncludePending},
+           .params = {{"seller", ParamType::String, true, "seller address", SchemaRef("AddressInput")}, kIncludePending},
            .summary = "A seller's reputation, 0 to 100 (50 before any order).",
            .result = "{seller, reputation, status}",
+           .result_schema = SchemaRef("Reputation"),
            .handler = [&ledger](const Params& p) -> json {
                const auto seller = AddressParam(p, 0, "seller");
                const bool pending = p.Bool(1, true);
@@ -199,9 +204,10 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
            }});
 
     d.Add({.name = "vault_getPosition",
-           .params = {{"owner", ParamType::String, true, "owner address"}, kIncludePending},
+           .params = {{"owner", ParamType::String, true, "owner address", SchemaRef("AddressInput")}, kIncludePending},
            .summary = "A vault position: shares, assets in and out, cost basis and realized yield.",
            .result = "position object with status; error -32001 if the owner never held shares",
+           .result_schema = SchemaRef("Position"),
            .handler = [&ledger](const Params& p) -> json {
                const auto owner = AddressParam(p, 0, "owner");
                const bool pending = p.Bool(1, true);
@@ -215,7 +221,8 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
     d.Add({.name = "escrow_getOrders",
            .params = {{"filter", ParamType::Object, false,
                        "{seller?, buyer?, state? (awaiting_payment, awaiting_delivery, disputed, complete, refunded), "
-                       "expiryFrom?, expiryTo? (unix seconds, inclusive)}"},
+                       "expiryFrom?, expiryTo? (unix seconds, inclusive)}",
+                       SchemaRef("OrderFilter")},
                       kCursor,
                       kLimit,
                       {"includePending", ParamType::Bool, false,
@@ -225,6 +232,7 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
            .summary = "Orders matching a filter, in order-id order, a page at a time. Pages are stable while the log "
                       "grows: new orders have higher ids and come on later pages.",
            .result = "{orders: [order with status], nextCursor: string or null (null: no more)}",
+           .result_schema = SchemaRef("OrderPage"),
            .handler = [&ledger](const Params& p) -> json {
                const json filter = p.Has(0) ? p[0] : json::object();
                std::optional<ledger::Address> seller, buyer;
@@ -331,10 +339,11 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
            }});
 
     d.Add({.name = "escrow_getOrderEvents",
-           .params = {{"orderId", ParamType::String, true, "decimal order id"}, kCursor, kLimit},
+           .params = {{"orderId", ParamType::String, true, "decimal order id", SchemaRef("Decimal")}, kCursor, kLimit},
            .summary = "The events of one order in the final log, in log order (the order's history, at most 64 "
                       "events: historyDropped counts those after).",
            .result = "{orderId, events: [{index, event, leaf}], historyDropped, nextCursor: string or null}",
+           .result_schema = SchemaRef("OrderEventPage"),
            .handler = [&ledger](const Params& p) -> json {
                const UInt256 id = OrderId(p, 0);
                const auto order = ledger.GetOrder(id, false);
@@ -353,10 +362,11 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
            }});
 
     d.Add({.name = "ledger_getEventsByAccount",
-           .params = {{"account", ParamType::String, true, "address"}, kCursor, kLimit},
+           .params = {{"account", ParamType::String, true, "address", SchemaRef("AddressInput")}, kCursor, kLimit},
            .summary = "Events of the final log that concern an account, in log order: its orders' events as seller or "
                       "buyer, its vault operations and share transfers, its reputation changes and roles.",
            .result = "{events: [{index, event, leaf}], nextCursor: string or null}",
+           .result_schema = SchemaRef("EventPage"),
            .handler = [&ledger](const Params& p) -> json {
                const auto account = AddressParam(p, 0, "account");
                const uint64_t from = PositionCursor(p, 1, ledger.size()).value_or(0);
@@ -401,6 +411,7 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
                       "first matching index is found by binary search: the log is in block order). A cursor replaces "
                       "fromIndex.",
            .result = "{events: [{index, event, leaf}], nextCursor: string or null}",
+           .result_schema = SchemaRef("EventPage"),
            .handler = [&ledger](const Params& p) -> json {
                const uint64_t size = ledger.size();
                if (p.Has(0) && p.Has(4)) throw RpcException{kInvalidParams, "give fromIndex or cursor, not both"};
@@ -436,6 +447,7 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
            .params = {kIncludePending},
            .summary = "Totals over the projections: USDC locked in open orders, vault flows and shares, counts.",
            .result = "totals object with status",
+           .result_schema = SchemaRef("Totals"),
            .handler = [&ledger](const Params& p) -> json {
                const bool pending = p.Bool(0, false);
                json out = TotalsJson(ledger.GetTotals(pending));
@@ -447,6 +459,7 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
            .params = {{"index", ParamType::Unsigned, true, "ledger index, from 0"}},
            .summary = "One event of the final log with its canonical leaf bytes.",
            .result = "{index, event, leaf, status: \"final\"}; error -32001 past the end",
+           .result_schema = SchemaRef("FinalEvent"),
            .handler = [&ledger](const Params& p) -> json {
                const uint64_t index = p.Unsigned(0);
                const auto leaf = ledger.GetLeaf(index);
@@ -460,6 +473,7 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
            .summary = "A checkpoint of the log as it is now: tree size, root and time, signed (BIP-340) with the "
                       "operator key.",
            .result = "{treeSize, root, timestamp, publicKey, signature}",
+           .result_schema = SchemaRef("Checkpoint"),
            .handler = [&ledger](const Params&) -> json {
                const auto now = std::chrono::duration_cast<std::chrono::seconds>(
                    std::chrono::system_clock::now().time_since_epoch());
@@ -473,6 +487,7 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
                       {"treeSize", ParamType::Unsigned, false, "tree size to prove against (default: the current size)"}},
            .summary = "RFC 9162 inclusion proof of an event in the tree of the given size.",
            .result = "{index, treeSize, leaf, path: [hex], root}",
+           .result_schema = SchemaRef("InclusionProof"),
            .handler = [&ledger](const Params& p) -> json {
                const uint64_t size = p.Has(1) ? p.Unsigned(1) : ledger.size();
                auto proof = ledger.ProveInclusion(p.Unsigned(0), size);
@@ -492,6 +507,7 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
                       {"secondSize", ParamType::Unsigned, false, "the newer tree size (default: the current size)"}},
            .summary = "RFC 9162 consistency proof: the tree of firstSize is a prefix of the tree of secondSize.",
            .result = "{firstSize, secondSize, firstRoot, secondRoot, path: [hex]}",
+           .result_schema = SchemaRef("ConsistencyProof"),
            .handler = [&ledger](const Params& p) -> json {
                const uint64_t first = p.Unsigned(0);
                const uint64_t second = p.Has(1) ? p.Unsigned(1) : ledger.size();
@@ -516,6 +532,7 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
            .result = "{version: 2, index, event, proof: {index, treeSize, leaf, path, root}, checkpoint, anchor: "
                      "{id, status, treeSize, root, payload, tx, txid, outputIndex, payloadOffset, txIndex, branch, header, "
                      "blockHash, blockHeight} | null}",
+           .result_schema = SchemaRef("ProofBundle"),
            .handler = [&ledger](const Params& p) -> json {
                const uint64_t index = p.Unsigned(0);
                if (index >= ledger.size()) throw RpcException{kNotFound, fmt::format("no event {}", index)};
@@ -548,6 +565,7 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
            .result = "{anchors: [{id, state, treeSize, root, txid, txids, blockHeight, blockHash, consistency: "
                      "{fromAnchor, firstSize, firstRoot, secondSize, secondRoot, path} (from the previous anchor in a block, looked for among the 64 before "
                      "the page)}], nextCursor: string or null}",
+           .result_schema = SchemaRef("AnchorPage"),
            .handler = [&ledger](const Params& p) -> json {
                // Anchor ids count from 1; a cursor is the next id, after one that exists.
                const uint64_t next_id = p.Has(0) ? DecimalU64(p.String(0)).value_or(0) : 1;
@@ -603,6 +621,7 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
            .summary = "One anchor with its state and, once it is in a block, the stored proof material.",
            .result = "{id, state, treeSize, root, txid, txids, blockHeight, blockHash, proof: {...} | null}; -32001 if "
                      "unknown",
+           .result_schema = SchemaRef("Anchor"),
            .handler = [&ledger](const Params& p) -> json {
                const auto anchor = ledger.GetAnchor(p.Unsigned(0));
                if (!anchor) throw RpcException{kNotFound, fmt::format("no anchor {}", p.Unsigned(0))};
@@ -619,6 +638,7 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
                       "ledger's health.",
            .result = "{consistent, treeSize, root, recomputedRoot, nodesChecked, stateHash, derivedStateHash, "
                      "problems: [...], problemsTotal}",
+           .result_schema = SchemaRef("ConsistencyReport"),
            .handler = [&ledger](const Params&) -> json {
                auto report = ledger.CheckConsistency();
                if (!report) throw RpcException{kInternalError, report.error()};
@@ -636,6 +656,7 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
            .result = "{done, dir, treeSize, root, schemaVersion, anchors, latestAnchor, highWaterMark, checkpointKey: "
                      "{included, file, publicKey}, elapsedMs, ...} (the content of BACKUP.json), or {done: false, dir, "
                      "message}; -32602 for a dir that is relative or not empty",
+           .result_schema = SchemaRef("BackupResult"),
            .handler = [backup = context.backup](const Params& p) -> json {
                if (!backup) throw RpcException{kNotAvailable, "backups are not served here"};
                return backup(p.String(0), p.Bool(1, true));
@@ -648,6 +669,7 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
            .result = fmt::format("{{anchored: bool, message, anchor: {{...}} | null}}; {} without a Bitcoin node "
                                  "(-btcrpcconnect)",
                                  static_cast<int>(kNotAvailable)),
+           .result_schema = SchemaRef("AnchorNowResult"),
            .handler = [anchor_now = context.anchor_now](const Params&) -> json {
                if (!anchor_now) throw RpcException{kNotAvailable, "anchoring is off: no -btcrpcconnect configured"};
                return anchor_now();
@@ -655,17 +677,23 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
 
     d.Add({.name = "ledger_submitEvent",
            .access = Access::Write,
-           .params = {{"kind", ParamType::String, true, "offer.posted, offer.matched, offer.cancelled or dispute.note"},
+           .params = {{"kind", ParamType::String, true, "offer.posted, offer.matched, offer.cancelled or dispute.note",
+                       {{"type", "string"}, {"enum", {"offer.posted", "offer.matched", "offer.cancelled", "dispute.note"}}}},
                       {"idempotencyKey", ParamType::String, true, "1 to 128 bytes; a retry with the same key and event "
-                                                                  "returns the first index"},
-                      {"payload", ParamType::Object, true, "the kind's fields, string values only"},
-                      {"submitter", ParamType::String, true, "the backend's x-only public key (hex), one of -backendkey"},
-                      {"signature", ParamType::String, true, "BIP-340 signature (hex) of the off-chain signing hash"}},
+                                                                  "returns the first index",
+                       {{"type", "string"}, {"minLength", 1}, {"maxLength", 128}}},
+                      {"payload", ParamType::Object, true, "the kind's fields, string values only",
+                       {{"type", "object"}, {"additionalProperties", {{"type", "string"}}}}},
+                      {"submitter", ParamType::String, true, "the backend's x-only public key (hex), one of -backendkey",
+                       SchemaRef("HexInput32")},
+                      {"signature", ParamType::String, true, "BIP-340 signature (hex) of the off-chain signing hash",
+                       SchemaRef("HexInput64")}},
            .summary = "Appends an off-chain event of the platform's backend to the final log, once per idempotency key; "
                       "the ledger is fsynced before the answer.",
            .result = fmt::format("{{index, idempotencyKey, status: \"final\"}}; {} schema or signature, {} key reused "
                                  "for another event, {} submitter not configured",
                                  static_cast<int>(kInvalidParams), static_cast<int>(kConflict), static_cast<int>(kForbidden)),
+           .result_schema = SchemaRef("SubmitResult"),
            .handler = [&ledger, keys = context.backend_keys](const Params& p) -> json {
                if (keys.empty()) throw RpcException{kNotAvailable, "off-chain submission is off: no -backendkey configured"};
                ledger::OffchainEvent event;
@@ -697,6 +725,7 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
     d.Add({.name = "rpc_methods",
            .summary = "Every method with its params, access and summary (what bitacora-cli help prints).",
            .result = "[{name, access, params: [{name, type, required, help}], summary, result}]",
+           .result_schema = SchemaRef("MethodList"),
            .handler = [&d](const Params&) -> json {
                json out = json::array();
                for (const auto& m : d.methods()) {
@@ -711,6 +740,19 @@ void RegisterMethods(Dispatcher& d, MethodContext context)
                }
                return out;
            }});
+
+    // OpenRPC service discovery: rpc_discover in the namespace_method style of the rest,
+    // and rpc.discover, the name OpenRPC's tools call.
+    for (const char* name : {"rpc_discover", "rpc.discover"}) {
+        d.Add({.name = name,
+               .summary = "The OpenRPC document of this API: every method with a JSON Schema of its params and result, "
+                          "and of every event kind's fields, generated from the method table (types for TypeScript, "
+                          "Go, ...).",
+               .result = "{openrpc, info, methods: [{name, summary, params: [{name, required, schema}], result: "
+                         "{schema}}], components: {schemas}}",
+               .result_schema = SchemaRef("OpenRpcDocument"),
+               .handler = [&d](const Params&) -> json { return OpenRpcDocument(d); }});
+    }
 }
 
 } // namespace bitacora::rpc

@@ -21,9 +21,10 @@ packages=(
   python3 python3-zmq python3-pycryptodome python3-opentimestamps python3-bitcoinlib nodejs
 )
 # ... and what only the tests need (the clang ASan+UBSan build, load generators, promtool,
-# systemd-analyze and logrotate for the unit and the snippet in conf/).
+# systemd-analyze and logrotate for the unit and the snippet in conf/, python3-jsonschema
+# for the answers against rpc_discover's schemas).
 test_packages=(
-  clang libclang-rt-14-dev wrk prometheus systemd logrotate
+  clang libclang-rt-14-dev wrk prometheus systemd logrotate python3-jsonschema
 )
 [ "$mode" = demo ] || packages+=("${test_packages[@]}")
 

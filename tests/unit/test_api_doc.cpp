@@ -6,8 +6,12 @@
 #include "ledger_testing.h"
 #include "ledger/checkpoint.h"
 #include "ledger/ledger.h"
+#include "common/sha256.h"
+#include "json_schema_testing.h"
 #include "rpc/json_rpc.h"
+#include "rpc/ledger_json.h"
 #include "rpc/methods.h"
+#include "rpc/schemas.h"
 
 #include <doctest/doctest.h>
 #include <fmt/format.h>
@@ -17,6 +21,7 @@
 #include <fcntl.h>
 #include <fstream>
 #include <iterator>
+#include <set>
 #include <sstream>
 #include <unistd.h>
 
@@ -47,7 +52,9 @@ json Example(const rpc::ParamSpec& param)
     if (param.name == "submitter") return g_submitter;
     if (param.name == "signature") return g_signature;
     if (param.name == "orderId") return "7";
-    if (param.name == "seller" || param.name == "owner" || param.name == "account") return HexEncode0x(Addr(8));
+    if (param.name == "seller" || param.name == "account") return HexEncode0x(Addr(8));
+    if (param.name == "owner") return HexEncode0x(Addr(6)); // the seller of order 5, who deposits into the vault
+    if (param.name == "id") return 1;
     if (param.name == "index") return 5;
     if (param.name == "treeSize" || param.name == "secondSize") return 40;
     if (param.name == "firstSize") return 16;
@@ -81,6 +88,68 @@ std::string_view TypeName(rpc::ParamType type)
     return "?";
 }
 
+// Every example is a successful answer that conforms to the method's result schema;
+// admin_anchorNow's shows what it answers without a Bitcoin node (-btcrpcconnect).
+void CheckExample(const rpc::MethodSpec& method, const json& answer)
+{
+    INFO(method.name, ": ", answer.dump().substr(0, 600));
+    if (method.name == "admin_anchorNow") {
+        CHECK(answer["error"]["code"] == rpc::kNotAvailable);
+        return;
+    }
+    REQUIRE(answer.contains("result"));
+    REQUIRE(!method.result_schema.is_null());
+    const testing::SchemaChecker checker(rpc::SchemaComponents());
+    CHECK(checker.Check(answer["result"], method.result_schema) == "");
+}
+
+// A final anchor of the first `tree_size` events with real proof material: a transaction
+// holding the payload, in a two-transaction block whose header meets regtest's target.
+ledger::AnchorRecord ExampleAnchor(const ledger::Ledger& ledger, uint64_t tree_size)
+{
+    ledger::AnchorRecord a;
+    a.id = 1;
+    a.state = ledger::AnchorState::Final;
+    a.tree_size = tree_size;
+    a.root = *ledger.RootAt(tree_size);
+    const Bytes payload = ledger::AnchorPayload(a.tree_size, a.root);
+    Bytes tx = {2, 0, 0, 0, 1};                          // version 2, one input
+    tx.insert(tx.end(), 32, 0x5a);                       // its outpoint
+    tx.insert(tx.end(), {0, 0, 0, 0, 0, 0xfd, 0xff, 0xff, 0xff, 1}); // index, no scriptSig, sequence, one output
+    tx.insert(tx.end(), 8, 0);                           // value
+    tx.push_back(static_cast<uint8_t>(payload.size() + 2));
+    tx.push_back(0x6a);
+    tx.push_back(static_cast<uint8_t>(payload.size()));
+    const auto payload_offset = static_cast<uint32_t>(tx.size());
+    tx.insert(tx.end(), payload.begin(), payload.end());
+    tx.insert(tx.end(), 4, 0);                           // lock time
+    const Hash256 txid = Sha256d(tx);
+    const Hash256 coinbase = Sha256d(Bytes{1, 2, 3});
+    Bytes pair(coinbase.begin(), coinbase.end());
+    pair.insert(pair.end(), txid.begin(), txid.end());
+    const Hash256 merkle_root = Sha256d(pair);
+    Bytes header = {0, 0, 0, 0x20};
+    header.insert(header.end(), 32, 0x11);
+    header.insert(header.end(), merkle_root.begin(), merkle_root.end());
+    header.insert(header.end(), {0x00, 0xe1, 0xf5, 0x6a, 0xff, 0xff, 0x7f, 0x20, 0, 0, 0, 0}); // time, nBits, nonce
+    for (uint8_t nonce = 0; Sha256d(header)[31] & 0x80; ++nonce) header[76] = nonce;
+    ledger::AnchorProofMaterial p;
+    p.block_height = 120;
+    p.block_hash = Sha256d(header);
+    std::copy(header.begin(), header.end(), p.header.begin());
+    p.tx = tx;
+    p.txid = txid;
+    p.output_index = 0;
+    p.payload_offset = payload_offset;
+    p.tx_index = 1;
+    p.branch = {coinbase};
+    a.txids = {txid};
+    a.proof = p;
+    a.planned_time = 1'800'000'000;
+    a.updated_time = 1'800'000'600;
+    return a;
+}
+
 std::string Render(const rpc::Dispatcher& dispatcher)
 {
     std::string out;
@@ -95,14 +164,15 @@ std::string Render(const rpc::Dispatcher& dispatcher)
             for (size_t i = 0; i < m.params.size(); ++i) {
                 const auto& p = m.params[i];
                 out += fmt::format("| {} | `{}` | {} | {} | {} |\n", i, p.name, TypeName(p.type), p.required ? "yes" : "no", p.help);
-                const json example = Example(p);
-                if (!example.is_null()) params.push_back(example);
+                params.push_back(Example(p)); // null skips an optional param
             }
+            while (!params.empty() && params.back().is_null()) params.erase(params.size() - 1);
             out += "\n";
         }
         out += fmt::format("Result: {}\n\n", m.result);
         const json request = {{"jsonrpc", "2.0"}, {"id", 1}, {"method", m.name}, {"params", params}};
         json answer = json::parse(dispatcher.Handle(request.dump(), {.authenticated = true}).body);
+        CheckExample(m, answer);
         Mask(answer);
         json shown_request = request;
         for (auto& value : shown_request["params"]) {
@@ -137,6 +207,7 @@ TEST_CASE("docs/api.md documents every method as the method table has it")
     std::vector<ledger::Event> events;
     for (uint64_t i = 0; i < 40; ++i) events.push_back(ReferenceEvent(i));
     REQUIRE((*ledger)->Append(events));
+    REQUIRE((*ledger)->PutAnchor(ExampleAnchor(**ledger, 32), {}));
 
     auto backend = ledger::CheckpointSigner::LoadOrCreate(dir.path / "checkpoint.key");
     REQUIRE(backend);
@@ -177,4 +248,94 @@ TEST_CASE("docs/api.md documents every method as the method table has it")
     CHECK_MESSAGE(current == rendered,
                   "docs/api.md's method reference differs from the method table; run "
                   "BITACORA_UPDATE_DOCS=1 build/tests/test_api_doc with BITACORA_SOURCE_ROOT set, and review the diff");
+}
+
+TEST_CASE("every event kind's JSON conforms to the Event schema of rpc_discover")
+{
+    using namespace ledger;
+    const Address a = Addr(1), b = Addr(2);
+    const UInt256 id(7), amount(1'500'000);
+    const EvmOrigin origin = OriginFor(3);
+    const std::vector<Event> events = {
+        {origin, OrderCreated{id, a, b, amount, 1'700'000'000}},
+        {origin, PaymentConfirmed{id, b, Hash256{9}}},
+        {origin, OrderReleased{id, a, b, amount}},
+        {origin, OrderCancelled{id, a, amount}},
+        {origin, OrderExpired{id, a, b, amount}},
+        {origin, OrderDisputed{id, b, true}},
+        {origin, DisputeResolved{id, Addr(3), false, a, amount}},
+        {origin, ReputationChanged{a, 50, 51}},
+        {origin, EscrowPaused{a, true}},
+        {origin, RoleChanged{Hash256{4}, a, b, true}},
+        {origin, VaultDeposit{a, a, amount, UInt256(9)}},
+        {origin, VaultWithdraw{a, b, a, amount, UInt256(9)}},
+        {origin, VaultTransfer{a, b, UInt256(9)}},
+        {origin, RawEvmLog{{Hash256{1}, Hash256{2}}, {1, 2, 3}}},
+        {std::nullopt, OffchainEvent{.kind = "offer.posted", .idempotency_key = "k", .payload = {'{', '}'}}},
+        {std::nullopt, AnchorEvent{.state = 3, .anchored_size = 4, .anchored_root = Hash256{5}, .txid = Hash256{6},
+                                   .block_height = 101, .block_hash = Hash256{7}}},
+    };
+    const json& components = rpc::SchemaComponents();
+    const bitacora::testing::SchemaChecker checker(components);
+    std::set<std::string> kinds;
+    for (const auto& event : events) {
+        const json encoded = rpc::EventJson(event);
+        INFO(encoded.dump());
+        CHECK(checker.Check(encoded, rpc::SchemaRef("Event")) == "");
+        kinds.insert(std::string(EventKindName(event.kind())));
+        // The schema is strict: a member it does not know, or one missing, is a mismatch.
+        json extra = encoded;
+        extra["fields"]["surprise"] = 1;
+        CHECK(checker.Check(extra, rpc::SchemaRef("Event")) != "");
+        json missing = encoded;
+        missing["fields"].erase(missing["fields"].begin());
+        CHECK(checker.Check(missing, rpc::SchemaRef("Event")) != "");
+    }
+    std::set<std::string> schema_kinds;
+    for (const auto& kind : components["EventKind"]["enum"]) schema_kinds.insert(kind.get<std::string>());
+    CHECK(kinds == schema_kinds); // one of each kind above, and the schema knows no other
+    CHECK(checker.Check(json("0xAB"), rpc::SchemaRef("Hex")) != "");
+    CHECK(checker.Check(json("ab"), rpc::SchemaRef("Hex")) != "");
+}
+
+TEST_CASE("rpc_discover is an OpenRPC document of the whole method table")
+{
+    TempDir dir("api-discover");
+    auto ledger = ledger::Ledger::Open(dir.path / "ledger", {});
+    REQUIRE(ledger);
+    rpc::Dispatcher dispatcher;
+    rpc::RegisterMethods(dispatcher, {.ledger = ledger->get()});
+    const json request = {{"jsonrpc", "2.0"}, {"id", 1}, {"method", "rpc_discover"}};
+    const json answer = json::parse(dispatcher.Handle(request.dump(), {.authenticated = true}).body);
+    INFO(answer.dump().substr(0, 300));
+    REQUIRE(answer.contains("result"));
+    const json& doc = answer["result"];
+    CHECK(doc["openrpc"] == "1.2.6");
+    REQUIRE(doc["methods"].size() == dispatcher.methods().size());
+    for (size_t i = 0; i < dispatcher.methods().size(); ++i) {
+        const auto& spec = dispatcher.methods()[i];
+        const json& m = doc["methods"][i];
+        INFO(spec.name);
+        CHECK(m["name"] == spec.name);
+        CHECK(m["params"].size() == spec.params.size());
+        CHECK(!m["result"]["schema"].is_null());
+    }
+    // Every $ref names a schema of the document's components.
+    std::vector<const json*> todo = {&doc};
+    size_t refs = 0;
+    while (!todo.empty()) {
+        const json& node = *todo.back();
+        todo.pop_back();
+        if (node.is_object() && node.contains("$ref")) {
+            const std::string ref = node["$ref"].get<std::string>();
+            CHECK_MESSAGE(doc["components"]["schemas"].contains(ref.substr(ref.rfind('/') + 1)), ref);
+            ++refs;
+        }
+        if (node.is_structured()) {
+            for (const auto& child : node) todo.push_back(&child);
+        }
+    }
+    CHECK(refs > 100);
+    const json alias = {{"jsonrpc", "2.0"}, {"id", 1}, {"method", "rpc.discover"}};
+    CHECK(json::parse(dispatcher.Handle(alias.dump(), {.authenticated = true}).body)["result"] == doc);
 }
