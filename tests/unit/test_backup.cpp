@@ -2,6 +2,7 @@
 // exactly the size and root it reports (which the original had at that size), its anchors
 // and the marks of what was signed and anchored, and the checkpoint key.
 #include "common/hex.h"
+#include "daemon/backup.h"
 #include "ledger/ledger.h"
 #include "ledger_testing.h"
 
@@ -78,7 +79,9 @@ TEST_CASE("a backup taken during appends holds exactly the size and root it repo
     appender.join();
 
     uint64_t previous_size = 0;
-    for (const auto& [target, result] : backups) {
+    for (const auto& entry : backups) {
+        const auto& target = entry.first; // not a structured binding: INFO captures it (clang 14)
+        const auto& result = entry.second;
         INFO(target.string());
         CHECK(result.tree_size >= previous_size);
         CHECK(result.tree_size >= 3001); // the anchor's batch is in every copy
@@ -141,4 +144,43 @@ TEST_CASE("a backup refuses a relative, non-empty or file target, and can leave 
     CHECK(keyless->checkpoint_public_key == ledger->checkpoint_public_key());
     CHECK_FALSE(std::filesystem::exists(empty / "checkpoint.key"));
     CHECK(keyless->tree_size == 10);
+}
+
+TEST_CASE("admin_backup's runner: a bounded wait, asked again for the same dir, one backup at a time")
+{
+    TempDir dir("backup-runner");
+    auto ledger = OpenAt(dir.path / "db", dir.path / "checkpoint.key");
+    for (uint64_t begin = 0; begin < 200'000; begin += 20'000) AppendRange(*ledger, begin, begin + 20'000);
+    std::ofstream(dir.path / "evm-chain.json") << "{\"chainId\": 31337, \"startBlock\": 1}\n";
+    BackupRunner runner(*ledger, dir.path);
+
+    const auto target = dir.path / "b1";
+    auto first = runner.Run(target, true, std::chrono::milliseconds(0));
+    REQUIRE(first.answer);
+    // Not waited for: it still runs (a flush and a copy of 200,000 events take far more than no time).
+    CHECK(first.answer->at("done") == false);
+    CHECK(first.answer->at("message").get<std::string>().find("call again with the same dir") != std::string::npos);
+    auto other = runner.Run(dir.path / "b2", true, std::chrono::milliseconds(0));
+    REQUIRE_FALSE(other.answer);
+    CHECK(other.refused);
+    CHECK(other.answer.error().find("a backup into") != std::string::npos);
+
+    auto done = runner.Run(target, true, std::chrono::seconds(60));
+    REQUIRE_MESSAGE(done.answer, (done.answer ? "" : done.answer.error()));
+    const nlohmann::json& manifest = *done.answer;
+    CHECK(manifest.at("done") == true);
+    CHECK(manifest.at("treeSize") == 200'000);
+    CHECK(manifest.at("root") == HexEncode0x(ledger->root()));
+    CHECK(manifest.at("files") == nlohmann::json::array({"evm-chain.json"}));
+    CHECK(ReadAll(target / "evm-chain.json") == ReadAll(dir.path / "evm-chain.json"));
+    CHECK(nlohmann::json::parse(ReadAll(target / kBackupManifestName)) == manifest);
+
+    // Finished and answered: the same dir again is a new backup, refused (not empty).
+    auto again = runner.Run(target, true, std::chrono::seconds(60));
+    REQUIRE_FALSE(again.answer);
+    CHECK(again.refused);
+    CHECK(again.answer.error().find("not empty") != std::string::npos);
+    auto relative = runner.Run("relative", true, std::chrono::seconds(1));
+    REQUIRE_FALSE(relative.answer);
+    CHECK(relative.refused);
 }
