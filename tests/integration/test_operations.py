@@ -128,8 +128,10 @@ def test_backup_during_catch_up_restores_and_catches_up(options, tmp):
         with open(path, "w") as f:
             json.dump(bundle, f)
         out = cli(options, "verifyproof", path, "-requireanchor", f"-checkpointkey={plain(mine['checkpointKey'])}",
-                  expect=0)
-        check(out.stdout.startswith("VALID") and "anchored by transaction" in out.stdout, out.stdout)
+                  f"-btcrpcconnect=127.0.0.1:{s.node.rpc_port}", f"-btcrpccookiefile={s.node.cookie_path}",
+                  f"-minconfirmations={CONFIRMATIONS}", expect=0)
+        check(out.stdout.startswith("VALID") and "anchored by transaction" in out.stdout and "best chain" in out.stdout,
+              out.stdout)
         height = bundle["anchor"]["blockHeight"]
         check(plain(bundle["anchor"]["blockHash"]) == plain(s.node.rpc("getblockhash", height)),
               "the anchor's block is in the node's best chain")
