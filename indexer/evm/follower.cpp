@@ -688,16 +688,46 @@ struct EvmFollower::Impl {
         return true;
     }
 
+    // The node's hash at `number`: an empty inner optional when it has no block there (gone);
+    // nullopt when it could not be asked or answered wrongly.
+    std::optional<std::optional<Hash256>> HashIfAny(uint64_t number)
+    {
+        auto block = CallOrNote(*client, "eth_getBlockByNumber", json::array({BlockTag(number), false}));
+        if (!block) return std::nullopt;
+        if (block->is_null()) return std::optional<Hash256>{};
+        auto header = ParseBlockHeader(*block);
+        if (!header || header->number != number) {
+            NoteInconsistent(fmt::format("block {}: {}", number, header ? "another block's header" : header.error()));
+            return std::nullopt;
+        }
+        if (auto why = CheckHeaderHash(*header); why && options.verify != VerifyMode::None) {
+            NoteRefused(*client, number, *why);
+            return std::nullopt;
+        }
+        return std::optional<Hash256>(header->hash);
+    }
+
     // A head at or below our tip: the same chain, or a shorter or other one that replaced
     // ours (seen on this poll). nullopt: go on extending.
     std::optional<Next> CheckHead(const BlockHeader& head)
     {
         if (unfinal.empty()) return std::nullopt;
-        const HeadDecision decision = DecideOnHead(PendingRefs(), head.number, head.hash);
+        const std::vector<PendingRef> ours = PendingRefs();
+        HeadDecision decision = DecideOnHead(ours, head.number, head.hash);
+        if (decision.kind == HeadDecision::Kind::CheckTip) {
+            const auto at_tip = HashIfAny(ours.back().number);
+            if (!at_tip) return Next::Retry;
+            decision = DecideOnTip(ours, head.number, head.hash, *at_tip);
+        }
         switch (decision.kind) {
         case HeadDecision::Kind::Extend: return std::nullopt;
+        case HeadDecision::Kind::CheckTip: return Next::Retry; // DecideOnTip never asks again
+        case HeadDecision::Kind::NodeBehind:
+            LogDebug(log::Category::Evm, "EVM node's head {} is behind our pending tip {}, which it has", head.number,
+                     ours.back().number);
+            return Next::Poll;
         case HeadDecision::Kind::RollBack:
-            LogInfo("EVM node's head {} is below our pending tip {}: its chain is shorter", head.number, unfinal.back().number);
+            LogInfo("EVM node's chain is shorter: head {}, and our pending tip {} is gone", head.number, ours.back().number);
             return RollBackTo(decision.ancestor) ? Next::Now : Next::Retry;
         case HeadDecision::Kind::FindAncestor: return HandleReorg(decision.search_max) ? Next::Now : Next::Retry;
         }

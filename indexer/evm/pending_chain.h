@@ -21,6 +21,9 @@ struct PendingRef {
 struct HeadDecision {
     enum class Kind {
         Extend,       // the head is at or past our tip on our chain (or we hold nothing): go on
+        CheckTip,     // the head is below our tip: ask the node for the block at our tip's height
+        NodeBehind,   // the node still has our tip: its "latest" answer came from behind (a
+                      // load balancer's lagging node); keep our blocks and poll again
         RollBack,     // roll back to `ancestor` now: the node's chain is shorter and holds it
         FindAncestor, // our blocks above `search_max` are gone or replaced: find the ancestor
                       // among our blocks at or below `search_max` (none: the final block)
@@ -30,11 +33,17 @@ struct HeadDecision {
     uint64_t search_max{0};
 };
 
-// On each poll, from the node's head alone. A head below our tip means the blocks above
-// it are gone (a reorg onto a shorter chain): that is seen at once, not when the new
-// chain grows past the old tip. A head at our tip with another hash replaced our tip.
-// A head past our tip is checked when its blocks are fetched (they must link to our tip).
+// On each poll, from the node's head. A head at our tip with another hash replaced our
+// tip; a head past our tip is checked when its blocks are fetched (they must link to our
+// tip); a head below our tip asks for the block at our tip's height (DecideOnTip), so
+// that a reorg onto a shorter chain is seen on this poll, not when the new chain grows
+// past the old tip.
 HeadDecision DecideOnHead(std::span<const PendingRef> ours, uint64_t head_number, const Hash256& head_hash);
+
+// After CheckTip: `at_tip` is the node's hash at our tip's height, nullopt if it has no
+// block there (gone). Our tip gone or replaced: everything above the head is gone.
+HeadDecision DecideOnTip(std::span<const PendingRef> ours, uint64_t head_number, const Hash256& head_hash,
+                         const std::optional<Hash256>& at_tip);
 
 // The highest of our blocks at or below `search_max` that the node has with the same hash
 // (`node`: the hashes it gave by height; a height it lacks is gone). nullopt: none of the

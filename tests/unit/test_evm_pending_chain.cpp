@@ -40,17 +40,31 @@ TEST_CASE("a head past or at our tip on our chain extends")
     CHECK(DecideOnHead({}, 3, H(3, 'a')).kind == Kind::Extend);
 }
 
-TEST_CASE("a head below our tip on our chain rolls back to it at once")
+TEST_CASE("a head below our tip asks for the block at our tip's height")
 {
-    // evm_revert, then 3 blocks that happen to equal ours: 154..156 are gone.
-    const auto decision = DecideOnHead(Ours(), 153, H(153, 'a'));
-    CHECK(decision.kind == Kind::RollBack);
-    CHECK(decision.ancestor == 153);
+    CHECK(DecideOnHead(Ours(), 153, H(153, 'a')).kind == Kind::CheckTip);
+    CHECK(DecideOnHead(Ours(), 153, H(153, 'b')).kind == Kind::CheckTip);
+    CHECK(DecideOnHead(Ours(), 140, H(140, 'a')).kind == Kind::CheckTip);
 }
 
-TEST_CASE("a head below our tip on another chain searches below the head")
+TEST_CASE("our tip gone and the head ours: roll back to the head at once")
 {
-    const auto decision = DecideOnHead(Ours(), 153, H(153, 'b'));
+    // evm_revert, then 3 blocks that happen to equal ours: 154..156 are gone.
+    const auto decision = DecideOnTip(Ours(), 153, H(153, 'a'), std::nullopt);
+    CHECK(decision.kind == Kind::RollBack);
+    CHECK(decision.ancestor == 153);
+    // Replaced rather than gone: the same.
+    CHECK(DecideOnTip(Ours(), 153, H(153, 'a'), H(156, 'b')).kind == Kind::RollBack);
+}
+
+TEST_CASE("our tip still there: the node's head came from behind, nothing is rolled back")
+{
+    CHECK(DecideOnTip(Ours(), 153, H(153, 'a'), H(156, 'a')).kind == Kind::NodeBehind);
+}
+
+TEST_CASE("our tip gone and the head another chain's: search below the head")
+{
+    const auto decision = DecideOnTip(Ours(), 153, H(153, 'b'), std::nullopt);
     REQUIRE(decision.kind == Kind::FindAncestor);
     CHECK(decision.search_max == 152);
     // The node has 151 and 152 as ours, 153 replaced.
@@ -67,7 +81,7 @@ TEST_CASE("a head at our tip with another hash searches below the tip")
 
 TEST_CASE("a head below every pending block leaves nothing to search")
 {
-    const auto decision = DecideOnHead(Ours(), 140, H(140, 'a'));
+    const auto decision = DecideOnTip(Ours(), 140, H(140, 'a'), std::nullopt);
     REQUIRE(decision.kind == Kind::FindAncestor);
     CHECK(decision.search_max == 150);
     CHECK_FALSE(CommonAncestor(Ours(), decision.search_max, {{140, H(140, 'a')}}).has_value());
