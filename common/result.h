@@ -15,6 +15,7 @@ enum class ErrorKind {
     Other,    // a failure of ours (storage, an invariant): nothing the caller can change
     Invalid,  // the input is malformed or out of range
     Conflict, // the input contradicts what is already recorded (an idempotency key reused)
+    TooLarge, // the input is over one of our limits: asking for less can succeed
 };
 
 struct Error {

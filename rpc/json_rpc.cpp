@@ -100,6 +100,7 @@ ErrorCode CodeOf(ErrorKind kind)
     case ErrorKind::Other: return kInternalError;
     case ErrorKind::Invalid: return kInvalidParams;
     case ErrorKind::Conflict: return kConflict;
+    case ErrorKind::TooLarge: return kLimitExceeded;
     }
     return kInternalError;
 }

@@ -156,7 +156,7 @@ Result<Log> ParseLog(const nlohmann::json& object)
 Result<std::vector<Log>> ParseLogs(const nlohmann::json& logs, size_t logs_max)
 {
     if (!logs.is_array()) return Error{"eth_getLogs result is not an array"};
-    if (logs.size() > logs_max) return Error{fmt::format("{} logs in one answer, over the limit of {}", logs.size(), logs_max)};
+    if (logs.size() > logs_max) return Error{fmt::format("{} logs in one answer, over the limit of {}", logs.size(), logs_max), ErrorKind::TooLarge};
     std::vector<Log> out;
     out.reserve(logs.size());
     for (size_t i = 0; i < logs.size(); ++i) {
@@ -287,7 +287,7 @@ Result<GetLogsAnswer> AnswerParser::ParseGetLogs(std::string_view body, uint64_t
         } else if (key == "result") {
             sj::array logs;
             if (value.get_array().get(logs)) return Error{"eth_getLogs result is not an array"};
-            if (logs.size() > logs_max) return Error{fmt::format("{} logs in one answer, over the limit of {}", logs.size(), logs_max)};
+            if (logs.size() > logs_max) return Error{fmt::format("{} logs in one answer, over the limit of {}", logs.size(), logs_max), ErrorKind::TooLarge};
             answer.logs.reserve(logs.size());
             for (auto element : logs) {
                 sj::object object;

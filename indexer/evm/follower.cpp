@@ -1246,7 +1246,7 @@ struct EvmFollower::Impl {
         answer->body = std::string(); // the largest thing held here
         const double parse_s = Seconds(parse_started);
         if (!parsed) {
-            if (parsed.error().find("over the limit") != std::string::npos) {
+            if (parsed.error_kind() == ErrorKind::TooLarge) { // a smaller range has fewer logs
                 ShrinkRange(std::max<uint64_t>(1, blocks / 2), parsed.error(), false);
             } else {
                 NoteInconsistent(fmt::format("eth_getLogs {}..{}: {}", from, to, parsed.error()));

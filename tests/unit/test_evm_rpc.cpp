@@ -137,7 +137,9 @@ TEST_CASE("a log with any field missing or malformed is refused")
     json odd_data = SampleLog();
     odd_data["data"] = "0x123";
     CHECK_FALSE(ParseLog(odd_data));
-    CHECK_FALSE(ParseLogs(json::array({SampleLog(), SampleLog()}), 1)); // over the limit
+    const auto too_many = ParseLogs(json::array({SampleLog(), SampleLog()}), 1);
+    REQUIRE_FALSE(too_many);
+    CHECK(too_many.error_kind() == ErrorKind::TooLarge); // the follower halves its range on this kind
     CHECK_FALSE(ParseLogs(json::object(), 10));
     CHECK_FALSE(ParseBlockHeader(nullptr));
     CHECK_FALSE(ParseBlockHeader(json{{"number", "0x1"}, {"hash", "0x" + std::string(64, '1')}}));
@@ -158,7 +160,9 @@ TEST_CASE("eth_getLogs answers and header batches read with simdjson, every malf
     CHECK(answer->logs[0].data == expected->data);
 
     CHECK_FALSE(parser.ParseGetLogs(good, 8, 10));                        // another request's answer
-    CHECK_FALSE(parser.ParseGetLogs(good, 7, 1));                         // over the limit
+    const auto over = parser.ParseGetLogs(good, 7, 1);
+    REQUIRE_FALSE(over);
+    CHECK(over.error_kind() == ErrorKind::TooLarge); // over the limit
     CHECK_FALSE(parser.ParseGetLogs(good.substr(0, good.size() / 2), 7, 10)); // cut short
     CHECK_FALSE(parser.ParseGetLogs("", 7, 10));
     CHECK_FALSE(parser.ParseGetLogs(R"({"jsonrpc":"2.0","id":7})", 7, 10));

@@ -523,6 +523,7 @@ TEST_CASE("error codes: one table, outside the meanings EIP-1474 and viem give")
     CHECK(CodeOf(ErrorKind::Conflict) == kConflict);
     CHECK(CodeOf(ErrorKind::Invalid) == kInvalidParams);
     CHECK(CodeOf(ErrorKind::Other) == kInternalError);
+    CHECK(CodeOf(ErrorKind::TooLarge) == kLimitExceeded);
 }
 
 TEST_CASE("rpcauth in bitcoind's format and a 0600 cookie")
