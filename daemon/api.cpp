@@ -576,10 +576,7 @@ Result<std::unique_ptr<rpc::RpcServer>> StartApi(const ArgsManager& args, uint16
             const uint64_t ticket = sources.anchorer->RequestNow();
             sources.btc->Wake();
             // The request is served on the follower's thread; bounded wait.
-            for (int waited_ms = 0; waited_ms < 10'000 && sources.anchorer->HandledTicket() < ticket; waited_ms += 20) {
-                std::this_thread::sleep_for(std::chrono::milliseconds(20));
-            }
-            const bool handled = sources.anchorer->HandledTicket() >= ticket;
+            const bool handled = sources.anchorer->WaitHandled(ticket, std::chrono::seconds(10));
             const std::string outcome = handled ? sources.anchorer->last_request_outcome()
                                                 : "requested; the follower is busy (is bitcoind reachable?), see bitacora_status";
             const auto latest = ledger.LatestAnchor();

@@ -131,6 +131,7 @@ struct RpcServer::Impl {
         out += fmt::format("bitacora_rpc_rejected_total{{reason=\"queue_full\"}} {}\n", s.rejected_queue_full);
         out += fmt::format("bitacora_rpc_rejected_total{{reason=\"framing\"}} {}\n", s.rejected_headers);
         out += fmt::format("bitacora_rpc_rejected_total{{reason=\"unsent_bytes\"}} {}\n", s.rejected_unsent_bytes);
+        out += fmt::format("bitacora_rpc_rejected_total{{reason=\"client_not_allowed\"}} {}\n", s.rejected_clients);
         Family(out, "bitacora_rpc_connections_timed_out_total", "counter",
                "Connections closed because a request did not arrive whole within -rpctimeout.", s.timed_out_connections);
         Family(out, "bitacora_rpc_accept_errors_total", "counter",

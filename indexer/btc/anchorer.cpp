@@ -30,6 +30,16 @@ Anchorer::Anchorer(ledger::Ledger& ledger, BitcoindRpc& rpc, AnchorerOptions opt
 
 uint64_t Anchorer::RequestNow() { return ++m_requested_ticket; }
 
+bool Anchorer::WaitHandled(uint64_t ticket, std::chrono::milliseconds timeout)
+{
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    LOCK(m_status_mutex);
+    while (m_handled_ticket.load() < ticket) {
+        if (m_handled_cv.wait_until(m_status_mutex, deadline) == std::cv_status::timeout) break;
+    }
+    return m_handled_ticket.load() >= ticket;
+}
+
 AnchorerStatus Anchorer::status() const
 {
     LOCK(m_status_mutex);
@@ -130,8 +140,9 @@ void Anchorer::Step(uint64_t tip_height, bool sources_synced)
         {
             LOCK(m_status_mutex);
             m_request_outcome = std::move(outcome);
+            m_handled_ticket = ticket;
         }
-        m_handled_ticket = ticket;
+        m_handled_cv.notify_all();
     };
     auto latest = m_ledger.LatestAnchor();
     if (latest && latest->active()) {

@@ -62,6 +62,8 @@ public:
     // Returns a ticket; HandledTicket() reaches it once a step has looked at it.
     uint64_t RequestNow();
     uint64_t HandledTicket() const { return m_handled_ticket.load(); }
+    // Blocks until a step has looked at `ticket`, or the timeout passed; true if it has.
+    bool WaitHandled(uint64_t ticket, std::chrono::milliseconds timeout) LOCKS_EXCLUDED(m_status_mutex);
     AnchorerStatus status() const LOCKS_EXCLUDED(m_status_mutex);
     // Why the last request did not start an anchor (empty when it did).
     std::string last_request_outcome() const LOCKS_EXCLUDED(m_status_mutex);
@@ -90,6 +92,7 @@ private:
     std::atomic<uint64_t> m_requested_ticket{0};
     std::atomic<uint64_t> m_handled_ticket{0};
     mutable Mutex m_status_mutex;
+    ConditionVariable m_handled_cv; // m_handled_ticket moved (under m_status_mutex)
     AnchorerStatus m_status GUARDED_BY(m_status_mutex);
     std::string m_request_outcome GUARDED_BY(m_status_mutex);
 };

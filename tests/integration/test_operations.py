@@ -194,6 +194,18 @@ def _status_from(address, port, cookie):
         return e.code
 
 
+def _metric_from_loopback(port, cookie, series):
+    import base64
+    import urllib.request
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers={
+        "Authorization": "Basic " + base64.b64encode(cookie.encode()).decode()})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        for line in answer.read().decode().splitlines():
+            if line.startswith(series + " "):
+                return float(line.split()[-1])
+    raise AssertionError(f"{series} is not in /metrics")
+
+
 def test_rpcbind_beyond_loopback_needs_rpcallowip_and_enforces_it(options, tmp):
     address = _non_loopback_address()
     check(address is not None, "this test needs a non-loopback IPv4 address to connect from")
@@ -217,6 +229,8 @@ def test_rpcbind_beyond_loopback_needs_rpcallowip_and_enforces_it(options, tmp):
             check(_status_from("127.0.0.1", port, cookie) == 200, "loopback is always allowed")
             got = _status_from(address, port, cookie)
             check(got == expected, f"a client at {address} with -rpcallowip={allow}: HTTP {got}, expected {expected}")
+            refused = _metric_from_loopback(port, cookie, 'bitacora_rpc_rejected_total{reason="client_not_allowed"}')
+            check(refused == (1 if expected == 403 else 0), f"refused clients counted in /metrics: {refused}")
         finally:
             daemon.stop()
 
