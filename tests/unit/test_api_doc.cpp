@@ -321,18 +321,18 @@ TEST_CASE("rpc_discover is an OpenRPC document of the whole method table")
         CHECK(!m["result"]["schema"].is_null());
     }
     // Every $ref names a schema of the document's components.
-    std::vector<const json*> todo = {&doc};
+    std::vector<const json*> unvisited = {&doc};
     size_t refs = 0;
-    while (!todo.empty()) {
-        const json& node = *todo.back();
-        todo.pop_back();
+    while (!unvisited.empty()) {
+        const json& node = *unvisited.back();
+        unvisited.pop_back();
         if (node.is_object() && node.contains("$ref")) {
             const std::string ref = node["$ref"].get<std::string>();
             CHECK_MESSAGE(doc["components"]["schemas"].contains(ref.substr(ref.rfind('/') + 1)), ref);
             ++refs;
         }
         if (node.is_structured()) {
-            for (const auto& child : node) todo.push_back(&child);
+            for (const auto& child : node) unvisited.push_back(&child);
         }
     }
     CHECK(refs > 100);
