@@ -248,8 +248,13 @@ def test_zmq_announces_what_it_rolls_back_topics_per_kind_and_an_epoch_per_proce
             check(seq == sequences.get(topic, seq), f"topic {topic}: sequence {seq}, expected {sequences.get(topic)}")
             sequences[topic] = seq + 1
         check([m["index"] for m in _finals(messages)] == list(range(size)), "every final event once, in log order")
+        # A pending topic whose first message here is not its first (sequence > 0) lost its
+        # start to the slow joiner: a rollback of an event announced then was not seen
+        # announced. Only those topics may roll back an id not announced here.
+        missed_start = {t for t, _, _ in messages if t.startswith("pending.")} - {t for t, _, s in messages if s == 0}
         announced = set()
         rolled_back = 0
+        unseen_rollbacks = 0
         for topic, body, _ in messages:
             kind = topic.split(".", 1)[1]
             if topic.startswith("pending."):
@@ -260,7 +265,9 @@ def test_zmq_announces_what_it_rolls_back_topics_per_kind_and_an_epoch_per_proce
             elif topic.startswith("rollback."):
                 rolled_back += 1
                 check(body["status"] == "rolledBack" and body["index"] is None, f"a rollback: {body}")
-                check(body["pendingId"] in announced, f"rollback of {body['pendingId']}, never announced pending")
+                if body["pendingId"] not in announced:
+                    check("pending." + kind in missed_start, f"rollback of {body['pendingId']}, never announced pending")
+                    unseen_rollbacks += 1
                 announced.discard(body["pendingId"])
             else:
                 check(topic.startswith("final."), f"unknown topic {topic}")
@@ -273,7 +280,8 @@ def test_zmq_announces_what_it_rolls_back_topics_per_kind_and_an_epoch_per_proce
         check({"final.offchain.offer.posted", "final.offchain.dispute.note"} <= topics, f"off-chain topics: {sorted(topics)}")
         check(rolled_back > 0, "the reorgs rolled nothing back")
         check(not announced, f"{len(announced)} pending events neither rolled back nor final")
-        print(f"{len(messages)} messages: {rolled_back} rollbacks, each announced first; {len(topics)} topics")
+        print(f"{len(messages)} messages: {rolled_back} rollbacks, {rolled_back - unseen_rollbacks} of them announced "
+              f"here first ({unseen_rollbacks} announced before the subscriber joined); {len(topics)} topics")
 
         # A restart: the sequence numbers start again at 0, under a new epoch.
         daemon.stop()
