@@ -544,6 +544,7 @@ rocksdb::Options DatabaseOptions(const LedgerOptions& options)
     db_options.create_if_missing = options.create_if_missing;
     db_options.create_missing_column_families = true;
     db_options.paranoid_checks = true;
+    if (options.env != nullptr) db_options.env = options.env;
     // A torn last record (a process killed mid-write) is dropped as before, but a
     // damaged record with intact records after it fails the open: the default
     // (point-in-time recovery) silently dropped everything after it. Not

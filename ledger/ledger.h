@@ -41,6 +41,10 @@
 #include <string>
 #include <vector>
 
+namespace rocksdb {
+class Env;
+}
+
 namespace bitacora::ledger {
 
 struct LedgerOptions {
@@ -56,6 +60,7 @@ struct LedgerOptions {
     // For inspection (bitacora-inspect): nothing is written, appends are refused, and a
     // log short of its high-water mark opens degraded instead of being refused.
     bool read_only{false};
+    rocksdb::Env* env{nullptr}; // null: the default Env. The simulator's fault-injecting file system (tests/sim/fault_fs.h)
 };
 
 // A read of the database failed (an I/O error, a corrupt block) or found it
