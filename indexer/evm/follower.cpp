@@ -1,6 +1,7 @@
 #include "indexer/evm/follower.h"
 
 #include "common/logging.h"
+#include "common/mutation.h"
 #include "common/sync.h"
 #include "indexer/evm/keccak.h"
 #include "indexer/evm/log_decoder.h"
@@ -12,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cassert>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -184,7 +186,10 @@ struct EvmFollower::Impl {
     ledger::Ledger& ledger;
     std::function<void(const std::string&)> on_fatal;
     LogDecoder decoder;
-    std::atomic<bool> stopping{false};
+    StopSignal stop;
+    bitacora::TimeSource* clock; // waits and the reconciliation interval; catch-up timings use steady_clock
+    bool identified{false};
+    bool failed{false};
     std::thread thread;
 
     // Follower thread only.
@@ -197,11 +202,11 @@ struct EvmFollower::Impl {
     Clock::time_point last_reconcile{};
     uint64_t last_reconciled_block{UINT64_MAX}; // the final block of the last check made
     std::optional<Address> usdc;
-    std::mutex range_mutex; // the catch-up's fetchers share the adaptive range
-    uint64_t range_blocks;                          // GUARDED_BY(range_mutex)
-    uint64_t range_ceiling_blocks{UINT64_MAX};      // a limit the node stated; GUARDED_BY(range_mutex)
-    uint64_t range_soft_ceiling_blocks{UINT64_MAX}; // below a size that was "too much", for a while
-    uint64_t range_successes{0};
+    Mutex range_mutex; // the catch-up's fetchers share the adaptive range
+    uint64_t range_blocks GUARDED_BY(range_mutex);
+    uint64_t range_ceiling_blocks GUARDED_BY(range_mutex){UINT64_MAX};      // a limit the node stated
+    uint64_t range_soft_ceiling_blocks GUARDED_BY(range_mutex){UINT64_MAX}; // below a size that was "too much", for a while
+    uint64_t range_successes GUARDED_BY(range_mutex){0};
     std::string last_report;
     RpcClientStats fetcher_rpc; // added in when a catch-up's fetcher finishes
     std::atomic<bool> target_disputed{false}; // set by the fetcher
@@ -217,20 +222,14 @@ struct EvmFollower::Impl {
 
     Impl(FollowerOptions o, ledger::Ledger& l, std::function<void(const std::string&)> f)
         : options(std::move(o)), ledger(l), on_fatal(std::move(f)),
-          decoder(options.chain_id, options.escrow, options.vault), range_blocks(options.range_blocks_initial)
+          decoder(options.chain_id, options.escrow, options.vault),
+          clock(options.clock != nullptr ? options.clock : &SystemClock()), range_blocks(options.range_blocks_initial)
     {
     }
 
-    bool Stopping() const { return stopping.load(std::memory_order_relaxed); }
+    bool Stopping() const { return stop.stopped(); }
 
-    bool Sleep(uint64_t ms)
-    {
-        const auto until = Clock::now() + std::chrono::milliseconds(ms);
-        while (!Stopping() && Clock::now() < until) {
-            std::this_thread::sleep_for(std::min<Clock::duration>(until - Clock::now(), std::chrono::milliseconds(20)));
-        }
-        return !Stopping();
-    }
+    bool Sleep(uint64_t ms) { return clock->SleepFor(std::chrono::milliseconds(ms), stop); }
 
     template <typename F>
     void UpdateStatus(F f)
@@ -287,9 +286,17 @@ struct EvmFollower::Impl {
 
     std::array<Address, 2> Watched() const { return {options.escrow, options.vault}; }
 
+    // The client options, with this follower's clock (the simulator's, under simulation).
+    RpcClientOptions RpcOptions() const
+    {
+        RpcClientOptions rpc = options.rpc;
+        if (rpc.clock == nullptr) rpc.clock = clock;
+        return rpc;
+    }
+
     std::unique_ptr<JsonRpcClient> NewClient()
     {
-        return std::make_unique<JsonRpcClient>(options.rpc, [this] { return Stopping(); });
+        return std::make_unique<JsonRpcClient>(RpcOptions(), &stop);
     }
 
     // --- node access (follower thread) ---
@@ -455,6 +462,7 @@ struct EvmFollower::Impl {
     // tell; throws Fatal when it consistently has another block there.
     bool CheckFinalBlock()
     {
+        if (sim::Mutated(sim::Mutation::ForgetCursorCheck)) return true;
         auto hash = ConfirmedHashAt(cursor->block_number, cursor->block_hash);
         if (!hash) return false;
         if (*hash != cursor->block_hash) {
@@ -482,46 +490,59 @@ struct EvmFollower::Impl {
 
     // --- the main loop ---
 
+    // The thread's loop: one step, then the wait the step asks for.
     void Run()
     {
+        while (!Stopping()) {
+            const EvmFollower::StepResult result = StepOnce();
+            if (result.next == EvmFollower::Next::Failed) return;
+            if (result.wait_ms > 0 && !Sleep(result.wait_ms)) break;
+        }
+        UpdateStatus([](FollowerStatus& s) { s.state = FollowerStatus::State::Stopped; });
+    }
+
+    // Start-up checks until they pass, then one step of following; what to wait before
+    // the next. Failed: following cannot go on without an operator (on_fatal was called).
+    EvmFollower::StepResult StepOnce()
+    {
+        if (failed) return {EvmFollower::Next::Failed, 0};
         try {
-            while (!Stopping() && !Identify()) {
-                if (!Sleep(Backoff())) break;
-            }
-            retry_delay_ms = 0;
-            while (!Stopping()) {
-                const Next next = Step();
-                PublishRpcStats();
-                if (next == Next::Retry) {
-                    if (!Sleep(Backoff())) break;
-                    continue;
-                }
+            if (!identified) {
+                if (!Identify()) return {EvmFollower::Next::Retry, Backoff()};
+                identified = true;
                 retry_delay_ms = 0;
-                if (next == Next::Poll) {
-                    Report();
-                    // Idle: the last final block is checked too once the interval allows,
-                    // not only blocks that were final when a check was last due.
-                    if (cursor && cursor->block_number != last_reconciled_block) MaybeReconcile();
-                    if (!Sleep(options.poll_interval_ms)) break;
-                }
             }
-            UpdateStatus([](FollowerStatus& s) { s.state = FollowerStatus::State::Stopped; });
+            const Next next = Step();
+            PublishPending(); // a step that stopped half-way may have added blocks
+            PublishRpcStats();
+            if (next == Next::Retry) return {EvmFollower::Next::Retry, Backoff()};
+            retry_delay_ms = 0;
+            if (next == Next::Now) return {EvmFollower::Next::Now, 0};
+            Report();
+            // Idle: the last final block is checked too once the interval allows,
+            // not only blocks that were final when a check was last due.
+            if (cursor && cursor->block_number != last_reconciled_block) MaybeReconcile();
+            return {EvmFollower::Next::Poll, options.poll_interval_ms};
         } catch (const Fatal& fatal) {
             LogError("EVM follower stopped: {}", fatal.message);
-            UpdateStatus([&](FollowerStatus& s) {
-                s.state = FollowerStatus::State::Failed;
-                s.error = fatal.message;
-            });
+            Fail(fatal.message);
             if (on_fatal) on_fatal(fatal.message);
         } catch (const ledger::LedgerReadError& error) {
             // The ledger is marked degraded and keeps serving what it can read; following
             // on from a cursor we cannot read could write wrong data, so this follower stops.
             LogError("EVM follower stopped: the ledger could not be read: {}", error.what());
-            UpdateStatus([&](FollowerStatus& s) {
-                s.state = FollowerStatus::State::Failed;
-                s.error = std::string("ledger read failed: ") + error.what();
-            });
+            Fail(std::string("ledger read failed: ") + error.what());
         }
+        return {EvmFollower::Next::Failed, 0};
+    }
+
+    void Fail(const std::string& why)
+    {
+        failed = true;
+        UpdateStatus([&](FollowerStatus& s) {
+            s.state = FollowerStatus::State::Failed;
+            s.error = why;
+        });
     }
 
     uint64_t Backoff()
@@ -532,6 +553,7 @@ struct EvmFollower::Impl {
 
     std::optional<BlockHeader> NodeFinal(const BlockHeader& head)
     {
+        if (sim::Mutated(sim::Mutation::AppendBeforeFinality)) return head;
         switch (options.finality) {
         case FinalityRule::Finalized: return HeaderByTag(*client, "finalized");
         case FinalityRule::Safe: return HeaderByTag(*client, "safe");
@@ -677,7 +699,7 @@ struct EvmFollower::Impl {
             NoteInconsistent(fmt::format("block {} did not link to our tip {}", tip + 1, tip));
             return false;
         }
-        ledger.RollbackPending(std::string(kCursorSource), ancestor);
+        if (!sim::Mutated(sim::Mutation::KeepOverlayOnReorg)) ledger.RollbackPending(std::string(kCursorSource), ancestor);
         while (!unfinal.empty() && unfinal.back().number > ancestor) unfinal.pop_back();
         LogWarning("EVM reorg: rolled back {} pending block{} to block {}", depth, depth == 1 ? "" : "s", ancestor);
         UpdateStatus([&](FollowerStatus& s) {
@@ -759,7 +781,7 @@ struct EvmFollower::Impl {
             const auto found = headers->find(n);
             if (found == headers->end()) break; // the rest failed verification: asked again next time
             const BlockHeader& header = found->second;
-            if (parent && header.parent_hash != *parent) {
+            if (parent && header.parent_hash != *parent && !sim::Mutated(sim::Mutation::SkipParentCheck)) {
                 if (linked.empty()) {
                     if (unfinal.empty()) {
                         // Our final tip is not the parent of the next block: the chain
@@ -939,10 +961,10 @@ struct EvmFollower::Impl {
     // One endpoint's view of a final range, as a quorum digest.
     QuorumAnswer AskEndpoint(const std::string& url, uint64_t from, uint64_t to)
     {
-        RpcClientOptions peer_options = options.rpc;
+        RpcClientOptions peer_options = RpcOptions();
         peer_options.urls = {url};
         peer_options.attempts_max = kQuorumAttemptsMax;
-        JsonRpcClient peer(peer_options, [this] { return Stopping(); });
+        JsonRpcClient peer(peer_options, &stop);
         QuorumAnswer answer{.endpoint = RedactUrl(url)};
         auto logs_json = peer.Call("eth_getLogs", json::array({json{{"fromBlock", BlockTag(from)}, {"toBlock", BlockTag(to)},
                                                                     {"address", LogFilter()}}}));
@@ -1045,139 +1067,184 @@ struct EvmFollower::Impl {
 
     // --- catch-up over final blocks ---
 
-    // Fetcher threads take consecutive slots of blocks, fetch, check and decode them
-    // (several in flight, so the node and this process work at the same time); this
-    // thread appends the slots in order. At most prefetch_ranges_max slots are out.
+    // What a catch-up's appends add up to, for its log lines and status.
+    struct CatchUpProgress {
+        uint64_t from{0};
+        uint64_t appended_events{0};
+        std::chrono::steady_clock::time_point started{std::chrono::steady_clock::now()};
+        std::chrono::steady_clock::time_point last_log{started};
+    };
+
+    // Fetched slots of a parallel catch-up, shared by the fetchers and this thread.
+    struct CatchUpQueue {
+        Mutex mutex;
+        ConditionVariable cv;
+        uint64_t next_slot GUARDED_BY(mutex){0};
+        std::map<uint64_t, FetchedRange> fetched GUARDED_BY(mutex); // by first block
+        size_t slots_out GUARDED_BY(mutex){0};                      // handed out, not yet appended
+        size_t fetchers_running GUARDED_BY(mutex){0};
+        bool failed GUARDED_BY(mutex){false};
+        bool abort GUARDED_BY(mutex){false};
+    };
+
+    // With fetchers (several ranges in flight, so the node and this process work at the
+    // same time) or, with options.fetchers == 0, inline on this thread (the simulator).
     bool CatchUp(const BlockHeader& target)
     {
-        const uint64_t from = FinalNumber() + 1;
+        CatchUpProgress progress{.from = FinalNumber() + 1};
         UpdateStatus([](FollowerStatus& s) { s.state = FollowerStatus::State::CatchingUp; });
-        const bool long_catch_up = target.number - from + 1 >= kCatchUpLogBlocksMin;
-        if (long_catch_up) LogInfo("EVM catch-up: blocks {} to {} ({} blocks)", from, target.number, target.number - from + 1);
-
-        std::mutex mutex;
-        std::condition_variable cv;
-        uint64_t next_slot = from;                 // GUARDED_BY(mutex)
-        std::map<uint64_t, FetchedRange> fetched;  // by first block; GUARDED_BY(mutex)
-        size_t slots_out = 0;                      // handed out, not yet appended; GUARDED_BY(mutex)
-        size_t fetchers_running = 0;               // GUARDED_BY(mutex)
-        bool failed = false;                       // GUARDED_BY(mutex)
-        std::atomic<bool> abort{false};
+        const bool long_catch_up = target.number - progress.from + 1 >= kCatchUpLogBlocksMin;
+        if (long_catch_up) {
+            LogInfo("EVM catch-up: blocks {} to {} ({} blocks)", progress.from, target.number,
+                    target.number - progress.from + 1);
+        }
         target_disputed = false;
-
-        const size_t fetcher_count = std::max<size_t>(1, std::min(options.fetchers, options.prefetch_ranges_max));
-        std::vector<std::thread> fetchers;
-        std::vector<RpcClientStats> fetcher_stats(fetcher_count);
-        fetchers_running = fetcher_count;
-        for (size_t f = 0; f < fetcher_count; ++f) {
-            fetchers.emplace_back([&, f] {
-                auto rpc = NewClient();
-                AnswerParser parser;
-                for (;;) {
-                    uint64_t slot_from = 0;
-                    uint64_t slot_to = 0;
-                    {
-                        std::unique_lock lock(mutex);
-                        const auto wait_started = Clock::now();
-                        cv.wait(lock, [&] { return slots_out < options.prefetch_ranges_max || failed || abort.load(); });
-                        const double waited_s = Seconds(wait_started);
-                        UpdateStatus([&](FollowerStatus& s) { s.catch_up.queue_full_s += waited_s; });
-                        if (failed || abort.load() || Stopping() || next_slot > target.number) break;
-                        slot_from = next_slot;
-                        slot_to = std::min(target.number, slot_from + CurrentRange() - 1);
-                        next_slot = slot_to + 1;
-                        ++slots_out;
-                    }
-                    auto range = FetchSlot(*rpc, parser, slot_from, slot_to, target);
-                    std::unique_lock lock(mutex);
-                    if (!range) {
-                        failed = true;
-                    } else {
-                        fetched.emplace(slot_from, std::move(*range));
-                    }
-                    cv.notify_all();
-                    if (failed) break;
-                }
-                fetcher_stats[f] = rpc->stats();
-                std::unique_lock lock(mutex);
-                --fetchers_running;
-                cv.notify_all();
-            });
-        }
-
-        bool ok = true;
-        auto last_log = Clock::now();
-        const auto started = Clock::now();
-        uint64_t appended_events = 0;
-        uint64_t expected = from;
-        while (expected <= target.number) {
-            FetchedRange range;
-            {
-                const auto wait_started = Clock::now();
-                std::unique_lock lock(mutex);
-                cv.wait(lock, [&] { return fetched.count(expected) != 0 || fetchers_running == 0; });
-                const double waited_s = Seconds(wait_started);
-                UpdateStatus([&](FollowerStatus& s) { s.catch_up.queue_empty_s += waited_s; });
-                auto it = fetched.find(expected);
-                if (it == fetched.end()) {
-                    ok = false; // the fetchers stopped short: failures, a disputed target, or shutdown
-                    break;
-                }
-                range = std::move(it->second);
-                fetched.erase(it);
-            }
-            const auto append_started = Clock::now();
-            bool appended = false;
-            try {
-                appended = AppendRange(range);
-            } catch (...) {
-                abort = true;
-                cv.notify_all();
-                for (auto& fetcher : fetchers) fetcher.join();
-                throw;
-            }
-            {
-                std::unique_lock lock(mutex);
-                --slots_out;
-                if (!appended) failed = true;
-                cv.notify_all();
-            }
-            if (!appended) {
-                ok = false;
-                break;
-            }
-            expected = range.to + 1;
-            appended_events += range.events.size();
-            const double append_s = Seconds(append_started);
-            UpdateStatus([&](FollowerStatus& s) {
-                s.catch_up.append_s += append_s;
-                s.catch_up.events += range.events.size();
-            });
-            if (Clock::now() - last_log > std::chrono::seconds(10)) {
-                last_log = Clock::now();
-                const double seconds = Seconds(started);
-                LogInfo("EVM catch-up: block {} of {} ({:.1f}%), {} events, {:.0f} events/s", range.to, target.number,
-                        100.0 * static_cast<double>(range.to - from + 1) / static_cast<double>(target.number - from + 1),
-                        appended_events, static_cast<double>(appended_events) / seconds);
-            }
-        }
-        abort = true;
-        cv.notify_all();
-        for (auto& fetcher : fetchers) fetcher.join();
-        for (const auto& stats : fetcher_stats) AddFetcherStats(stats);
-        const double seconds = Seconds(started);
+        const bool ok = options.fetchers == 0 ? CatchUpInline(target, progress) : CatchUpParallel(target, progress);
+        const double seconds = Seconds(progress.started);
         UpdateStatus([&](FollowerStatus& s) { s.catch_up.wall_s += seconds; });
         if (ok && long_catch_up) {
             LogInfo("EVM catch-up done: final block {}, {} events in {:.2f} s ({:.0f} events/s)", FinalNumber(),
-                    appended_events, seconds, seconds > 0 ? static_cast<double>(appended_events) / seconds : 0.0);
+                    progress.appended_events, seconds,
+                    seconds > 0 ? static_cast<double>(progress.appended_events) / seconds : 0.0);
         }
         if (ok) MaybeReconcile();
         return ok;
     }
 
+    bool CatchUpInline(const BlockHeader& target, CatchUpProgress& progress)
+    {
+        for (uint64_t slot_from = progress.from; slot_from <= target.number;) {
+            const uint64_t slot_to = std::min(target.number, slot_from + CurrentRange() - 1);
+            auto range = FetchSlot(*client, parser, slot_from, slot_to, target);
+            if (!range || !AppendCounted(*range, target, progress)) return false;
+            slot_from = slot_to + 1;
+        }
+        return true;
+    }
+
+    // Appends a fetched range and counts it; false: not appended.
+    bool AppendCounted(const FetchedRange& range, const BlockHeader& target, CatchUpProgress& progress)
+    {
+        const auto append_started = std::chrono::steady_clock::now();
+        if (!AppendRange(range)) return false;
+        progress.appended_events += range.events.size();
+        const double append_s = Seconds(append_started);
+        UpdateStatus([&](FollowerStatus& s) {
+            s.catch_up.append_s += append_s;
+            s.catch_up.events += range.events.size();
+        });
+        if (std::chrono::steady_clock::now() - progress.last_log > std::chrono::seconds(10)) {
+            progress.last_log = std::chrono::steady_clock::now();
+            const double seconds = Seconds(progress.started);
+            LogInfo("EVM catch-up: block {} of {} ({:.1f}%), {} events, {:.0f} events/s", range.to, target.number,
+                    100.0 * static_cast<double>(range.to - progress.from + 1) /
+                        static_cast<double>(target.number - progress.from + 1),
+                    progress.appended_events, static_cast<double>(progress.appended_events) / seconds);
+        }
+        return true;
+    }
+
+    // A fetcher thread: takes the next slot while fewer than prefetch_ranges_max are out.
+    void RunFetcher(CatchUpQueue& queue, const BlockHeader& target, RpcClientStats& stats_out)
+    {
+        auto rpc = NewClient();
+        AnswerParser fetcher_parser;
+        for (;;) {
+            uint64_t slot_from = 0;
+            uint64_t slot_to = 0;
+            {
+                const auto wait_started = std::chrono::steady_clock::now();
+                LOCK(queue.mutex);
+                while (queue.slots_out >= options.prefetch_ranges_max && !queue.failed && !queue.abort) {
+                    queue.cv.wait(queue.mutex);
+                }
+                const double waited_s = Seconds(wait_started);
+                UpdateStatus([&](FollowerStatus& s) { s.catch_up.queue_full_s += waited_s; });
+                if (queue.failed || queue.abort || Stopping() || queue.next_slot > target.number) break;
+                slot_from = queue.next_slot;
+                slot_to = std::min(target.number, slot_from + CurrentRange() - 1);
+                queue.next_slot = slot_to + 1;
+                ++queue.slots_out;
+            }
+            auto range = FetchSlot(*rpc, fetcher_parser, slot_from, slot_to, target);
+            LOCK(queue.mutex);
+            if (range) queue.fetched.emplace(slot_from, std::move(*range));
+            else queue.failed = true;
+            queue.cv.notify_all();
+            if (queue.failed) break;
+        }
+        stats_out = rpc->stats();
+        LOCK(queue.mutex);
+        --queue.fetchers_running;
+        queue.cv.notify_all();
+    }
+
+    // The next range in block order, once fetched; nullopt when the fetchers stopped short.
+    std::optional<FetchedRange> TakeFetched(CatchUpQueue& queue, uint64_t expected)
+    {
+        const auto wait_started = std::chrono::steady_clock::now();
+        LOCK(queue.mutex);
+        while (!queue.fetched.contains(expected) && queue.fetchers_running > 0) queue.cv.wait(queue.mutex);
+        const double waited_s = Seconds(wait_started);
+        UpdateStatus([&](FollowerStatus& s) { s.catch_up.queue_empty_s += waited_s; });
+        auto it = queue.fetched.find(expected);
+        if (it == queue.fetched.end()) return std::nullopt; // failures, a disputed target, or shutdown
+        FetchedRange range = std::move(it->second);
+        queue.fetched.erase(it);
+        return range;
+    }
+
+    bool CatchUpParallel(const BlockHeader& target, CatchUpProgress& progress)
+    {
+        CatchUpQueue queue;
+        const size_t fetcher_count = std::max<size_t>(1, std::min(options.fetchers, options.prefetch_ranges_max));
+        {
+            LOCK(queue.mutex);
+            queue.next_slot = progress.from;
+            queue.fetchers_running = fetcher_count;
+        }
+        std::vector<RpcClientStats> fetcher_stats(fetcher_count);
+        std::vector<std::thread> fetchers;
+        for (size_t f = 0; f < fetcher_count; ++f) {
+            fetchers.emplace_back([&, f] { RunFetcher(queue, target, fetcher_stats[f]); });
+        }
+        auto finish = [&] {
+            {
+                LOCK(queue.mutex);
+                queue.abort = true;
+            }
+            queue.cv.notify_all();
+            for (auto& fetcher : fetchers) fetcher.join();
+        };
+        bool ok = true;
+        try {
+            for (uint64_t expected = progress.from; expected <= target.number;) {
+                auto range = TakeFetched(queue, expected);
+                const bool appended = range && AppendCounted(*range, target, progress);
+                {
+                    LOCK(queue.mutex);
+                    if (range) --queue.slots_out;
+                    if (!appended) queue.failed = true;
+                }
+                queue.cv.notify_all();
+                if (!appended) {
+                    ok = false;
+                    break;
+                }
+                expected = range->to + 1;
+            }
+        } catch (...) {
+            finish();
+            throw;
+        }
+        finish();
+        for (const auto& stats : fetcher_stats) AddFetcherStats(stats);
+        return ok;
+    }
+
     uint64_t CurrentRange()
     {
-        std::lock_guard lock(range_mutex);
+        LOCK(range_mutex);
         return range_blocks;
     }
 
@@ -1344,7 +1411,7 @@ struct EvmFollower::Impl {
         });
 
         // Aim the next range at logs_per_request_target logs, growing at most 2x a step.
-        std::lock_guard lock(range_mutex);
+        LOCK(range_mutex);
         const uint64_t aimed = logs.empty() ? blocks * 2
                                             : blocks * options.logs_per_request_target / std::max<size_t>(1, logs.size());
         if (++range_successes >= kRangeSoftCeilingSuccesses) range_soft_ceiling_blocks = UINT64_MAX;
@@ -1376,7 +1443,7 @@ struct EvmFollower::Impl {
     {
         uint64_t now_blocks = 0;
         {
-            std::lock_guard lock(range_mutex);
+            LOCK(range_mutex);
             if (stated) {
                 range_ceiling_blocks = std::max<uint64_t>(1, blocks);
             } else {
@@ -1458,7 +1525,7 @@ struct EvmFollower::Impl {
     void MaybeReconcile()
     {
         if (!options.reconcile || !cursor) return;
-        const auto now = Clock::now();
+        const auto now = clock->Now();
         if (last_reconcile != Clock::time_point{} &&
             now - last_reconcile < std::chrono::milliseconds(options.reconcile_interval_ms)) {
             return;
@@ -1579,8 +1646,16 @@ void EvmFollower::Start()
 void EvmFollower::Stop()
 {
     Impl& m = *m_impl;
-    m.stopping = true;
+    m.stop.Stop();
     if (m.thread.joinable()) m.thread.join();
+}
+
+EvmFollower::StepResult EvmFollower::StepOnce()
+{
+    Impl& m = *m_impl;
+    assert(!m.thread.joinable()); // one driver: the thread or the caller
+    if (!m.client) m.client = m.NewClient();
+    return m.StepOnce();
 }
 
 FollowerStatus EvmFollower::status() const

@@ -12,6 +12,7 @@
 // ranges to the follower thread through a bounded queue; the follower thread appends.
 #pragma once
 
+#include "common/clock.h"
 #include "common/sha256.h"
 #include "indexer/evm/chain.h"
 #include "indexer/evm/json_rpc_client.h"
@@ -68,6 +69,7 @@ struct FollowerOptions {
     uint32_t reconcile_interval_ms{60'000};
     std::filesystem::path identity_path;      // remembers chain id, start block and its hash
     RpcClientOptions rpc;
+    TimeSource* clock{nullptr};                    // null: SystemClock(); the simulator's ManualClock
 };
 
 struct ReconcileStatus {
@@ -147,6 +149,16 @@ public:
     void Start();
     void Stop();
     FollowerStatus status() const;
+
+    // Without the thread (the simulator, single-threaded; set fetchers to 0 so that a
+    // catch-up fetches inline): the start-up checks until they pass, then one step of
+    // following. Returns what the driver should do next and how long to wait first.
+    enum class Next { Now, Poll, Retry, Failed };
+    struct StepResult {
+        Next next{Next::Now};
+        uint64_t wait_ms{0};
+    };
+    StepResult StepOnce();
 
 private:
     struct Impl;

@@ -16,7 +16,7 @@
 namespace bitacora::evm {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using Clock = std::chrono::steady_clock; // time points only; the time itself comes from m_clock
 
 void GlobalInitOnce()
 {
@@ -55,7 +55,7 @@ int OnProgress(void* userdata, curl_off_t, curl_off_t, curl_off_t, curl_off_t)
 {
     const auto* watch = static_cast<const JsonRpcClient::ProgressWatch*>(userdata);
     if (watch->monitor != nullptr) watch->monitor->Progress(watch->token);
-    return *watch->stopping && (*watch->stopping)() ? 1 : 0;
+    return watch->stop != nullptr && watch->stop->stopped() ? 1 : 0;
 }
 
 std::string_view MonitorKind(RpcError::Kind kind)
@@ -205,16 +205,22 @@ struct JsonRpcClient::Endpoint {
     }
 };
 
-JsonRpcClient::JsonRpcClient(RpcClientOptions options, std::function<bool()> stopping)
-    : m_options(std::move(options)), m_stopping(std::move(stopping)),
-      m_rng_state(static_cast<uint64_t>(Clock::now().time_since_epoch().count()) | 1)
+JsonRpcClient::JsonRpcClient(RpcClientOptions options, StopSignal* stop)
+    : m_options(std::move(options)), m_stop(stop != nullptr ? stop : &m_own_stop),
+      m_clock(m_options.clock != nullptr ? m_options.clock : &SystemClock()),
+      m_rng_state((m_options.jitter_seed != 0 ? m_options.jitter_seed
+                                              : static_cast<uint64_t>(m_clock->Now().time_since_epoch().count())) | 1)
 {
-    m_watch = {.stopping = &m_stopping, .monitor = m_options.monitor.get(), .token = 0};
-    GlobalInitOnce();
+    m_watch = {.stop = m_stop, .monitor = m_options.monitor.get(), .token = 0};
     for (const auto& url : m_options.urls) {
         auto endpoint = std::make_unique<Endpoint>();
         endpoint->url = url;
         endpoint->name = RedactUrl(url);
+        if (m_options.transport) {
+            m_endpoints.push_back(std::move(endpoint)); // no curl handle: the transport answers
+            continue;
+        }
+        GlobalInitOnce();
         endpoint->curl = curl_easy_init();
         endpoint->headers = curl_slist_append(nullptr, "Content-Type: application/json");
         endpoint->headers = curl_slist_append(endpoint->headers, "Accept: application/json");
@@ -251,17 +257,12 @@ std::string JsonRpcClient::current_endpoint() const
 void JsonRpcClient::DistrustCurrent(uint32_t cooldown_ms)
 {
     if (m_endpoints.empty()) return;
-    m_endpoints[m_current]->unhealthy_until = Clock::now() + std::chrono::milliseconds(cooldown_ms);
+    m_endpoints[m_current]->unhealthy_until = m_clock->Now() + std::chrono::milliseconds(cooldown_ms);
 }
 
 bool JsonRpcClient::SleepMs(uint64_t ms)
 {
-    const auto until = Clock::now() + std::chrono::milliseconds(ms);
-    while (Clock::now() < until) {
-        if (m_stopping && m_stopping()) return false;
-        std::this_thread::sleep_for(std::min<Clock::duration>(until - Clock::now(), std::chrono::milliseconds(20)));
-    }
-    return !(m_stopping && m_stopping());
+    return m_clock->SleepFor(std::chrono::milliseconds(ms), *m_stop);
 }
 
 std::optional<RpcError> JsonRpcClient::RetryOrGiveUp(const RpcError& error, uint32_t attempt)
@@ -275,15 +276,15 @@ bool JsonRpcClient::PenalizeCurrent(uint32_t attempt)
 {
     const uint64_t wait_ms = std::min<uint64_t>(uint64_t{m_options.backoff_initial_ms} << std::min(attempt, 10u),
                                                 m_options.backoff_max_ms);
-    m_endpoints[m_current]->unhealthy_until = Clock::now() + std::chrono::milliseconds(wait_ms);
+    m_endpoints[m_current]->unhealthy_until = m_clock->Now() + std::chrono::milliseconds(wait_ms);
     ++m_stats.retries;
-    return !(m_stopping && m_stopping());
+    return !m_stop->stopped();
 }
 
 JsonRpcClient::Endpoint* JsonRpcClient::PickEndpoint()
 {
     if (m_endpoints.empty()) return nullptr;
-    const auto now = Clock::now();
+    const auto now = m_clock->Now();
     // The first healthy endpoint in configured order: the operator's preference.
     for (size_t i = 0; i < m_endpoints.size(); ++i) {
         if (m_endpoints[i]->unhealthy_until <= now) {
@@ -323,8 +324,7 @@ void JsonRpcClient::NoteMalformed(const RpcError& error)
     if (m_options.monitor) m_options.monitor->Refused(error.endpoint, "malformed", error.ToString());
 }
 
-RpcResult<std::string> JsonRpcClient::SendOnce(Endpoint& endpoint, const std::string& body, size_t answer_bytes_max,
-                                               uint32_t& retry_after_ms)
+HttpReply JsonRpcClient::PostCurl(Endpoint& endpoint, const std::string& body, size_t answer_bytes_max)
 {
     Body response{.limit_bytes = answer_bytes_max};
     Headers headers;
@@ -333,25 +333,49 @@ RpcResult<std::string> JsonRpcClient::SendOnce(Endpoint& endpoint, const std::st
     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &response);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &headers);
-    ++m_stats.requests;
-    const auto started = Clock::now();
     const CURLcode code = curl_easy_perform(c);
-    m_stats.latency_us_total +=
-        static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started).count());
-    m_stats.bytes_received += response.data.size();
-    if (code == CURLE_ABORTED_BY_CALLBACK) return RpcError{.kind = RpcError::Kind::Stopped, .message = "stopping"};
-    if (code != CURLE_OK) {
-        ++m_stats.transport_errors;
-        if (response.over_limit) {
-            return RpcError{.kind = RpcError::Kind::TooLarge,
-                            .message = fmt::format("answer larger than {} bytes (decoded)", answer_bytes_max),
-                            .endpoint = endpoint.name};
-        }
-        return RpcError{.kind = RpcError::Kind::Transport, .message = curl_easy_strerror(code), .endpoint = endpoint.name};
+    HttpReply reply;
+    if (code == CURLE_ABORTED_BY_CALLBACK) {
+        reply.outcome = HttpReply::Outcome::Stopped;
+    } else if (code != CURLE_OK) {
+        reply.outcome = response.over_limit ? HttpReply::Outcome::TooLarge : HttpReply::Outcome::Transport;
+        reply.error = curl_easy_strerror(code);
+    } else {
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &reply.status);
+        reply.retry_after_s = headers.retry_after_s;
     }
-    long status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    if (headers.retry_after_s) retry_after_ms = std::min<uint64_t>(*headers.retry_after_s * 1000ull, m_options.retry_after_max_ms);
+    reply.body = std::move(response.data);
+    return reply;
+}
+
+RpcResult<std::string> JsonRpcClient::SendOnce(Endpoint& endpoint, const std::string& body, size_t answer_bytes_max,
+                                               uint32_t& retry_after_ms)
+{
+    ++m_stats.requests;
+    const auto started = m_clock->Now();
+    HttpReply reply = m_options.transport ? m_options.transport->Post(endpoint.url, body, answer_bytes_max)
+                                          : PostCurl(endpoint, body, answer_bytes_max);
+    m_stats.latency_us_total +=
+        static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(m_clock->Now() - started).count());
+    m_stats.bytes_received += reply.body.size();
+    if (reply.outcome == HttpReply::Outcome::Ok && reply.body.size() > answer_bytes_max) {
+        reply.outcome = HttpReply::Outcome::TooLarge; // a transport that did not cut it off
+    }
+    switch (reply.outcome) {
+    case HttpReply::Outcome::Ok: break;
+    case HttpReply::Outcome::Stopped: return RpcError{.kind = RpcError::Kind::Stopped, .message = "stopping"};
+    case HttpReply::Outcome::TooLarge:
+        ++m_stats.transport_errors;
+        return RpcError{.kind = RpcError::Kind::TooLarge,
+                        .message = fmt::format("answer larger than {} bytes (decoded)", answer_bytes_max),
+                        .endpoint = endpoint.name};
+    case HttpReply::Outcome::Transport:
+        ++m_stats.transport_errors;
+        return RpcError{.kind = RpcError::Kind::Transport, .message = reply.error, .endpoint = endpoint.name};
+    }
+    const long status = reply.status;
+    Body response{.data = std::move(reply.body)};
+    if (reply.retry_after_s) retry_after_ms = std::min<uint64_t>(*reply.retry_after_s * 1000ull, m_options.retry_after_max_ms);
     if (status == 429) {
         ++m_stats.rate_limited;
         return RpcError{.kind = RpcError::Kind::RateLimited, .http_status = status, .message = "too many requests",
@@ -397,9 +421,9 @@ RpcResult<std::string> JsonRpcClient::SendRaw(const std::string& body, size_t ca
     uint64_t backoff_ms = m_options.backoff_initial_ms;
     RpcError last;
     for (uint32_t attempt = 0; attempt < m_options.attempts_max; ++attempt) {
-        if (m_stopping && m_stopping()) return RpcError{.kind = RpcError::Kind::Stopped, .message = "stopping"};
+        if (m_stop->stopped()) return RpcError{.kind = RpcError::Kind::Stopped, .message = "stopping"};
         Endpoint* endpoint = PickEndpoint();
-        const auto wait = endpoint->unhealthy_until - Clock::now();
+        const auto wait = endpoint->unhealthy_until - m_clock->Now();
         if (wait > Clock::duration::zero()) {
             if (!SleepMs(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(wait).count()))) {
                 return RpcError{.kind = RpcError::Kind::Stopped, .message = "stopping"};
@@ -420,11 +444,11 @@ RpcResult<std::string> JsonRpcClient::SendRaw(const std::string& body, size_t ca
             // next: an endpoint that only ever sends too much cannot hold the follower.
             const uint64_t cooldown_ms = std::min<uint64_t>(
                 uint64_t{m_options.backoff_initial_ms} << std::min(endpoint->failures_in_row, 10u), m_options.backoff_max_ms);
-            endpoint->unhealthy_until = Clock::now() + std::chrono::milliseconds(cooldown_ms);
+            endpoint->unhealthy_until = m_clock->Now() + std::chrono::milliseconds(cooldown_ms);
             malloc_trim(0); // the cut-off answer's buffer goes back to the system
             // Another endpoint may answer it within the cap (the first one may be lying):
             // each is asked at most once per call, then the caller asks for less.
-            const auto now = Clock::now();
+            const auto now = m_clock->Now();
             const bool other = std::any_of(m_endpoints.begin(), m_endpoints.end(),
                                            [&](const auto& e) { return e->unhealthy_until <= now; });
             if (!other) return last;
@@ -439,7 +463,7 @@ RpcResult<std::string> JsonRpcClient::SendRaw(const std::string& body, size_t ca
         if (retry_after_ms > 0) wait_ms = retry_after_ms;
         else if (last.kind == RpcError::Kind::RateLimited) wait_ms = std::max<uint64_t>(wait_ms, 1000);
         // An endpoint that keeps failing cools down so the next one takes over.
-        endpoint->unhealthy_until = Clock::now() + std::chrono::milliseconds(wait_ms);
+        endpoint->unhealthy_until = m_clock->Now() + std::chrono::milliseconds(wait_ms);
         backoff_ms = std::min<uint64_t>(backoff_ms * 2, m_options.backoff_max_ms);
         ++m_stats.retries;
         LogDebug(log::Category::Evm, "RPC attempt {} failed: {}; retrying in {} ms", attempt + 1, last.ToString(), wait_ms);

@@ -11,7 +11,9 @@
 // One client is used by one thread at a time.
 #pragma once
 
+#include "common/clock.h"
 #include "common/expected.h"
+#include "common/http_transport.h"
 #include "common/upstream_monitor.h"
 
 #include <nlohmann/json.hpp>
@@ -57,6 +59,10 @@ struct RpcRequest {
     nlohmann::json params = nlohmann::json::array();
 };
 
+// The HTTP seam: common/http_transport.h.
+using bitacora::HttpReply;
+using bitacora::HttpTransport;
+
 struct RpcClientOptions {
     std::vector<std::string> urls;         // tried in this order; the first healthy one is used
     uint32_t timeout_ms{30'000};           // whole request
@@ -75,6 +81,9 @@ struct RpcClientOptions {
     // Shared by every client of one follower (its fetchers, quorum peers): each exchange
     // is counted there per endpoint as it ends, and watched while it hangs. Null: none.
     std::shared_ptr<UpstreamMonitor> monitor;
+    std::shared_ptr<HttpTransport> transport; // null: libcurl
+    TimeSource* clock{nullptr};                    // null: SystemClock(); waits, timing and jitter's seed
+    uint64_t jitter_seed{0};                  // 0: from the clock
 };
 
 struct RpcClientStats {
@@ -93,8 +102,9 @@ struct RpcClientStats {
 
 class JsonRpcClient {
 public:
-    // `stopping` is polled while waiting, so that shutdown never waits out a backoff.
-    JsonRpcClient(RpcClientOptions options, std::function<bool()> stopping);
+    // `stop` (null: never) ends waits and transfers at once, so that shutdown never
+    // waits out a backoff.
+    JsonRpcClient(RpcClientOptions options, StopSignal* stop);
     ~JsonRpcClient();
     JsonRpcClient(const JsonRpcClient&) = delete;
     JsonRpcClient& operator=(const JsonRpcClient&) = delete;
@@ -126,7 +136,7 @@ public:
 
     // What curl's progress callback sees of the transfer in flight.
     struct ProgressWatch {
-        const std::function<bool()>* stopping{nullptr};
+        const StopSignal* stop{nullptr};
         UpstreamMonitor* monitor{nullptr};
         uint64_t token{0};
     };
@@ -135,6 +145,7 @@ private:
     struct Endpoint;
     RpcResult<nlohmann::json> Send(const std::string& body, size_t calls);
     RpcResult<std::string> SendRaw(const std::string& body, size_t calls, size_t answer_bytes_max);
+    HttpReply PostCurl(Endpoint& endpoint, const std::string& body, size_t answer_bytes_max);
     RpcResult<std::string> SendOnce(Endpoint& endpoint, const std::string& body, size_t answer_bytes_max,
                                     uint32_t& retry_after_ms);
     // SendOnce under the monitor's eye (if any).
@@ -151,7 +162,9 @@ private:
     bool SleepMs(uint64_t ms);
 
     RpcClientOptions m_options;
-    std::function<bool()> m_stopping;
+    StopSignal m_own_stop; // when the caller gave none
+    StopSignal* m_stop;
+    TimeSource* m_clock;
     std::vector<std::unique_ptr<Endpoint>> m_endpoints;
     size_t m_current{0};
     uint64_t m_next_id{1};

@@ -530,14 +530,14 @@ TEST_CASE("hostile answers: deep nesting, oversized and gzip-inflated bodies, a 
     CHECK(honest.requests() == 1);
 
     // A transfer in flight ends when the daemon stops, not when the node finishes.
-    std::atomic<bool> stop{false};
+    StopSignal stop;
     RpcClientOptions slow = FastOptions({server.url()});
     slow.timeout_ms = 60'000;
-    JsonRpcClient stoppable(slow, [&] { return stop.load(); });
+    JsonRpcClient stoppable(slow, &stop);
     server.Push({.body = Answer(1, std::string(1 << 16, 'a')), .stall_ms = 20'000});
     auto stopper = std::async(std::launch::async, [&] {
         std::this_thread::sleep_for(std::chrono::milliseconds(300));
-        stop = true;
+        stop.Stop();
     });
     const auto started = std::chrono::steady_clock::now();
     auto stopped = stoppable.Call("eth_blockNumber");
@@ -569,15 +569,15 @@ TEST_CASE("a failing endpoint fails over to the next, and a stop request ends th
     CHECK(client.stats().failovers >= 1);
     CHECK(client.current_endpoint() == RedactUrl(good.url()));
 
-    std::atomic<bool> stop{false};
+    StopSignal stop;
     RpcClientOptions options = FastOptions({"http://127.0.0.1:1/"});
     options.attempts_max = 1000;
     options.backoff_initial_ms = 200;
     options.backoff_max_ms = 200;
-    JsonRpcClient stopping(options, [&] { return stop.load(); });
+    JsonRpcClient stopping(options, &stop);
     std::thread stopper([&] {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
-        stop = true;
+        stop.Stop();
     });
     auto result = stopping.Call("eth_blockNumber");
     stopper.join();
