@@ -1,12 +1,12 @@
 #include "rpc/server.h"
 
 #include "common/logging.h"
+#include "common/sync.h"
 
 #include <fmt/format.h>
 
 #include <chrono>
 #include <map>
-#include <mutex>
 
 namespace bitacora::rpc {
 namespace {
@@ -37,20 +37,20 @@ struct RpcServer::Impl {
     ledger::Ledger* ledger{nullptr}; // its health is part of GET /health
     std::unique_ptr<HttpServer> http;
 
-    std::mutex metrics_mutex;
-    std::map<std::string, MethodMetrics> by_method; // GUARDED_BY(metrics_mutex)
-    std::map<int, uint64_t> by_status;              // GUARDED_BY(metrics_mutex)
-    uint64_t auth_failures{0};                      // GUARDED_BY(metrics_mutex)
+    Mutex metrics_mutex;
+    std::map<std::string, MethodMetrics> by_method GUARDED_BY(metrics_mutex);
+    std::map<int, uint64_t> by_status GUARDED_BY(metrics_mutex);
+    uint64_t auth_failures GUARDED_BY(metrics_mutex){0};
 
     explicit Impl(const RpcServerOptions& o) : options(o), dispatcher(o.limits) {}
 
     // One metrics update per request, under one lock.
-    HttpResponse Handle(const HttpRequest& request)
+    HttpResponse Handle(const HttpRequest& request) LOCKS_EXCLUDED(metrics_mutex)
     {
         std::vector<std::string> methods;
         double seconds = 0;
         HttpResponse response = Route(request, methods, seconds);
-        std::lock_guard lock(metrics_mutex);
+        LOCK(metrics_mutex);
         ++by_status[response.status];
         for (const auto& method : methods) {
             // Unknown names are counted together: a client must not grow this map.
@@ -62,6 +62,7 @@ struct RpcServer::Impl {
     }
 
     HttpResponse Route(const HttpRequest& request, std::vector<std::string>& methods, double& seconds)
+        LOCKS_EXCLUDED(metrics_mutex)
     {
         if (request.method == "GET" && request.path == "/health") return Health();
         if (request.method == "GET" && request.path == "/metrics") {
@@ -75,7 +76,7 @@ struct RpcServer::Impl {
         if (!request.authorization.empty()) {
             if (!auth.Check(request.authorization)) {
                 {
-                    std::lock_guard lock(metrics_mutex);
+                    LOCK(metrics_mutex);
                     ++auth_failures;
                 }
                 LogWarning("RPC: incorrect credentials from {}", request.peer);
@@ -144,10 +145,11 @@ struct RpcServer::Impl {
         return out;
     }
 
-    std::string Metrics()
+    // The counters of Handle and Route, copied under their lock.
+    std::string CallMetrics() LOCKS_EXCLUDED(metrics_mutex)
     {
-        std::string out = HttpMetrics();
-        std::lock_guard lock(metrics_mutex);
+        std::string out;
+        LOCK(metrics_mutex);
         out += "# HELP bitacora_rpc_calls_total JSON-RPC calls by method.\n# TYPE bitacora_rpc_calls_total counter\n";
         for (const auto& [method, m] : by_method) out += fmt::format("bitacora_rpc_calls_total{{method=\"{}\"}} {}\n", method, m.calls);
         out += "# HELP bitacora_rpc_call_seconds_total Time spent in JSON-RPC calls by method.\n# TYPE bitacora_rpc_call_seconds_total counter\n";
@@ -158,6 +160,15 @@ struct RpcServer::Impl {
         for (const auto& [status, count] : by_status) out += fmt::format("bitacora_rpc_responses_total{{status=\"{}\"}} {}\n", status, count);
         out += "# HELP bitacora_rpc_auth_failures_total Requests with wrong credentials.\n# TYPE bitacora_rpc_auth_failures_total counter\n";
         out += fmt::format("bitacora_rpc_auth_failures_total {}\n", auth_failures);
+        return out;
+    }
+
+    // The ledger's and the followers' metrics are read without metrics_mutex: a slow
+    // source must not hold up the requests that count themselves under it.
+    std::string Metrics() LOCKS_EXCLUDED(metrics_mutex)
+    {
+        std::string out = HttpMetrics();
+        out += CallMetrics();
         out += fmt::format("# HELP bitacora_build_info The daemon's version.\n# TYPE bitacora_build_info gauge\n"
                            "bitacora_build_info{{version=\"{}\"}} 1\n",
                            BITACORA_VERSION);
