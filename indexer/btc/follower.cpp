@@ -37,13 +37,20 @@ void BtcFollower::Stop()
     m_stop = true;
     Wake();
     if (m_thread.joinable()) m_thread.join();
-    if (m_zmq) m_zmq->Stop();
+    // m_zmq is set once and never reset, so it is stopped outside the lock, which its
+    // thread (OnHint) may be waiting for.
+    ZmqSubscriber* zmq = nullptr;
+    {
+        LOCK(m_status_mutex);
+        zmq = m_zmq.get();
+    }
+    if (zmq) zmq->Stop();
 }
 
 void BtcFollower::Wake()
 {
     {
-        std::lock_guard lock(m_wake_mutex);
+        LOCK(m_wake_mutex);
         m_woken = true;
     }
     m_wake.notify_all();
@@ -51,7 +58,7 @@ void BtcFollower::Wake()
 
 BtcFollowerStatus BtcFollower::status() const
 {
-    std::lock_guard lock(m_status_mutex);
+    LOCK(m_status_mutex);
     BtcFollowerStatus s = m_status;
     if (m_zmq) s.zmq = m_zmq->stats();
     return s;
@@ -59,20 +66,20 @@ BtcFollowerStatus BtcFollower::status() const
 
 std::optional<uint64_t> BtcFollower::tip_height() const
 {
-    std::lock_guard lock(m_status_mutex);
+    LOCK(m_status_mutex);
     return m_status.tip_height;
 }
 
 void BtcFollower::OnHint(const ZmqHint& hint)
 {
+    if (hint.type == ZmqHint::Type::Resync) {
+        LOCK(m_status_mutex);
+        ++m_status.resyncs;
+    }
     {
-        std::lock_guard lock(m_wake_mutex);
+        LOCK(m_wake_mutex);
         if (hint.type == ZmqHint::Type::BlockConnected && m_announced.size() < kAnnouncedMax) {
             m_announced.emplace(hint.block_hash, hint.received);
-        }
-        if (hint.type == ZmqHint::Type::Resync) {
-            std::lock_guard status_lock(m_status_mutex);
-            ++m_status.resyncs;
         }
         m_woken = true;
     }
@@ -82,7 +89,7 @@ void BtcFollower::OnHint(const ZmqHint& hint)
 void BtcFollower::NoteError(const std::string& what)
 {
     LogWarning("Bitcoin: {}", what);
-    std::lock_guard lock(m_status_mutex);
+    LOCK(m_status_mutex);
     ++m_status.rpc_errors;
     m_status.last_error = what;
 }
@@ -93,7 +100,7 @@ bool BtcFollower::Initialize()
     auto info = m_rpc.Call("getblockchaininfo");
     if (!info) {
         NoteError("getblockchaininfo: " + info.error().ToString());
-        std::lock_guard lock(m_status_mutex);
+        LOCK(m_status_mutex);
         m_status.state = "node_down";
         return false;
     }
@@ -142,14 +149,15 @@ bool BtcFollower::Initialize()
             LogInfo("Bitcoin: bitcoind publishes neither sequence nor hashblock over ZMQ; polling every {} ms",
                     m_options.poll_interval_ms);
         } else {
-            m_zmq = std::make_unique<ZmqSubscriber>(subscriptions, [this](const ZmqHint& hint) { OnHint(hint); });
-            m_zmq->Start();
-            std::lock_guard lock(m_status_mutex);
+            auto zmq = std::make_unique<ZmqSubscriber>(subscriptions, [this](const ZmqHint& hint) { OnHint(hint); });
+            zmq->Start();
+            LOCK(m_status_mutex);
+            m_zmq = std::move(zmq);
             m_status.zmq_topic = subscriptions.front().topic;
         }
     }
     m_initialized = true;
-    std::lock_guard lock(m_status_mutex);
+    LOCK(m_status_mutex);
     m_status.tip_height = m_window.back().height;
     m_status.tip_hash = m_window.back().hash;
     return true;
@@ -181,7 +189,7 @@ bool BtcFollower::Disconnect(const Tip& tip)
     m_window.pop_back();
     if (m_window.empty()) m_window.push_back(parent);
     LogInfo("Bitcoin: block {} {} disconnected (reorg)", tip.height, HashToDisplay(tip.hash));
-    std::lock_guard lock(m_status_mutex);
+    LOCK(m_status_mutex);
     ++m_status.blocks_disconnected;
     return true;
 }
@@ -193,12 +201,12 @@ bool BtcFollower::SyncOnce()
     const auto best_hash = best ? HashResult(*best) : std::nullopt;
     if (!best_hash) {
         NoteError("getbestblockhash: " + (best ? std::string("not a hash") : best.error().ToString()));
-        std::lock_guard lock(m_status_mutex);
+        LOCK(m_status_mutex);
         if (!best && best.error().node_unreachable()) m_status.state = "node_down";
         return false;
     }
     if (*best_hash == m_window.back().hash) {
-        std::lock_guard lock(m_status_mutex);
+        LOCK(m_status_mutex);
         m_status.state = "synced";
         m_status.node_height = m_window.back().height;
         return true;
@@ -210,7 +218,7 @@ bool BtcFollower::SyncOnce()
     }
     const uint64_t best_height = (*header)["height"].get<uint64_t>();
     {
-        std::lock_guard lock(m_status_mutex);
+        LOCK(m_status_mutex);
         m_status.node_height = best_height;
         m_status.state = "syncing";
     }
@@ -232,7 +240,7 @@ bool BtcFollower::SyncOnce()
         if (!Disconnect(tip)) return false;
     }
     if (reorg) {
-        std::lock_guard lock(m_status_mutex);
+        LOCK(m_status_mutex);
         ++m_status.reorgs;
     }
     // Connect forward.
@@ -276,7 +284,7 @@ bool BtcFollower::SyncOnce()
             prev = parsed->prev_hash;
             LogWarning("Bitcoin: block {} {} was pruned before bitacorad read it; following its header", height,
                        HashToDisplay(*hash));
-            std::lock_guard lock(m_status_mutex);
+            LOCK(m_status_mutex);
             ++m_status.blocks_pruned_unread;
         } else {
             NoteError(fmt::format("getblock {}: {}", height, raw ? "not a hex string" : raw.error().ToString()));
@@ -297,35 +305,41 @@ bool BtcFollower::SyncOnce()
         }
         m_window.push_back({height, *hash});
         while (m_window.size() > m_options.window_blocks_max) m_window.pop_front();
-        std::optional<Clock::time_point> announced;
-        {
-            std::lock_guard lock(m_wake_mutex);
-            if (const auto it = m_announced.find(*hash); it != m_announced.end()) {
-                announced = it->second;
-                m_announced.erase(it);
-            }
-        }
-        std::lock_guard lock(m_status_mutex);
-        ++m_status.blocks_processed;
-        m_status.tip_height = height;
-        m_status.tip_hash = *hash;
-        if (announced) {
-            if (m_status.hint_latency_ms.size() >= BtcFollowerStatus::kLatencySamplesMax) {
-                m_status.hint_latency_ms.erase(m_status.hint_latency_ms.begin());
-            }
-            const double latency_ms = std::chrono::duration<double, std::milli>(Clock::now() - *announced).count();
-            m_status.hint_latency_ms.push_back(latency_ms);
-            ++m_status.hint_latency_count;
-            m_status.hint_latency_seconds_sum += latency_ms / 1e3;
-        }
+        NoteConnected(height, *hash, TakeAnnounced(*hash));
         LogDebug(log::Category::Btc, "Block {} {} processed ({} transactions)", height, HashToDisplay(*hash),
                  block ? block->txs.size() : 0);
     }
-    std::lock_guard lock(m_status_mutex);
+    LOCK(m_status_mutex);
     m_status.tip_height = m_window.back().height;
     m_status.tip_hash = m_window.back().hash;
     if (m_window.back().height >= best_height) m_status.state = "synced";
     return true;
+}
+
+std::optional<Clock::time_point> BtcFollower::TakeAnnounced(const Hash256& hash)
+{
+    LOCK(m_wake_mutex);
+    const auto it = m_announced.find(hash);
+    if (it == m_announced.end()) return std::nullopt;
+    const Clock::time_point announced = it->second;
+    m_announced.erase(it);
+    return announced;
+}
+
+void BtcFollower::NoteConnected(uint64_t height, const Hash256& hash, std::optional<Clock::time_point> announced)
+{
+    LOCK(m_status_mutex);
+    ++m_status.blocks_processed;
+    m_status.tip_height = height;
+    m_status.tip_hash = hash;
+    if (!announced) return;
+    if (m_status.hint_latency_ms.size() >= BtcFollowerStatus::kLatencySamplesMax) {
+        m_status.hint_latency_ms.erase(m_status.hint_latency_ms.begin());
+    }
+    const double latency_ms = std::chrono::duration<double, std::milli>(Clock::now() - *announced).count();
+    m_status.hint_latency_ms.push_back(latency_ms);
+    ++m_status.hint_latency_count;
+    m_status.hint_latency_seconds_sum += latency_ms / 1e3;
 }
 
 void BtcFollower::Run()
@@ -336,7 +350,7 @@ void BtcFollower::Run()
         // The ledger is marked degraded and keeps serving what it can read; following and
         // anchoring from records we cannot read could write wrong data, so both stop here.
         LogError("Bitcoin follower stopped: the ledger could not be read: {}", error.what());
-        std::lock_guard lock(m_status_mutex);
+        LOCK(m_status_mutex);
         m_status.state = "failed";
         m_status.last_error = std::string("ledger read failed: ") + error.what();
     }
@@ -347,12 +361,14 @@ void BtcFollower::Loop()
     while (!m_stop) {
         const bool ok = SyncOnce();
         bool more = false;
+        bool zmq_on = false;
         if (ok) {
             m_backoff_ms = 0;
             const auto tip = tip_height();
             {
-                std::lock_guard lock(m_status_mutex);
+                LOCK(m_status_mutex);
                 more = m_status.node_height && m_status.tip_height && *m_status.tip_height < *m_status.node_height;
+                zmq_on = m_zmq != nullptr;
             }
             if (m_anchorer && tip) {
                 m_anchorer->Step(*tip, !more && (!m_options.others_synced || m_options.others_synced()));
@@ -361,13 +377,21 @@ void BtcFollower::Loop()
             m_backoff_ms = std::min(m_options.error_backoff_ms_max, std::max(250u, m_backoff_ms * 2));
         }
         if (more) continue;
-        const uint32_t wait_ms = !ok ? m_backoff_ms : (m_zmq ? m_options.zmq_poll_interval_ms : m_options.poll_interval_ms);
+        const uint32_t wait_ms = !ok ? m_backoff_ms : (zmq_on ? m_options.zmq_poll_interval_ms : m_options.poll_interval_ms);
         // The anchorer also wakes on its own retry timer.
         const uint32_t capped_ms = std::min<uint32_t>(wait_ms, 1'000u * (m_anchorer ? 5u : 60u));
-        std::unique_lock lock(m_wake_mutex);
-        m_wake.wait_for(lock, std::chrono::milliseconds(capped_ms), [this] { return m_woken || m_stop.load(); });
-        m_woken = false;
+        WaitForWake(std::chrono::milliseconds(capped_ms));
     }
+}
+
+void BtcFollower::WaitForWake(std::chrono::milliseconds wait)
+{
+    const auto deadline = Clock::now() + wait;
+    LOCK(m_wake_mutex);
+    while (!m_woken && !m_stop) {
+        if (m_wake.wait_until(m_wake_mutex, deadline) == std::cv_status::timeout) break;
+    }
+    m_woken = false;
 }
 
 } // namespace bitacora::btc

@@ -5,6 +5,7 @@
 // decision is made over RPC, and it also polls, so lost messages cost latency only.
 #pragma once
 
+#include "common/sync.h"
 #include "indexer/btc/anchorer.h"
 #include "indexer/btc/bitcoind_rpc.h"
 #include "indexer/btc/block.h"
@@ -13,12 +14,10 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -71,47 +70,56 @@ public:
     BtcFollower& operator=(const BtcFollower&) = delete;
 
     void Start();
-    void Stop();
-    void Wake(); // e.g. admin_anchorNow
-    BtcFollowerStatus status() const;
+    void Stop() LOCKS_EXCLUDED(m_wake_mutex, m_status_mutex);
+    void Wake() LOCKS_EXCLUDED(m_wake_mutex); // e.g. admin_anchorNow
+    BtcFollowerStatus status() const LOCKS_EXCLUDED(m_status_mutex);
 
     // One pass: reorgs walked back, up to blocks_per_step_max blocks connected. Public
     // for tests and benchmarks that drive the follower without its thread.
-    bool SyncOnce();
-    std::optional<uint64_t> tip_height() const;
+    bool SyncOnce() LOCKS_EXCLUDED(m_wake_mutex, m_status_mutex);
+    std::optional<uint64_t> tip_height() const LOCKS_EXCLUDED(m_status_mutex);
 
 private:
     struct Tip {
         uint64_t height{0};
         Hash256 hash{};
     };
-    void Run();
-    void Loop();
-    bool Initialize();
-    bool Disconnect(const Tip& tip);
-    void NoteError(const std::string& what);
-    void OnHint(const ZmqHint& hint);
+    void Run() LOCKS_EXCLUDED(m_wake_mutex, m_status_mutex);
+    void Loop() LOCKS_EXCLUDED(m_wake_mutex, m_status_mutex);
+    // Until Wake(), Stop() or `wait`, whichever comes first.
+    void WaitForWake(std::chrono::milliseconds wait) LOCKS_EXCLUDED(m_wake_mutex);
+    bool Initialize() LOCKS_EXCLUDED(m_status_mutex);
+    bool Disconnect(const Tip& tip) LOCKS_EXCLUDED(m_status_mutex);
+    void NoteError(const std::string& what) LOCKS_EXCLUDED(m_status_mutex);
+    void OnHint(const ZmqHint& hint) LOCKS_EXCLUDED(m_wake_mutex, m_status_mutex);
+    // When ZMQ announced this block (then forgotten), or nullopt.
+    std::optional<std::chrono::steady_clock::time_point> TakeAnnounced(const Hash256& hash) LOCKS_EXCLUDED(m_wake_mutex);
+    // Status after block `height` joined our chain; `announced`: when ZMQ announced it.
+    void NoteConnected(uint64_t height, const Hash256& hash,
+                       std::optional<std::chrono::steady_clock::time_point> announced) LOCKS_EXCLUDED(m_status_mutex);
 
     ledger::Ledger& m_ledger;
     BitcoindRpc& m_rpc;
     Anchorer* m_anchorer;
     const BtcFollowerOptions m_options;
+    // The follower's thread only (or the caller of SyncOnce, without the thread).
     std::deque<Tip> m_window; // the processed chain's last blocks, tip last
     bool m_initialized{false};
-    std::unique_ptr<ZmqSubscriber> m_zmq;
+    uint32_t m_backoff_ms{0};
 
     std::thread m_thread;
     std::atomic<bool> m_stop{false};
-    mutable std::mutex m_wake_mutex;
-    std::condition_variable m_wake;
-    bool m_woken{false};
+    mutable Mutex m_wake_mutex;
+    ConditionVariable m_wake; // m_woken set or m_stop (then Wake()), under m_wake_mutex
+    bool m_woken GUARDED_BY(m_wake_mutex){false};
     // Blocks announced by ZMQ, waiting to be processed: hash -> when the message came.
-    std::map<Hash256, std::chrono::steady_clock::time_point> m_announced;
+    std::map<Hash256, std::chrono::steady_clock::time_point> m_announced GUARDED_BY(m_wake_mutex);
     static constexpr size_t kAnnouncedMax = 1'024;
 
-    mutable std::mutex m_status_mutex;
-    BtcFollowerStatus m_status;
-    uint32_t m_backoff_ms{0};
+    mutable Mutex m_status_mutex;
+    BtcFollowerStatus m_status GUARDED_BY(m_status_mutex);
+    // Set once by Initialize (the follower's thread) and read by status() (API threads).
+    std::unique_ptr<ZmqSubscriber> m_zmq GUARDED_BY(m_status_mutex);
 };
 
 } // namespace bitacora::btc
