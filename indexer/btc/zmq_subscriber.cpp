@@ -5,14 +5,17 @@
 #include <zmq.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <map>
 #include <set>
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 namespace bitacora::btc {
 namespace {
 
-constexpr int kPollMs = 200;
 constexpr int64_t kZmqMessageBytesMax = 4096; // one frame; ours are 32 to 37 bytes
 constexpr const char* kMonitorEndpoint = "inproc://bitacora-btc-zmq-monitor";
 
@@ -40,11 +43,22 @@ ZmqSubscriber::ZmqSubscriber(std::vector<ZmqSubscription> subscriptions, HintHan
 {
 }
 
-ZmqSubscriber::~ZmqSubscriber() { Stop(); }
+ZmqSubscriber::~ZmqSubscriber()
+{
+    Stop();
+    if (m_stop_fd >= 0) ::close(m_stop_fd);
+}
 
 void ZmqSubscriber::Start()
 {
     if (m_thread.joinable() || m_subscriptions.empty()) return;
+    if (m_stop_fd < 0) m_stop_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (m_stop_fd < 0) {
+        LogError("Bitcoin: ZMQ subscriber not started (eventfd: {}); following by RPC polling only", std::strerror(errno));
+        return;
+    }
+    uint64_t earlier_stops = 0; // from a Stop() before this Start()
+    [[maybe_unused]] const ssize_t drained = ::read(m_stop_fd, &earlier_stops, sizeof(earlier_stops));
     m_stop = false;
     m_thread = std::thread([this] { Run(); });
 }
@@ -52,6 +66,10 @@ void ZmqSubscriber::Start()
 void ZmqSubscriber::Stop()
 {
     m_stop = true;
+    if (m_stop_fd >= 0) {
+        const uint64_t one = 1;
+        [[maybe_unused]] const ssize_t written = ::write(m_stop_fd, &one, sizeof(one));
+    }
     if (m_thread.joinable()) m_thread.join();
 }
 
@@ -90,8 +108,11 @@ void ZmqSubscriber::Run()
         std::map<std::string, uint32_t> last_sequence; // per topic
         bool connected_once = false;
         while (!m_stop) {
-            zmq::pollitem_t items[] = {{socket.handle(), 0, ZMQ_POLLIN, 0}, {monitor.handle(), 0, ZMQ_POLLIN, 0}};
-            zmq::poll(items, 2, std::chrono::milliseconds(kPollMs));
+            zmq::pollitem_t items[] = {{socket.handle(), 0, ZMQ_POLLIN, 0},
+                                       {monitor.handle(), 0, ZMQ_POLLIN, 0},
+                                       {nullptr, m_stop_fd, ZMQ_POLLIN, 0}};
+            zmq::poll(items, 3); // until a message, a connection event or Stop()
+            if (m_stop) break;
             if (items[1].revents & ZMQ_POLLIN) {
                 zmq::message_t event_frame, address_frame;
                 if (monitor.recv(event_frame) && event_frame.more() && monitor.recv(address_frame) &&

@@ -46,6 +46,8 @@ public:
     ZmqSubscriber(const ZmqSubscriber&) = delete;
     ZmqSubscriber& operator=(const ZmqSubscriber&) = delete;
 
+    // Does nothing without subscriptions, or when no eventfd is to be had (then the
+    // follower polls over RPC only).
     void Start();
     void Stop();
     ZmqSubscriberStats stats() const;
@@ -56,6 +58,9 @@ private:
     const std::vector<ZmqSubscription> m_subscriptions;
     const HintHandler m_handler;
     std::atomic<bool> m_stop{false};
+    // An eventfd in Run's zmq::poll beside the sockets: Stop() ends the wait at once
+    // (a condition variable cannot share a wait with ZMQ sockets).
+    int m_stop_fd{-1};
     std::thread m_thread;
     std::atomic<uint64_t> m_messages{0}, m_gaps{0}, m_disconnects{0}, m_malformed{0};
 };
