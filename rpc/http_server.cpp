@@ -122,13 +122,13 @@ struct HttpServer::Impl {
     mutable Mutex stats_mutex;
     HttpServerStats stats GUARDED_BY(stats_mutex);
 
-    void Count(uint64_t HttpServerStats::*counter)
+    void Count(uint64_t HttpServerStats::*counter) LOCKS_EXCLUDED(stats_mutex)
     {
         LOCK(stats_mutex);
         ++(stats.*counter);
     }
 
-    void PublishGauges()
+    void PublishGauges() LOCKS_EXCLUDED(stats_mutex)
     {
         LOCK(stats_mutex);
         stats.connections = tickets.size();
@@ -418,7 +418,7 @@ struct HttpServer::Impl {
         }
     }
 
-    WorkItem* NextItem()
+    WorkItem* NextItem() LOCKS_EXCLUDED(queue_mutex, stats_mutex)
     {
         LOCK(queue_mutex);
         while (queue.empty() && !stopping) queue_cv.wait(queue_mutex);

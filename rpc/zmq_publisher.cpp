@@ -114,7 +114,7 @@ struct ZmqPublisher::Impl {
     }
 
     // The next notice, or nullopt when stopping with nothing left.
-    std::optional<ledger::LedgerNotice> Next()
+    std::optional<ledger::LedgerNotice> Next() LOCKS_EXCLUDED(mutex)
     {
         LOCK(mutex);
         while (queue.empty() && !stopping) cv.wait(mutex);

@@ -7,6 +7,7 @@
 // thread; RequestNow() may be called from any thread.
 #pragma once
 
+#include "common/sync.h"
 #include "indexer/btc/bitcoind_rpc.h"
 #include "indexer/btc/block.h"
 #include "ledger/ledger.h"
@@ -51,12 +52,13 @@ public:
 
     // A block joined the best chain (block is null when the node had pruned it before we
     // read it). Returns true when the btc cursor was written here, with the anchor.
-    bool OnBlockConnected(uint64_t height, const Hash256& hash, const Block* block, const ledger::Cursor& cursor);
-    void OnBlockDisconnected(uint64_t height, const Hash256& hash);
+    bool OnBlockConnected(uint64_t height, const Hash256& hash, const Block* block, const ledger::Cursor& cursor)
+        LOCKS_EXCLUDED(m_status_mutex);
+    void OnBlockDisconnected(uint64_t height, const Hash256& hash) LOCKS_EXCLUDED(m_status_mutex);
     // One step of the state machine at this best height. `sources_synced`: every follower
     // has caught up with its chain; the first automatic anchor waits for it (see Plan's
     // rule in Step), so that it covers the chains' history, not a moment of start-up.
-    void Step(uint64_t tip_height, bool sources_synced);
+    void Step(uint64_t tip_height, bool sources_synced) LOCKS_EXCLUDED(m_status_mutex);
 
     // admin_anchorNow: anchor at the next step even if the interval has not passed.
     // Returns a ticket; HandledTicket() reaches it once a step has looked at it.
@@ -71,15 +73,16 @@ public:
 private:
     void Plan(uint64_t now_s);
     bool FirstAnchorDue(bool sources_synced, uint64_t now_s);
-    void SignPlanned(ledger::AnchorRecord record);
-    void Broadcast(ledger::AnchorRecord record, uint64_t tip_height);
-    void WatchBroadcast(ledger::AnchorRecord record, uint64_t tip_height);
-    void Abandon(ledger::AnchorRecord record, const std::string& why);
+    void SignPlanned(ledger::AnchorRecord record) LOCKS_EXCLUDED(m_status_mutex);
+    void Broadcast(ledger::AnchorRecord record, uint64_t tip_height) LOCKS_EXCLUDED(m_status_mutex);
+    void WatchBroadcast(ledger::AnchorRecord record, uint64_t tip_height) LOCKS_EXCLUDED(m_status_mutex);
+    void Abandon(ledger::AnchorRecord record, const std::string& why) LOCKS_EXCLUDED(m_status_mutex);
     // Sends the recorded transaction again (idempotent); abandons it if it cannot return.
-    void Resend(const ledger::AnchorRecord& record);
-    bool Save(const ledger::AnchorRecord& record, std::optional<uint8_t> event_state, const std::vector<ledger::Cursor>& cursors = {});
-    void NoteError(const BtcError& error, const std::string& during);
-    void RefreshStatus();
+    void Resend(const ledger::AnchorRecord& record) LOCKS_EXCLUDED(m_status_mutex);
+    bool Save(const ledger::AnchorRecord& record, std::optional<uint8_t> event_state,
+              const std::vector<ledger::Cursor>& cursors = {}) LOCKS_EXCLUDED(m_status_mutex);
+    void NoteError(const BtcError& error, const std::string& during) LOCKS_EXCLUDED(m_status_mutex);
+    void RefreshStatus() LOCKS_EXCLUDED(m_status_mutex);
     ledger::Event LifecycleEvent(const ledger::AnchorRecord& record, uint8_t state) const;
 
     ledger::Ledger& m_ledger;
@@ -90,9 +93,9 @@ private:
     bool m_first_wait_logged{false};
     uint64_t m_last_checked_tip{UINT64_MAX};
     std::atomic<uint64_t> m_requested_ticket{0};
-    std::atomic<uint64_t> m_handled_ticket{0};
+    std::atomic<uint64_t> m_handled_ticket{0}; // atomic for HandledTicket(); moved under m_status_mutex
     mutable Mutex m_status_mutex;
-    ConditionVariable m_handled_cv; // m_handled_ticket moved (under m_status_mutex)
+    ConditionVariable m_handled_cv; // m_handled_ticket moved
     AnchorerStatus m_status GUARDED_BY(m_status_mutex);
     std::string m_request_outcome GUARDED_BY(m_status_mutex);
 };
