@@ -3,6 +3,7 @@
 // ordered stop; the JSON-RPC dispatcher's codes, batches, notifications and bitcoin-cli
 // style params; and rpcauth/cookie credentials.
 #include "common/json_bounds.h"
+#include "common/sync.h"
 #include "rpc/auth.h"
 #include "rpc/http_server.h"
 #include "rpc/json_rpc.h"
@@ -14,10 +15,8 @@
 #include <arpa/inet.h>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <filesystem>
 #include <future>
-#include <mutex>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -76,24 +75,43 @@ std::string Exchange(uint16_t port, const std::string& body, const std::string& 
 }
 
 // A handler that holds every request until released.
-struct Gate {
-    std::mutex mutex;
-    std::condition_variable cv;
-    bool open{false};
-    std::atomic<int> entered{0};
-    HttpResponse Handle(const HttpRequest& request)
+class Gate {
+public:
+    HttpResponse Handle(const HttpRequest& request) LOCKS_EXCLUDED(m_mutex)
     {
-        ++entered;
-        std::unique_lock lock(mutex);
-        cv.wait(lock, [&] { return open; });
+        LOCK(m_mutex);
+        ++m_entered;
+        m_cv.notify_all();
+        while (!m_open) m_cv.wait(m_mutex);
         return {.body = request.body};
     }
-    void Open()
+    void Open() LOCKS_EXCLUDED(m_mutex)
     {
-        std::lock_guard lock(mutex);
-        open = true;
-        cv.notify_all();
+        LOCK(m_mutex);
+        m_open = true;
+        m_cv.notify_all();
     }
+    // Until `count` requests have entered the handler, at most 5 s; true if they have.
+    bool WaitEntered(int count) LOCKS_EXCLUDED(m_mutex)
+    {
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+        LOCK(m_mutex);
+        while (m_entered < count) {
+            if (m_cv.wait_until(m_mutex, deadline) == std::cv_status::timeout) break;
+        }
+        return m_entered >= count;
+    }
+    int entered() LOCKS_EXCLUDED(m_mutex)
+    {
+        LOCK(m_mutex);
+        return m_entered;
+    }
+
+private:
+    Mutex m_mutex;
+    ConditionVariable m_cv; // m_open or m_entered moved
+    bool m_open GUARDED_BY(m_mutex){false};
+    int m_entered GUARDED_BY(m_mutex){0};
 };
 
 HttpServerOptions SmallServer()
@@ -105,6 +123,7 @@ HttpServerOptions SmallServer()
     return options;
 }
 
+// For the server's counters, which announce nothing: polled, for at most 5 s.
 void WaitFor(const std::function<bool()>& condition)
 {
     for (int i = 0; i < 500 && !condition(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -121,7 +140,7 @@ TEST_CASE("a full work queue is answered 503 at once; queued requests are still 
     const uint16_t port = (*server)->bound_port();
     const int busy = Connect(port);
     SendRequest(busy, "/", "first");
-    WaitFor([&] { return gate.entered == 1; }); // the only worker holds it
+    REQUIRE(gate.WaitEntered(1)); // the only worker holds it
     const int queued = Connect(port);
     SendRequest(queued, "/", "second");
     WaitFor([&] { return (*server)->stats().queue_depth == 1; });
@@ -142,7 +161,7 @@ TEST_CASE("an answer for a client that left is dropped, and the server goes on")
     const uint16_t port = (*server)->bound_port();
     const int gone = Connect(port);
     SendRequest(gone, "/", "bye");
-    WaitFor([&] { return gate.entered == 1; });
+    REQUIRE(gate.WaitEntered(1));
     ::close(gone);
     std::this_thread::sleep_for(std::chrono::milliseconds(100)); // libevent sees the close
     gate.Open();
@@ -171,7 +190,8 @@ TEST_CASE("connections count from their accept; at the limit the listener pauses
     CHECK((*server)->stats().listener_pauses >= 1);
     SendRequest(a, "/", "a");
     SendRequest(b, "/", "b");
-    WaitFor([&] { return gate.entered == 1 && (*server)->stats().queue_depth == 1; }); // one worker
+    REQUIRE(gate.WaitEntered(1));
+    WaitFor([&] { return gate.entered() == 1 && (*server)->stats().queue_depth == 1; }); // one worker
     // Stop while a and b wait: both still get their answers.
     auto stopped = std::async(std::launch::async, [&] { (*server)->Stop(); });
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
