@@ -217,7 +217,10 @@ struct EvmFollower::Impl {
     size_t latency_next GUARDED_BY(status_mutex){0};
     // Answers about a block that failed -evmverify since the block last passed: one bad
     // answer is retried, a block that no endpoint answers truthfully stops the follower.
-    std::map<uint64_t, uint32_t> refusals GUARDED_BY(status_mutex);
+    // By (block, whether its header was refused): a header that later hashes right clears
+    // its header refusals only, so that a tag's header fetched at every poll does not pile
+    // up one-in-a-thousand glitches until the follower stops, while refused logs still do.
+    std::map<std::pair<uint64_t, bool>, uint32_t> refusals GUARDED_BY(status_mutex);
     std::string last_refusal GUARDED_BY(status_mutex);
 
     Impl(FollowerOptions o, ledger::Ledger& l, std::function<void(const std::string&)> f)
@@ -248,14 +251,15 @@ struct EvmFollower::Impl {
     }
 
     // An answer that failed verification: refused, and its endpoint passed over for a while.
-    void NoteRefused(JsonRpcClient& rpc, uint64_t block, const std::string& what)
+    void NoteRefused(JsonRpcClient& rpc, uint64_t block, const std::string& what, bool header = false)
     {
         rpc.DistrustCurrent(kDistrustMs);
         uint32_t count = 0;
         {
             LOCK(status_mutex);
-            if (refusals.size() >= kRefusedBlocksMax && !refusals.contains(block)) refusals.erase(refusals.begin());
-            count = ++refusals[block];
+            const std::pair<uint64_t, bool> key{block, header};
+            if (refusals.size() >= kRefusedBlocksMax && !refusals.contains(key)) refusals.erase(refusals.begin());
+            count = ++refusals[key];
             if (count >= kRefusalsMax) last_refusal = fmt::format("{}: {}", rpc.current_endpoint(), what);
             ++status.verify_refusals;
             status.error = what;
@@ -268,15 +272,24 @@ struct EvmFollower::Impl {
     void NotePassed(uint64_t from, uint64_t to)
     {
         LOCK(status_mutex);
-        refusals.erase(refusals.lower_bound(from), refusals.upper_bound(to));
+        refusals.erase(refusals.lower_bound({from, false}), refusals.upper_bound({to, true}));
+    }
+
+    // These headers hashed right: earlier header refusals of theirs were passing faults.
+    void NoteHeadersPassed(std::span<const uint64_t> numbers)
+    {
+        LOCK(status_mutex);
+        if (refusals.empty()) return;
+        for (const uint64_t number : numbers) refusals.erase({number, true});
     }
 
     // No endpoint answers a block truthfully: stop rather than append what none vouches for.
     void ThrowIfNoHonestEndpoint()
     {
         LOCK(status_mutex);
-        for (const auto& [block, count] : refusals) {
+        for (const auto& [key, count] : refusals) {
             if (count < kRefusalsMax) continue;
+            const uint64_t block = key.first;
             throw Fatal{fmt::format("no -evmrpc endpoint gave answers that pass -evmverify={} for block {} ({} refused; "
                                     "the last: {}). Nothing unverified was appended; check the node(s) or add an honest "
                                     "endpoint",
@@ -330,9 +343,10 @@ struct EvmFollower::Impl {
             return std::nullopt;
         }
         if (auto why = CheckHeaderHash(*header); why && options.verify != VerifyMode::None) {
-            NoteRefused(rpc, header->number, *why);
+            NoteRefused(rpc, header->number, *why, /*header=*/true);
             return std::nullopt;
         }
+        NoteHeadersPassed(std::span<const uint64_t>(&header->number, 1));
         return *header;
     }
 
@@ -369,12 +383,14 @@ struct EvmFollower::Impl {
                     return std::nullopt;
                 }
                 if (auto why = CheckHeaderHash(header); why && options.verify != VerifyMode::None) {
-                    NoteRefused(rpc, header.number, *why);
+                    NoteRefused(rpc, header.number, *why, /*header=*/true);
+                    NoteHeadersPassed(std::span<const uint64_t>(numbers).subspan(begin, i - begin));
                     if (prefix_ok && !out.empty()) return out;
                     return std::nullopt;
                 }
                 out[numbers[i]] = header;
             }
+            NoteHeadersPassed(std::span<const uint64_t>(numbers).subspan(begin, end - begin));
         }
         return out;
     }
@@ -723,9 +739,10 @@ struct EvmFollower::Impl {
             return std::nullopt;
         }
         if (auto why = CheckHeaderHash(*header); why && options.verify != VerifyMode::None) {
-            NoteRefused(*client, number, *why);
+            NoteRefused(*client, number, *why, /*header=*/true);
             return std::nullopt;
         }
+        NoteHeadersPassed(std::span<const uint64_t>(&number, 1));
         return std::optional<Hash256>(header->hash);
     }
 
