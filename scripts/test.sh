@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets everything up and runs the whole test suite:
-#   build/       (gcc, debugoptimized): unit and integration suites
-#   build-asan/  (clang, ASan+UBSan, libFuzzer): unit suite and bounded fuzzing
+#   build/       (gcc, debugoptimized): unit, integration and simulator suites
+#   build-asan/  (clang, ASan+UBSan, libFuzzer): unit suite, bounded fuzzing, a few simulator seeds
 # Prints one closing line "tests: N passed, N failed" over both builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,12 +19,12 @@ export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export ASAN_OPTIONS=detect_leaks=1
 
 status=0
-meson test -C build --no-rebuild --print-errorlogs --suite unit --suite integration || status=1
+meson test -C build --no-rebuild --print-errorlogs --suite unit --suite integration --suite sim || status=1
 # Sanitizer findings stop the process, so that a test sees them as failures. The
 # Bitcoin suite also runs the clang build of bitacorad (a compiler difference once
 # broke anchoring there only).
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
-meson test -C build-asan --no-rebuild --print-errorlogs --suite unit --suite fuzz || status=1
+meson test -C build-asan --no-rebuild --print-errorlogs --suite unit --suite fuzz --suite sim-short || status=1
 meson test -C build-asan --no-rebuild --print-errorlogs --logbase btc-log btc_anchor btc_anchor_double || status=1
 
 # One summary over both builds, from meson's machine-readable logs.
