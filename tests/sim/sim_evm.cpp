@@ -378,112 +378,125 @@ SimChain::Order* SimChain::PickOrder(uint8_t status, uint64_t expired_before)
     return nullptr;
 }
 
+uint32_t SimChain::OtherUser(uint32_t user)
+{
+    const uint32_t users = static_cast<uint32_t>(m_users.size());
+    return (user + 1 + static_cast<uint32_t>(m_prng.Below(users - 1))) % users;
+}
+
+std::optional<uint32_t> SimChain::Holder()
+{
+    const uint32_t users = static_cast<uint32_t>(m_users.size());
+    const uint32_t start = static_cast<uint32_t>(m_prng.Below(users));
+    for (uint32_t k = 0; k < users; ++k) {
+        if (m_state.shares[(start + k) % users] > 0) return (start + k) % users;
+    }
+    return std::nullopt;
+}
+
+// Kinds 0-14 of AddAction: an order's life. false: no order is in the state it needs.
+bool SimChain::EscrowAction(Builder& b, uint64_t kind, uint32_t logs_left)
+{
+    const Events& ev = PlatformTopics();
+    const Address& escrow = m_config.escrow;
+    const uint64_t now = b.block.timestamp;
+    auto emit = [&](const EventRef& event, std::initializer_list<Hash256> values) { Apply(m_state, b.Emit(escrow, event, values)); };
+    auto user = [&](uint32_t index) { return Word(m_users[index]); };
+    // With as many orders open as allowed, a new one gives way to a resolution.
+    if (kind <= 3 && m_state.open.size() >= m_config.open_orders_max) kind = 13;
+    if (kind <= 3) {
+        const uint32_t seller = static_cast<uint32_t>(m_prng.Below(m_users.size()));
+        const uint32_t buyer = OtherUser(seller);
+        const uint64_t amount = m_prng.Between(1, 5'000) * 1'000'000 + m_prng.Below(1'000'000);
+        b.BeginTx(m_prng, m_users[seller], escrow);
+        emit(ev.created, {Word(m_state.next_order_id), user(seller), user(buyer), Word(amount), Word(now + m_prng.Between(60, 1'800))});
+        return true;
+    }
+    // 4-8 need a created order (8 an expired one), 9-12 a paid one, 13-14 a disputed one.
+    const Order* o = PickOrder(kind <= 8 ? 0 : kind <= 12 ? 1 : 2, kind == 8 ? now : 0);
+    if (o == nullptr) return false;
+    const Order order = *o; // Apply may move it
+    if (kind <= 6) {
+        b.BeginTx(m_prng, m_users[order.buyer], escrow);
+        emit(ev.confirmed, {Word(order.id), user(order.buyer), m_prng.Hash()});
+    } else if (kind == 7) {
+        b.BeginTx(m_prng, m_users[order.seller], escrow);
+        emit(ev.cancelled, {Word(order.id), user(order.seller), Word(order.amount)});
+    } else if (kind == 8) {
+        const uint32_t caller = static_cast<uint32_t>(m_prng.Below(m_users.size()));
+        b.BeginTx(m_prng, m_users[caller], escrow);
+        emit(ev.expired, {Word(order.id), user(order.seller), user(caller), Word(order.amount)});
+    } else if (kind <= 11) {
+        b.BeginTx(m_prng, m_users[order.seller], escrow);
+        emit(ev.released, {Word(order.id), user(order.seller), user(order.buyer), Word(order.amount)});
+        const uint8_t previous = m_state.reputation[order.seller];
+        if (logs_left >= 2 && previous < 100) emit(ev.reputation, {user(order.seller), Word(previous), Word(previous + 1u)});
+    } else if (kind == 12) {
+        const bool by_buyer = m_prng.Chance(0.5);
+        const uint32_t by = by_buyer ? order.buyer : order.seller;
+        b.BeginTx(m_prng, m_users[by], escrow);
+        emit(ev.disputed, {Word(order.id), user(by), Word(by_buyer ? 1u : 0u)});
+    } else {
+        const bool favor_buyer = m_prng.Chance(0.5);
+        b.BeginTx(m_prng, m_arbiter, escrow);
+        emit(ev.resolved, {Word(order.id), Word(m_arbiter), Word(favor_buyer ? 1u : 0u),
+                           user(favor_buyer ? order.buyer : order.seller), Word(order.amount)});
+    }
+    return true;
+}
+
+// Kinds 15-19 of AddAction: ERC-4626 deposits and withdrawals (their Transfer, then the
+// event), and share transfers. false: nothing fits.
+bool SimChain::VaultAction(Builder& b, uint64_t kind, uint32_t logs_left)
+{
+    const Events& ev = PlatformTopics();
+    const Address& vault = m_config.vault;
+    auto emit = [&](const EventRef& event, std::initializer_list<Hash256> values) { Apply(m_state, b.Emit(vault, event, values)); };
+    auto user = [&](uint32_t index) { return Word(m_users[index]); };
+    if (kind <= 16) {
+        if (logs_left < 2) return false;
+        const uint32_t owner = static_cast<uint32_t>(m_prng.Below(m_users.size()));
+        const uint64_t assets = m_prng.Between(1, 10'000) * 1'000'000;
+        const uint64_t shares = assets / 1'000 * 999;
+        b.BeginTx(m_prng, m_users[owner], vault);
+        emit(ev.transfer, {Word(Address{}), user(owner), Word(shares)});
+        emit(ev.deposit, {user(owner), user(owner), Word(assets), Word(shares)});
+        return true;
+    }
+    // (The draws in the order they were first written: a seed keeps its chain.)
+    if (kind == 17 && logs_left < 2) return false;
+    const auto owner = Holder();
+    if (!owner) return false;
+    if (kind == 17) {
+        const uint64_t shares = m_prng.Between(1, m_state.shares[*owner]);
+        b.BeginTx(m_prng, m_users[*owner], vault);
+        emit(ev.transfer, {user(*owner), Word(Address{}), Word(shares)});
+        emit(ev.withdraw, {user(*owner), user(*owner), user(*owner), Word(shares / 999 * 1'000 + shares % 999), Word(shares)});
+        return true;
+    }
+    const uint32_t to = OtherUser(*owner);
+    b.BeginTx(m_prng, m_users[*owner], vault);
+    emit(ev.transfer, {user(*owner), user(to), Word(m_prng.Between(1, m_state.shares[*owner]))});
+    return true;
+}
+
 // One transaction of the platform: 1 or 2 logs (at most `logs_left`), always one that the
 // contracts could have emitted in this state. Returns the logs added (0: none fits).
 uint32_t SimChain::AddAction(Builder& b, uint32_t logs_left)
 {
-    const Events& ev = PlatformTopics();
-    const Address& escrow = m_config.escrow;
-    const Address& vault = m_config.vault;
     const size_t before = b.block.logs.size();
-    const uint32_t users = static_cast<uint32_t>(m_users.size());
-    auto emit = [&](const Address& address, const EventRef& event, std::initializer_list<Hash256> values) {
-        Apply(m_state, b.Emit(address, event, values));
-    };
-    auto other_user = [&](uint32_t user) { return (user + 1 + static_cast<uint32_t>(m_prng.Below(users - 1))) % users; };
-    auto holder = [&]() -> std::optional<uint32_t> {
-        const uint32_t start = static_cast<uint32_t>(m_prng.Below(users));
-        for (uint32_t k = 0; k < users; ++k) {
-            if (m_state.shares[(start + k) % users] > 0) return (start + k) % users;
-        }
-        return std::nullopt;
-    };
     if (m_prng.Chance(m_config.raw_log_probability)) {
-        b.BeginTx(m_prng, m_arbiter, escrow);
-        Log& log = b.Emit(escrow, EventRef{nullptr, ev.raw_topic0}, {});
+        b.BeginTx(m_prng, m_arbiter, m_config.escrow);
+        Log& log = b.Emit(m_config.escrow, EventRef{nullptr, PlatformTopics().raw_topic0}, {});
         const Hash256 fee = Word(m_prng.Below(1000));
         log.data.assign(fee.begin(), fee.end());
-        b.EndTx(m_prng);
-        return 1;
+    } else {
+        // Weights out of 20: create 4, confirm 3, cancel 1, expire 1, release 3, dispute 1,
+        // resolve 2, deposit 2, withdraw 1, transfer 2; a kind that cannot happen creates.
+        const uint64_t kind = m_prng.Below(20);
+        const bool done = kind <= 14 ? EscrowAction(b, kind, logs_left) : VaultAction(b, kind, logs_left);
+        if (!done && !EscrowAction(b, 0, logs_left)) return 0;
     }
-    const uint64_t roll = m_prng.Below(20);
-    const uint64_t now = b.block.timestamp;
-    for (int attempt = 0; attempt < 2 && b.block.logs.size() == before; ++attempt) {
-        const uint64_t kind = attempt == 0 ? roll : 0;
-        if (kind <= 3 && m_state.open.size() < m_config.open_orders_max) {
-            const uint32_t seller = static_cast<uint32_t>(m_prng.Below(users));
-            const uint32_t buyer = other_user(seller);
-            const uint64_t amount = m_prng.Between(1, 5'000) * 1'000'000 + m_prng.Below(1'000'000);
-            b.BeginTx(m_prng, m_users[seller], escrow);
-            emit(escrow, ev.created, {Word(m_state.next_order_id), Word(m_users[seller]), Word(m_users[buyer]), Word(amount),
-                                      Word(now + m_prng.Between(60, 1'800))});
-        } else if (kind >= 4 && kind <= 8) {
-            const bool expire = kind == 8;
-            Order* o = PickOrder(0, expire ? now : 0);
-            if (o == nullptr) continue;
-            const Order order = *o;
-            if (kind <= 6) {
-                b.BeginTx(m_prng, m_users[order.buyer], escrow);
-                emit(escrow, ev.confirmed, {Word(order.id), Word(m_users[order.buyer]), m_prng.Hash()});
-            } else if (kind == 7) {
-                b.BeginTx(m_prng, m_users[order.seller], escrow);
-                emit(escrow, ev.cancelled, {Word(order.id), Word(m_users[order.seller]), Word(order.amount)});
-            } else {
-                const uint32_t caller = static_cast<uint32_t>(m_prng.Below(users));
-                b.BeginTx(m_prng, m_users[caller], escrow);
-                emit(escrow, ev.expired, {Word(order.id), Word(m_users[order.seller]), Word(m_users[caller]), Word(order.amount)});
-            }
-        } else if (kind >= 9 && kind <= 12) {
-            Order* o = PickOrder(1, 0);
-            if (o == nullptr) continue;
-            const Order order = *o;
-            if (kind <= 11) {
-                b.BeginTx(m_prng, m_users[order.seller], escrow);
-                emit(escrow, ev.released, {Word(order.id), Word(m_users[order.seller]), Word(m_users[order.buyer]), Word(order.amount)});
-                const uint8_t previous = m_state.reputation[order.seller];
-                if (logs_left >= 2 && previous < 100) {
-                    emit(escrow, ev.reputation, {Word(m_users[order.seller]), Word(previous), Word(previous + 1u)});
-                }
-            } else {
-                const bool by_buyer = m_prng.Chance(0.5);
-                const uint32_t by = by_buyer ? order.buyer : order.seller;
-                b.BeginTx(m_prng, m_users[by], escrow);
-                emit(escrow, ev.disputed, {Word(order.id), Word(m_users[by]), Word(by_buyer ? 1u : 0u)});
-            }
-        } else if (kind <= 14) {
-            Order* o = PickOrder(2, 0);
-            if (o == nullptr) continue;
-            const Order order = *o;
-            const bool favor_buyer = m_prng.Chance(0.5);
-            const uint32_t recipient = favor_buyer ? order.buyer : order.seller;
-            b.BeginTx(m_prng, m_arbiter, escrow);
-            emit(escrow, ev.resolved, {Word(order.id), Word(m_arbiter), Word(favor_buyer ? 1u : 0u), Word(m_users[recipient]),
-                                       Word(order.amount)});
-        } else if (kind <= 16 && logs_left >= 2) {
-            // ERC-4626 deposit: the mint's Transfer, then Deposit.
-            const uint32_t owner = static_cast<uint32_t>(m_prng.Below(users));
-            const uint64_t assets = m_prng.Between(1, 10'000) * 1'000'000;
-            const uint64_t shares = assets / 1'000 * 999;
-            b.BeginTx(m_prng, m_users[owner], vault);
-            emit(vault, ev.transfer, {Word(Address{}), Word(m_users[owner]), Word(shares)});
-            emit(vault, ev.deposit, {Word(m_users[owner]), Word(m_users[owner]), Word(assets), Word(shares)});
-        } else if (kind == 17 && logs_left >= 2) {
-            const auto owner = holder();
-            if (!owner) continue;
-            const uint64_t shares = m_prng.Between(1, m_state.shares[*owner]);
-            b.BeginTx(m_prng, m_users[*owner], vault);
-            emit(vault, ev.transfer, {Word(m_users[*owner]), Word(Address{}), Word(shares)});
-            emit(vault, ev.withdraw, {Word(m_users[*owner]), Word(m_users[*owner]), Word(m_users[*owner]),
-                                      Word(shares / 999 * 1'000 + shares % 999), Word(shares)});
-        } else if (kind >= 18) {
-            const auto from = holder();
-            if (!from) continue;
-            const uint32_t to = other_user(*from);
-            b.BeginTx(m_prng, m_users[*from], vault);
-            emit(vault, ev.transfer, {Word(m_users[*from]), Word(m_users[to]), Word(m_prng.Between(1, m_state.shares[*from]))});
-        }
-    }
-    if (b.block.logs.size() == before) return 0;
     b.EndTx(m_prng);
     return static_cast<uint32_t>(b.block.logs.size() - before);
 }
@@ -663,7 +676,8 @@ void SimChain::AddToBloom(evm::Bloom& bloom, std::span<const uint8_t> item)
     for (uint8_t k = 0; k < it->second.count; ++k) bloom[it->second.index[k]] |= it->second.mask[k];
 }
 
-void SimChain::Seal(Builder& b)
+// The block's logsBloom and, with receipts, its receiptsRoot.
+void SimChain::Commit(Builder& b)
 {
     SimBlock& block = b.block;
     std::vector<evm::Receipt> receipts;
@@ -688,6 +702,12 @@ void SimChain::Seal(Builder& b)
         }
     }
     block.receipts_root = m_config.receipts || block.txs.empty() ? evm::ReceiptsRoot(receipts) : m_prng.Hash();
+}
+
+void SimChain::Seal(Builder& b)
+{
+    Commit(b);
+    SimBlock& block = b.block;
     // Not a trie of real transactions (there are none to check it against): a commitment.
     const std::string tx_root = block.txs.empty() ? std::string(kEmptyTrieRoot) : Hex(m_prng.Hash());
 

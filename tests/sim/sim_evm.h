@@ -212,7 +212,12 @@ private:
     void RebuildState();
     void FillBlock(Builder& builder);
     uint32_t AddAction(Builder& builder, uint32_t logs_left);
+    bool EscrowAction(Builder& builder, uint64_t kind, uint32_t logs_left);
+    bool VaultAction(Builder& builder, uint64_t kind, uint32_t logs_left);
+    uint32_t OtherUser(uint32_t user);
+    std::optional<uint32_t> Holder();
     Order* PickOrder(uint8_t status, uint64_t expired_before);
+    void Commit(Builder& builder);
     void Seal(Builder& builder);
     // The logsBloom bits of one address or topic, remembered (Keccak is most of the cost).
     struct BloomBits {
