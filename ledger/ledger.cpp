@@ -609,18 +609,97 @@ std::vector<std::string> EarlierLedgerMarkers(const std::filesystem::path& dir, 
     return found;
 }
 
+// Written (and its directory fsynced) before RocksDB creates a database in the ledger
+// directory; removed (likewise) only once the new ledger opened and loaded. Open()
+// returns no ledger while it exists, so a directory holding it never acknowledged an
+// event. RocksDB writes IDENTITY and MANIFEST-000001 before CURRENT: a full disk or a
+// power cut in between leaves them without a database, and only this file tells them
+// from an earlier ledger's (whose CURRENT was deleted).
+constexpr const char* kCreationFileName = "LEDGER_CREATION_IN_PROGRESS";
+
+Status SyncPath(const std::filesystem::path& path, int flags); // with the backups, below
+
+Status WriteCreationMarker(const std::filesystem::path& dir)
+{
+    const auto path = dir / kCreationFileName;
+    constexpr std::string_view kText = "a new ledger is being created here; removed once it opened\n";
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return Error{fmt::format("cannot create {}: {}", path.string(), std::strerror(errno))};
+    const bool written =
+        ::write(fd, kText.data(), kText.size()) == static_cast<ssize_t>(kText.size()) && ::fsync(fd) == 0;
+    const int err = errno;
+    ::close(fd);
+    if (!written) return Error{fmt::format("cannot write {}: {}", path.string(), std::strerror(err))};
+    return SyncPath(dir, O_RDONLY | O_DIRECTORY);
+}
+
+// After a successful open: from now on the directory's files are a ledger's.
+Status RemoveCreationMarker(const std::filesystem::path& dir)
+{
+    const auto path = dir / kCreationFileName;
+    std::error_code ec;
+    if (!std::filesystem::remove(path, ec)) {
+        if (!ec) return {};
+        return Error{fmt::format("cannot remove {}: {}", path.string(), ec.message())};
+    }
+    return SyncPath(dir, O_RDONLY | O_DIRECTORY);
+}
+
+// What RocksDB 7.8 writes while creating a database before CURRENT exists (NewDB():
+// IDENTITY, MANIFEST-000001, then 000001.dbtmp renamed to CURRENT). Tables, WALs,
+// OPTIONS, later MANIFESTs, the high-water mark and the checkpoint key all come after.
+bool CreationLeftover(const std::string& name)
+{
+    return name == "IDENTITY" || name == "MANIFEST-000001" || name.ends_with(".dbtmp");
+}
+
+// The retry is then a creation afresh (a power cut may have cut IDENTITY to 0 bytes).
+Status ClearInterruptedCreation(const std::filesystem::path& dir)
+{
+    std::vector<std::filesystem::path> leftovers;
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        if (CreationLeftover(it->path().filename().string())) leftovers.push_back(it->path());
+    }
+    if (ec) return Error{fmt::format("cannot list {}: {}", dir.string(), ec.message())};
+    for (const auto& file : leftovers) {
+        if (std::filesystem::remove(file, ec); ec) {
+            return Error{fmt::format("cannot remove {}: {}", file.string(), ec.message())};
+        }
+    }
+    if (!leftovers.empty()) {
+        LogWarning("Creating the ledger in {} was interrupted before its database existed (a full disk or a crash): "
+                   "removed the {} files it left, creating it again",
+                   dir.string(), leftovers.size());
+    }
+    return {};
+}
+
 Status RefuseToRecreate(const std::filesystem::path& dir, const LedgerOptions& options)
 {
-    const auto markers = EarlierLedgerMarkers(dir, options);
-    if (markers.empty()) return {};
+    auto markers = EarlierLedgerMarkers(dir, options);
+    // With the creation file, what a creation leaves before CURRENT (no event, no key)
+    // is no earlier ledger's. The file is not trusted further: anything a creation writes
+    // only once CURRENT exists (a table, a WAL, OPTIONS, a later MANIFEST, the high-water
+    // mark, the checkpoint key) still refuses, so that a file copied back by hand next to
+    // a ledger that lost its CURRENT costs no history. The high-water mark is created by
+    // Load(), after CURRENT: a creation cut before CURRENT leaves none, one cut after it
+    // left a database (not fresh), which the next open completes.
+    std::error_code ec;
+    const bool interrupted = std::filesystem::exists(dir / kCreationFileName, ec);
+    if (interrupted) std::erase_if(markers, CreationLeftover);
+    if (markers.empty()) return interrupted ? ClearInterruptedCreation(dir) : Status{};
     std::string list;
     for (size_t i = 0; i < markers.size() && i < 8; ++i) list += (i ? ", " : "") + markers[i];
     if (markers.size() > 8) list += fmt::format(" and {} more", markers.size() - 8);
     return Error{fmt::format("refusing to create a new ledger in {}: its database is missing (no CURRENT) but an "
-                             "earlier ledger left {}; a new log would be signed with the same key at sizes it "
+                             "earlier ledger left {}{}; a new log would be signed with the same key at sizes it "
                              "already signed. Restore the ledger directory from a backup (or, only if these files "
                              "never belonged to a ledger, move them away)",
-                             dir.string(), list)};
+                             dir.string(), list,
+                             interrupted ? fmt::format(" ({} is there too, but a creation writes none of these)",
+                                                       kCreationFileName)
+                                         : "")};
 }
 
 // Reads or initialises the schema version; returns it.
@@ -668,6 +747,7 @@ Result<std::unique_ptr<Ledger>> Ledger::Open(const std::filesystem::path& dir, c
         std::error_code ec;
         std::filesystem::create_directories(dir, ec);
         if (ec) return Error{fmt::format("cannot create database directory {}: {}", dir.string(), ec.message())};
+        if (auto marked = WriteCreationMarker(dir); !marked) return Error{marked.error()};
     }
     if (!fresh && rocksdb::DB::ListColumnFamilies(db_options, dir.string(), &existing).ok()) {
         for (const auto& name : existing) {
@@ -705,6 +785,10 @@ Result<std::unique_ptr<Ledger>> Ledger::Open(const std::filesystem::path& dir, c
     } catch (const LedgerReadError& e) {
         return Error{fmt::format("cannot open the ledger {}: {}; restore the ledger directory from a backup",
                                  dir.string(), e.what())};
+    }
+    // Also after a creation interrupted once CURRENT existed: the retry opened it.
+    if (!options.read_only) {
+        if (auto removed = RemoveCreationMarker(dir); !removed) return Error{removed.error()};
     }
     return ledger;
 }

@@ -31,9 +31,8 @@
 // Order: PowerCut(), destroy the ledger, Restore(). A clean close syncs nothing (RocksDB
 // 7.8: unsynced appends are lost to a cut after a close too), but cutting first keeps the
 // teardown from writing or deleting files, as a real power cut would.
-// A fault while a ledger is first created (between RocksDB's IDENTITY and CURRENT) can
-// leave a directory Ledger::Open() refuses for good (the skipped case in
-// tests/unit/test_fault_fs.cpp): inject faults only once the ledger was opened once.
+// A fault while a ledger is first created (between RocksDB's IDENTITY and CURRENT) is
+// retried at the next open (ledger.cpp's creation file; tests/unit/test_fault_fs.cpp).
 #pragma once
 
 #include "common/result.h"
