@@ -211,9 +211,10 @@ TEST_CASE("a full disk fails the append with an error, and a reopen loses nothin
         }
         REQUIRE_FALSE(appended);
         MESSAGE("the full disk's error: " << appended.error());
-        // One synced append is one write to the WAL: the disk filled at the next one.
-        CHECK(acknowledged == writes);
-        CHECK(fs->stats().appends - appends_before == writes);
+        // A synced append is one WAL write, but RocksDB's own threads may write too (a
+        // flush, a new WAL after the error): at most `writes` appends were acknowledged.
+        CHECK(acknowledged <= writes);
+        CHECK(fs->stats().appends - appends_before >= acknowledged);
         CHECK(ledger.health().state == LedgerHealth::State::ReadOnly);
         CHECK_FALSE(ledger.Append(ReferenceBatch(ack.onchain(), 1))); // read-only until reopened
         if (++round % 2 == 0) {
