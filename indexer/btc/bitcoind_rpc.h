@@ -7,6 +7,7 @@
 #pragma once
 
 #include "common/expected.h"
+#include "common/http_transport.h"
 #include "common/sync.h"
 #include "common/upstream_monitor.h"
 
@@ -88,6 +89,9 @@ struct BitcoindRpcOptions {
     size_t block_response_bytes_max{10u << 20}; // getblock
     // Every exchange counted there as it ends, and watched while it hangs. Null: none.
     std::shared_ptr<UpstreamMonitor> monitor;
+    // Every exchange (wallet paths included) goes through it, with no credentials: the
+    // simulator's node (tests/sim/sim_btc.h). Null: libcurl.
+    std::shared_ptr<HttpTransport> transport; // null: libcurl
 };
 
 struct BitcoindRpcStats {
@@ -126,13 +130,16 @@ private:
         EXCLUSIVE_LOCKS_REQUIRED(m_mutex);
     BtcResult<nlohmann::json> SendUnwatched(const std::string& path, std::string_view method, const nlohmann::json& params)
         EXCLUSIVE_LOCKS_REQUIRED(m_mutex);
+    // One POST through libcurl with these credentials ("user:password").
+    HttpReply PostCurl(const std::string& url, const std::string& body, const std::string& credentials,
+                       size_t answer_bytes_max) EXCLUSIVE_LOCKS_REQUIRED(m_mutex);
     std::optional<std::string> Credentials(bool reload) EXCLUSIVE_LOCKS_REQUIRED(m_mutex);
 
     const BitcoindRpcOptions m_options;
     const std::function<bool()> m_stopping;
     const std::string m_endpoint;
     mutable Mutex m_mutex;
-    void* m_curl GUARDED_BY(m_mutex){nullptr};
+    void* m_curl GUARDED_BY(m_mutex){nullptr}; // null with a transport
     std::string m_credentials GUARDED_BY(m_mutex);
     uint64_t m_next_id GUARDED_BY(m_mutex){1};
     BitcoindRpcStats m_stats GUARDED_BY(m_mutex);
