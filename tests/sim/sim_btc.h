@@ -57,7 +57,9 @@ struct BtcFaults {
 struct BtcConfig {
     uint64_t seed{1};
     std::string wallet{"anchor"};         // the wallet loaded at start (its URL path /wallet/<name>)
-    uint32_t initial_blocks{110};         // mined at construction; the wallet's coins confirm in block 2
+    // Mined at construction. The wallet's coins confirm in block 102 (block 1's coinbase,
+    // matured) or in the last of these if fewer; reorgs never reach below that block.
+    uint32_t initial_blocks{120};
     uint32_t wallet_coins{8};             // the coins the wallet funds from, of seeded amounts
     int64_t wallet_coin_sat_min{200'000};
     int64_t wallet_coin_sat_max{2 * kCoin};
