@@ -29,6 +29,9 @@ namespace {
 
 constexpr int kReplyGraceS = 2;
 constexpr int kAcceptRetryMs = 200; // after accept() failed for want of descriptors
+// While full: how often closed connections are looked for (libevent 2.1 does not announce
+// a connection that closed before its first request; 2.2's newreqcb would).
+constexpr int kFullSweepMs = 100;
 
 const char* ReasonPhrase(int status)
 {
@@ -116,6 +119,7 @@ struct HttpServer::Impl {
     bool listening{true};
     bool accept_failing{false}; // accept() failed; a timer resumes
     event* accept_retry{nullptr};
+    event* full_sweep{nullptr}; // armed only while the listener is paused at the limit
     std::chrono::steady_clock::time_point exit_deadline;
     event* exit_timer{nullptr};
 
@@ -166,6 +170,24 @@ struct HttpServer::Impl {
             Count(&HttpServerStats::listener_pauses);
             LogDebug(log::Category::Rpc, "RPC listener paused ({} connections open)", tickets.size());
         }
+        ArmFullSweep();
+    }
+
+    // At the limit, a client that closed before sending a whole request must not keep its
+    // place until its deadline; nothing else would run ReclaimClosed while paused.
+    void ArmFullSweep()
+    {
+        if (listening || accept_failing || sockets.empty() || evtimer_pending(full_sweep, nullptr)) return;
+        const timeval sweep{0, kFullSweepMs * 1000};
+        evtimer_add(full_sweep, &sweep);
+    }
+
+    static void OnFullSweep(evutil_socket_t, short, void* arg)
+    {
+        auto* self = static_cast<Impl*>(arg);
+        self->UpdateListening();
+        self->PublishGauges();
+        self->ArmFullSweep();
     }
 
     void ArmDeadline(Ticket* ticket)
@@ -450,6 +472,7 @@ struct HttpServer::Impl {
         for (auto* socket : self->sockets) evhttp_del_accept_socket(self->http, socket);
         self->sockets.clear();
         self->listening = false;
+        evtimer_del(self->full_sweep);
     }
 
     // Exits the loop once the last replies are written out (or after a grace period, for
@@ -526,9 +549,11 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& o
     evhttp_set_gencb(m.http, &Impl::OnRequest, &m);
     evhttp_set_bevcb(m.http, &Impl::OnAccept, &m);
     m.accept_retry = evtimer_new(m.base, &Impl::OnAcceptRetry, &m);
+    m.full_sweep = evtimer_new(m.base, &Impl::OnFullSweep, &m);
 
     if (Status bound = m.Bind(options.port); !bound) {
         event_free(m.accept_retry);
+        event_free(m.full_sweep);
         evhttp_free(m.http);
         event_base_free(m.base);
         return Error{bound.error()};
@@ -570,6 +595,7 @@ void HttpServer::Stop()
     }
     m.tickets.clear();
     event_free(m.accept_retry);
+    event_free(m.full_sweep);
     event_base_free(m.base);
 }
 
