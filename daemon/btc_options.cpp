@@ -31,8 +31,14 @@ std::optional<std::string> ValidateFeeRate(std::string_view value)
 {
     double rate = 0;
     const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), rate);
-    if (ec == std::errc() && end == value.data() + value.size() && rate >= 0.1 && rate <= 10'000) return std::nullopt;
-    return "expected a fee rate in sat/vB between 0.1 and 10000";
+    // bitcoind takes a fee_rate to 3 decimals and refuses more with -3 "Invalid amount".
+    const auto dot = value.find('.');
+    const bool decimals_ok = value.find_first_of("eE") == std::string_view::npos &&
+                             (dot == std::string_view::npos || value.size() - dot - 1 <= 3);
+    if (ec == std::errc() && end == value.data() + value.size() && decimals_ok && rate >= 0.1 && rate <= 10'000) {
+        return std::nullopt;
+    }
+    return "expected a fee rate in sat/vB between 0.1 and 10000, with at most 3 decimals";
 }
 
 } // namespace

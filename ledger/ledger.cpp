@@ -123,7 +123,7 @@ auto ReadErrorsAsResult(F&& body) -> decltype(body())
     try {
         return body();
     } catch (const LedgerReadError& e) {
-        return Error{e.what()};
+        return Error{e.what(), ErrorKind::Io};
     }
 }
 
@@ -848,17 +848,20 @@ Result<AppendResult> Ledger::AppendLocked(const std::vector<Event>& events, cons
                                           const AnchorRecord* anchor)
 {
     Impl& m = *m_impl;
-    if (m.options.read_only) return Error{"the ledger is open read-only"};
+    if (m.options.read_only) return Error{"the ledger is open read-only", ErrorKind::ReadOnly};
     if (!m.write_error.empty()) {
-        return Error{fmt::format("ledger is read-only after a write error ({}); fix the disk and restart", m.write_error)};
+        return Error{fmt::format("ledger is read-only after a write error ({}); fix the disk and restart", m.write_error),
+                     ErrorKind::ReadOnly};
     }
     if (events.size() > kAppendEventsMax) {
-        return Error{fmt::format("append of {} events exceeds the limit of {}", events.size(), kAppendEventsMax)};
+        return Error{fmt::format("append of {} events exceeds the limit of {}", events.size(), kAppendEventsMax),
+                     ErrorKind::TooLarge};
     }
     for (const auto& event : events) {
         if (IsOnChain(event.kind()) != event.origin.has_value()) {
             return Error{fmt::format("{} event {} an EVM origin", EventKindName(event.kind()),
-                                     event.origin ? "must not have" : "needs")};
+                                     event.origin ? "must not have" : "needs"),
+                         ErrorKind::Invalid};
         }
     }
 
@@ -867,7 +870,7 @@ Result<AppendResult> Ledger::AppendLocked(const std::vector<Event>& events, cons
     const uint64_t first_index = prepared.frontier.size();
     if (auto built = ReadErrorsAsResult([&]() -> Status { return m.PrepareAppend(events, cursors, anchor, prepared); });
         !built) {
-        return Error{fmt::format("ledger append failed: {}", built.error())};
+        return Error{fmt::format("ledger append failed: {}", built.error()), built.error_kind()};
     }
     rocksdb::WriteOptions write_options;
     write_options.sync = m.options.sync_every_append || anchor != nullptr ||
@@ -879,7 +882,7 @@ Result<AppendResult> Ledger::AppendLocked(const std::vector<Event>& events, cons
         m.health.SetReadOnly(fmt::format("an append failed: {}", status.ToString()));
         LogError("Ledger append of {} events failed: {}; the ledger is read-only until restarted", events.size(),
                  status.ToString());
-        return Error{fmt::format("ledger append failed: {}", status.ToString())};
+        return Error{fmt::format("ledger append failed: {}", status.ToString()), ErrorKind::Io};
     }
     m.frontier = std::move(prepared.frontier);
     m.root_time_ms = UnixNowMs();
@@ -1027,7 +1030,7 @@ Status Ledger::RecordCheckpointLocked(uint64_t tree_size, const Hash256& root, u
     if (tree_size > next.synced.size) {
         // Never sign what a power cut could take back: everything appended so far goes
         // to disk first (unsynced on-chain batches included), then the mark.
-        if (!m.write_error.empty()) return Error{fmt::format("ledger is read-only after a write error ({})", m.write_error)};
+        if (!m.write_error.empty()) return Error{fmt::format("ledger is read-only after a write error ({})", m.write_error), ErrorKind::ReadOnly};
         if (const auto synced = m.db->SyncWAL(); !synced.ok()) {
             return Error{fmt::format("cannot sync the log before signing: {}", synced.ToString())};
         }
@@ -1421,7 +1424,7 @@ Status Ledger::RebuildProjections()
     LOCK(m_mutex);
     Impl& m = *m_impl;
     if (m.options.read_only) return Error{"the ledger is open read-only"};
-    if (!m.write_error.empty()) return Error{fmt::format("ledger is read-only after a write error ({})", m.write_error)};
+    if (!m.write_error.empty()) return Error{fmt::format("ledger is read-only after a write error ({})", m.write_error), ErrorKind::ReadOnly};
     ++m.projection_generation;
     try {
         return RebuildProjectionsLocked();

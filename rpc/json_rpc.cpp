@@ -101,6 +101,12 @@ ErrorCode CodeOf(ErrorKind kind)
     case ErrorKind::Invalid: return kInvalidParams;
     case ErrorKind::Conflict: return kConflict;
     case ErrorKind::TooLarge: return kLimitExceeded;
+    case ErrorKind::NotFound: return kNotFound;
+    case ErrorKind::ReadOnly:
+    case ErrorKind::Stopped: return kNotAvailable;
+    case ErrorKind::Io:
+    case ErrorKind::Corrupt:
+    case ErrorKind::Upstream: return kInternalError;
     }
     return kInternalError;
 }

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 
 namespace bitacora::btc {
 namespace {
@@ -14,12 +15,23 @@ using ledger::AnchorState;
 
 constexpr size_t kRecentAnchorsMax = 16; // how far back a reorg or a status looks
 
+std::optional<std::string> StringMember(const nlohmann::json& answer, std::string_view name)
+{
+    return AnswerMember<std::string>(answer, name);
+}
+
 } // namespace
 
-uint64_t UnixNowSeconds()
+double BumpedFeeRate(double configured_sat_vb, uint32_t bump)
 {
-    return static_cast<uint64_t>(
-        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+    const double rate = configured_sat_vb * (1.0 + 0.5 * bump);
+    // The small tolerance keeps an exact 1.65 (as 1.6500000000000001) from rounding up to 1.651.
+    return std::ceil(rate * 1000.0 - 1e-6) / 1000.0;
+}
+
+uint64_t Anchorer::UnixNowSeconds() const
+{
+    return m_options.clock != nullptr ? m_options.clock->UnixSeconds() : SystemClock().UnixSeconds();
 }
 
 Anchorer::Anchorer(ledger::Ledger& ledger, BitcoindRpc& rpc, AnchorerOptions options)
@@ -247,22 +259,24 @@ void Anchorer::SignPlanned(AnchorRecord record)
         options["conf_target"] = m_options.conf_target;
     }
     auto funded = m_rpc.WalletCall("fundrawtransaction", {*raw, options});
-    if (!funded || !funded->contains("hex") || !(*funded)["hex"].is_string()) {
+    const auto funded_hex = funded ? StringMember(*funded, "hex") : std::nullopt;
+    if (!funded_hex) {
         NoteError(funded ? BtcError{BtcError::Kind::Malformed, 0, 0, "no hex"} : funded.error(), "fundrawtransaction");
         return;
     }
-    auto signed_tx = m_rpc.WalletCall("signrawtransactionwithwallet", {(*funded)["hex"]});
-    if (!signed_tx || !signed_tx->contains("hex") || !(*signed_tx)["hex"].is_string()) {
+    auto signed_tx = m_rpc.WalletCall("signrawtransactionwithwallet", {*funded_hex});
+    const auto signed_hex = signed_tx ? StringMember(*signed_tx, "hex") : std::nullopt;
+    if (!signed_hex) {
         NoteError(signed_tx ? BtcError{BtcError::Kind::Malformed, 0, 0, "no hex"} : signed_tx.error(),
                   "signrawtransactionwithwallet");
         return;
     }
-    if (!signed_tx->value("complete", false)) {
+    if (!AnswerMember<bool>(*signed_tx, "complete").value_or(false)) {
         NoteError(BtcError{BtcError::Kind::Rpc, 0, 0, "the wallet could not sign every input (locked or watch-only?)"},
                   "signrawtransactionwithwallet");
         return;
     }
-    const auto bytes = HexDecode((*signed_tx)["hex"].get<std::string>());
+    const auto bytes = HexDecode(*signed_hex);
     const auto tx = bytes ? ParseTransaction(*bytes) : Result<Transaction>(Error{"not hex"});
     if (!tx) {
         NoteError(BtcError{BtcError::Kind::Malformed, 0, 0, tx.error()}, "signed transaction");
@@ -330,13 +344,15 @@ void Anchorer::WatchBroadcast(AnchorRecord record, uint64_t tip_height)
         return;
     }
     m_last_checked_tip = tip_height;
-    if (tx->contains("replaced_by_txid") && (*tx)["replaced_by_txid"].is_string() && record.txids.size() < AnchorRecord::kTxidsMax) {
+    const auto replaced_by = StringMember(*tx, "replaced_by_txid");
+    if (replaced_by && record.txids.size() < AnchorRecord::kTxidsMax) {
         // A fee bump we made but did not record (a crash right after bumpfee).
-        const std::string replacement = (*tx)["replaced_by_txid"].get<std::string>();
+        const std::string replacement = *replaced_by;
         auto next = m_rpc.WalletCall("gettransaction", {replacement});
         const auto id = HashFromDisplay(replacement);
-        if (next && id && next->contains("hex")) {
-            if (const auto bytes = HexDecode((*next)["hex"].get<std::string>())) {
+        const auto hex = next ? StringMember(*next, "hex") : std::nullopt;
+        if (id && hex) {
+            if (const auto bytes = HexDecode(*hex)) {
                 record.signed_tx = *bytes;
                 record.txids.push_back(*id);
                 LogInfo("Anchor {}: adopting replacement {} of {}", record.id, replacement, txid);
@@ -345,7 +361,7 @@ void Anchorer::WatchBroadcast(AnchorRecord record, uint64_t tip_height)
             }
         }
     }
-    const int64_t confirmations = tx->value("confirmations", int64_t{0});
+    const int64_t confirmations = AnswerMember<int64_t>(*tx, "confirmations").value_or(0);
     if (confirmations < 0) {
         Abandon(record, fmt::format("transaction {} conflicts with a confirmed transaction", txid));
         return;
@@ -368,20 +384,22 @@ void Anchorer::WatchBroadcast(AnchorRecord record, uint64_t tip_height)
     nlohmann::json options = nlohmann::json::object();
     if (m_options.fee_rate_sat_vb) {
         // Each bump raises the rate by half again of the configured one (bitcoind requires an increase).
-        options["fee_rate"] = *m_options.fee_rate_sat_vb * (1.0 + 0.5 * (record.fee_bumps + 1));
+        options["fee_rate"] = BumpedFeeRate(*m_options.fee_rate_sat_vb, record.fee_bumps + 1);
     } else {
         options["conf_target"] = std::max(1u, m_options.conf_target / 2);
     }
     auto bumped = m_rpc.WalletCall("bumpfee", {txid, options});
-    if (!bumped || !bumped->contains("txid")) {
+    const auto bumped_txid = bumped ? StringMember(*bumped, "txid") : std::nullopt;
+    if (!bumped_txid) {
         NoteError(bumped ? BtcError{BtcError::Kind::Malformed, 0, 0, "no txid"} : bumped.error(),
                   fmt::format("anchor {} bumpfee", record.id));
         return;
     }
-    const std::string replacement = (*bumped)["txid"].get<std::string>();
+    const std::string replacement = *bumped_txid;
     auto next = m_rpc.WalletCall("gettransaction", {replacement});
     const auto id = HashFromDisplay(replacement);
-    const auto bytes = next && next->contains("hex") ? HexDecode((*next)["hex"].get<std::string>()) : std::nullopt;
+    const auto next_hex = next ? StringMember(*next, "hex") : std::nullopt;
+    const auto bytes = next_hex ? HexDecode(*next_hex) : std::nullopt;
     if (!id || !bytes) {
         NoteError(next ? BtcError{BtcError::Kind::Malformed, 0, 0, "no hex"} : next.error(), "gettransaction after bumpfee");
         return;
@@ -430,7 +448,7 @@ bool Anchorer::OnBlockConnected(uint64_t height, const Hash256& hash, const Bloc
     if (block == nullptr) {
         // Pruned before we read it: if our transaction is in it, its branch is gone.
         auto tx = m_rpc.WalletCall("gettransaction", {HashToDisplay(latest->txids.back())});
-        if (tx && tx->value("blockhash", std::string()) == HashToDisplay(hash)) {
+        if (tx && StringMember(*tx, "blockhash") == HashToDisplay(hash)) {
             Abandon(*latest, fmt::format("its block {} was pruned before bitacorad could read it", height));
         }
         return false;

@@ -7,6 +7,7 @@
 // thread; RequestNow() may be called from any thread.
 #pragma once
 
+#include "common/clock.h"
 #include "common/sync.h"
 #include "indexer/btc/bitcoind_rpc.h"
 #include "indexer/btc/block.h"
@@ -30,7 +31,13 @@ struct AnchorerOptions {
     uint32_t bumps_max{10};
     uint32_t final_confirmations{6};        // N
     uint32_t retry_s{30};                   // after an error (node down, no funds)
+    TimeSource* clock{nullptr};             // the intervals' clock; null: the system's (the simulator's own)
 };
+
+// The fee rate of the k-th bump (k >= 1) of an anchor funded at `configured` sat/vB: half
+// the configured rate again per bump, rounded up to the 0.001 sat/vB bitcoind takes (a
+// fee_rate with more decimals is refused with -3 "Invalid amount").
+double BumpedFeeRate(double configured_sat_vb, uint32_t bump);
 
 struct AnchorerStatus {
     uint64_t anchors_planned{0};
@@ -84,6 +91,7 @@ private:
     void NoteError(const BtcError& error, const std::string& during) LOCKS_EXCLUDED(m_status_mutex);
     void RefreshStatus() LOCKS_EXCLUDED(m_status_mutex);
     ledger::Event LifecycleEvent(const ledger::AnchorRecord& record, uint8_t state) const;
+    uint64_t UnixNowSeconds() const;
 
     ledger::Ledger& m_ledger;
     BitcoindRpc& m_rpc;
@@ -99,7 +107,5 @@ private:
     AnchorerStatus m_status GUARDED_BY(m_status_mutex);
     std::string m_request_outcome GUARDED_BY(m_status_mutex);
 };
-
-uint64_t UnixNowSeconds();
 
 } // namespace bitacora::btc

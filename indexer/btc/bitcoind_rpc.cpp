@@ -72,6 +72,13 @@ std::string_view BtcError::Label() const
     return "rpc";
 }
 
+ErrorKind BtcError::error_kind() const
+{
+    if (kind == Kind::Stopped) return ErrorKind::Stopped;
+    if (not_found()) return ErrorKind::NotFound;
+    return ErrorKind::Upstream;
+}
+
 std::string BtcError::ToString() const
 {
     switch (kind) {

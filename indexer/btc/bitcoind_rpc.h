@@ -6,7 +6,7 @@
 // One client is used by one thread at a time (calls are serialized by a mutex).
 #pragma once
 
-#include "common/expected.h"
+#include "common/result.h"
 #include "common/http_transport.h"
 #include "common/sync.h"
 #include "common/upstream_monitor.h"
@@ -21,6 +21,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 namespace bitacora::btc {
 
@@ -68,11 +69,13 @@ struct BtcError {
     bool node_unreachable() const { return kind == Kind::Transport || kind == Kind::Auth || (kind == Kind::Rpc && code == kRpcInWarmup); }
     // A short label for metrics: node_down, auth, pruned, insufficient_funds, wallet, rpc, http, malformed.
     std::string_view Label() const;
+    // The code base's kind: Stopped, NotFound (-5: no such block or transaction), else Upstream.
+    ErrorKind error_kind() const;
     std::string ToString() const;
 };
 
 template <typename T>
-using BtcResult = Expected<T, BtcError>;
+using BtcResult = Result<T, BtcError>;
 
 struct BitcoindRpcOptions {
     std::string host{"127.0.0.1"};
@@ -145,6 +148,28 @@ private:
     BitcoindRpcStats m_stats GUARDED_BY(m_mutex);
     ProgressWatch m_watch GUARDED_BY(m_mutex);
 };
+
+// A member of a node's answer, when the answer is an object holding it with the JSON type
+// T needs (string, bool, int64_t, uint64_t); none otherwise. A lying node's answer of the
+// wrong shape must become an error, never an exception on the follower's thread.
+template <typename T>
+std::optional<T> AnswerMember(const nlohmann::json& answer, std::string_view name)
+{
+    if (!answer.is_object()) return std::nullopt;
+    const auto it = answer.find(name);
+    if (it == answer.end()) return std::nullopt;
+    if constexpr (std::is_same_v<T, std::string>) {
+        if (!it->is_string()) return std::nullopt;
+    } else if constexpr (std::is_same_v<T, bool>) {
+        if (!it->is_boolean()) return std::nullopt;
+    } else if constexpr (std::is_same_v<T, uint64_t>) {
+        if (!it->is_number_unsigned()) return std::nullopt;
+    } else {
+        static_assert(std::is_same_v<T, int64_t>, "AnswerMember: string, bool, int64_t or uint64_t");
+        if (!it->is_number_integer()) return std::nullopt;
+    }
+    return it->get<T>();
+}
 
 // "host:port" or "[v6]:port" or "host" (port from the default).
 bool ParseHostPort(std::string_view text, std::string& host, uint16_t& port);

@@ -109,7 +109,7 @@ bool BtcFollower::Initialize()
         LogInfo("Bitcoin: resuming after block {} {}", cursor->block_number, HashToDisplay(cursor->block_hash));
     } else {
         int64_t start = m_options.start_height;
-        const uint64_t count = info->value("blocks", uint64_t{0});
+        const uint64_t count = AnswerMember<uint64_t>(*info, "blocks").value_or(0);
         if (start < 0) start = static_cast<int64_t>(count) + 1;
         start = std::max<int64_t>(start, 1);
         const uint64_t base = static_cast<uint64_t>(start - 1);
@@ -138,9 +138,9 @@ bool BtcFollower::Initialize()
             std::vector<std::pair<std::string, std::string>> pairs;
             if (offered && offered->is_array()) {
                 for (const auto& n : *offered) {
-                    if (n.is_object() && n.contains("type") && n.contains("address")) {
-                        pairs.emplace_back(n.value("type", ""), n.value("address", ""));
-                    }
+                    const auto type = AnswerMember<std::string>(n, "type");
+                    const auto address = AnswerMember<std::string>(n, "address");
+                    if (type && address) pairs.emplace_back(*type, *address);
                 }
             }
             subscriptions = ChooseZmqSubscriptions(pairs);
@@ -212,11 +212,12 @@ bool BtcFollower::SyncOnce()
         return true;
     }
     auto header = m_rpc.Call("getblockheader", {HashToDisplay(*best_hash), true});
-    if (!header || !header->contains("height")) {
+    const auto header_height = header ? AnswerMember<uint64_t>(*header, "height") : std::nullopt;
+    if (!header_height) {
         NoteError("getblockheader of the best block: " + (header ? std::string("no height") : header.error().ToString()));
         return false;
     }
-    const uint64_t best_height = (*header)["height"].get<uint64_t>();
+    const uint64_t best_height = *header_height;
     {
         LOCK(m_status_mutex);
         m_status.node_height = best_height;

@@ -157,6 +157,13 @@ std::string_view RpcErrorKindName(RpcError::Kind kind)
     return "?";
 }
 
+ErrorKind RpcError::error_kind() const
+{
+    if (kind == Kind::Stopped) return ErrorKind::Stopped;
+    if (kind == Kind::TooLarge) return ErrorKind::TooLarge;
+    return ErrorKind::Upstream;
+}
+
 std::string RpcError::ToString() const
 {
     std::string out = fmt::format("{} error", RpcErrorKindName(kind));

@@ -12,7 +12,7 @@
 #pragma once
 
 #include "common/clock.h"
-#include "common/expected.h"
+#include "common/result.h"
 #include "common/http_transport.h"
 #include "common/upstream_monitor.h"
 
@@ -47,12 +47,14 @@ struct RpcError {
     std::string endpoint; // scheme://host:port, never credentials or paths (API keys live there)
 
     std::string ToString() const;
+    // The code base's kind: Stopped, TooLarge (over our cap), else Upstream.
+    ErrorKind error_kind() const;
 };
 
 std::string_view RpcErrorKindName(RpcError::Kind kind);
 
 template <typename T>
-using RpcResult = Expected<T, RpcError>;
+using RpcResult = Result<T, RpcError>;
 
 struct RpcRequest {
     std::string method;

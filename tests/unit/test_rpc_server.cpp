@@ -209,15 +209,17 @@ TEST_CASE("a closed connection frees its place and the listener resumes")
 {
     HttpServerOptions options = SmallServer();
     options.connections_max = 1;
+    options.timeout_s = 30;
     auto server = HttpServer::Start(options, [](const HttpRequest& r) { return HttpResponse{.body = r.body}; });
     REQUIRE(server);
     const uint16_t port = (*server)->bound_port();
     for (int i = 0; i < 20; ++i) CHECK(Exchange(port, "n" + std::to_string(i)) == "200 n" + std::to_string(i));
     WaitFor([&] { return (*server)->stats().connections == 0; });
     // Connections that close before sending anything (TCP health probes) do not hold
-    // their place until the timeout.
+    // their place until the 30 s timeout, also while the listener is paused at the limit:
+    // WaitFor gives up after 5 s.
     for (int i = 0; i < 5; ++i) ::close(Connect(port));
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    WaitFor([&] { return (*server)->stats().connections == 0 && (*server)->stats().timed_out_connections == 0; });
     CHECK(Exchange(port, "after probes") == "200 after probes");
 }
 
@@ -544,6 +546,9 @@ TEST_CASE("error codes: one table, outside the meanings EIP-1474 and viem give")
     CHECK(CodeOf(ErrorKind::Invalid) == kInvalidParams);
     CHECK(CodeOf(ErrorKind::Other) == kInternalError);
     CHECK(CodeOf(ErrorKind::TooLarge) == kLimitExceeded);
+    CHECK(CodeOf(ErrorKind::NotFound) == kNotFound);
+    CHECK(CodeOf(ErrorKind::ReadOnly) == kNotAvailable);
+    CHECK(CodeOf(ErrorKind::Io) == kInternalError);
 }
 
 TEST_CASE("rpcauth in bitcoind's format and a 0600 cookie")
