@@ -19,7 +19,7 @@ inline constexpr size_t kJsonDepthMax = 64;
 // at depth_stop + 1 so that a hostile text is not scanned further than needed.
 size_t JsonNestingDepth(std::string_view text, size_t depth_stop = kJsonDepthMax);
 
-enum class JsonParseStatus { Ok, TooDeep, Invalid };
+enum class JsonParseStatus { Ok, TooDeep, Invalid, TooLarge, Unreadable };
 
 struct BoundedJson {
     nlohmann::json value;  // discarded unless status is Ok
@@ -29,5 +29,9 @@ struct BoundedJson {
 
 // Parses `text` only if it nests at most depth_max levels; never throws.
 BoundedJson ParseJsonBounded(std::string_view text, size_t depth_max = kJsonDepthMax);
+
+// A JSON file (a proof bundle, a chain identity): read only up to file_bytes_max (a
+// larger one is TooLarge, a missing or unreadable one Unreadable), then as above.
+BoundedJson ReadJsonFileBounded(const std::string& path, size_t file_bytes_max, size_t depth_max = kJsonDepthMax);
 
 } // namespace bitacora

@@ -8,6 +8,7 @@
 //   bitacora-cli exportots BUNDLE.json OUT.ots
 //   bitacora-cli backup DIR [-nokey]
 #include "common/hex.h"
+#include "common/json_bounds.h"
 #include "daemon/init.h"
 #include "daemon/proof_tools.h"
 #include "indexer/btc/bitcoind_rpc.h"
@@ -37,6 +38,7 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr int kExitUsage = 2;
+constexpr size_t kBundleBytesMax = 64u << 20; // a proof bundle is a few KB; an .ots export no more
 
 struct Options {
     std::map<std::string, std::string> flags; // -name=value
@@ -128,7 +130,7 @@ int Fail(const std::string& message, int code = 1)
 // list takes an empty cursor).
 json Argument(const std::string& text)
 {
-    json parsed = json::parse(text, nullptr, false);
+    json parsed = ParseJsonBounded(text).value;
     if (!parsed.is_discarded() && (parsed.is_object() || parsed.is_array() || parsed.is_boolean() || parsed.is_null())) {
         return parsed;
     }
@@ -158,7 +160,7 @@ int Call(const Options& o, const std::string& method, const json& params, json& 
     const HttpAnswer answer = Post(fmt::format("http://{}:{}/", host, port), credentials, request.dump());
     if (!answer.error.empty()) return Fail(fmt::format("could not connect to {}:{}: {}", host, port, answer.error));
     if (answer.status == 401) return Fail("incorrect rpcuser or rpcpassword (authorization failed)");
-    const json response = json::parse(answer.body, nullptr, false);
+    const json response = ParseJsonBounded(answer.body).value;
     if (response.is_discarded() || !response.is_object()) {
         return Fail(fmt::format("HTTP {} with no JSON-RPC answer: {}", answer.status, answer.body.substr(0, 200)));
     }
@@ -228,9 +230,13 @@ int VerifyProof(const Options& o)
                     "-minconfirmations=N]",
                     kExitUsage);
     }
-    std::ifstream file(o.positional[1]);
-    if (!file) return Fail("cannot read " + o.positional[1]);
-    const json bundle = json::parse(file, nullptr, false);
+    const auto read = ReadJsonFileBounded(o.positional[1], kBundleBytesMax);
+    if (read.status == JsonParseStatus::Unreadable) return Fail("cannot read " + o.positional[1]);
+    if (read.status == JsonParseStatus::TooLarge || read.status == JsonParseStatus::TooDeep) {
+        return Fail(fmt::format("{} is not a proof bundle: over {} bytes or nested over {} deep", o.positional[1],
+                                kBundleBytesMax, kJsonDepthMax));
+    }
+    const json& bundle = read.value;
     auto reject = [](const std::string& check) {
         std::printf("INVALID: %s\n", check.c_str());
         return 1;
@@ -294,17 +300,17 @@ int VerifyProof(const Options& o)
         std::printf("VALID: event %llu (%s) is in the log of %llu events with root %s, anchored by transaction %s in "
                     "Bitcoin block %llu %s%s; checkpoint signed by %s%s\n",
                     static_cast<unsigned long long>(checked->index), checked->event_kind.c_str(),
-                    static_cast<unsigned long long>(checked->tree_size), HexEncode(checked->root).c_str(),
-                    checked->txid.c_str(), static_cast<unsigned long long>(checked->block_height),
-                    checked->block_hash.c_str(), node_note.c_str(), HexEncode(checked->checkpoint.public_key).c_str(),
+                    static_cast<unsigned long long>(checked->tree_size), HexEncode0x(checked->root).c_str(),
+                    ("0x" + checked->txid).c_str(), static_cast<unsigned long long>(checked->block_height),
+                    ("0x" + checked->block_hash).c_str(), node_note.c_str(), HexEncode0x(checked->checkpoint.public_key).c_str(),
                     key_note.c_str());
     } else {
         std::printf("VALID: event %llu (%s) is in the log of %llu events with root %s, signed at %llu by %s%s; NOT "
                     "ANCHORED in Bitcoin yet\n",
                     static_cast<unsigned long long>(checked->index), checked->event_kind.c_str(),
-                    static_cast<unsigned long long>(checked->tree_size), HexEncode(checked->root).c_str(),
+                    static_cast<unsigned long long>(checked->tree_size), HexEncode0x(checked->root).c_str(),
                     static_cast<unsigned long long>(checked->checkpoint.timestamp),
-                    HexEncode(checked->checkpoint.public_key).c_str(), key_note.c_str());
+                    HexEncode0x(checked->checkpoint.public_key).c_str(), key_note.c_str());
     }
     return 0;
 }
@@ -313,9 +319,13 @@ int VerifyProof(const Options& o)
 int ExportOtsFile(const Options& o)
 {
     if (o.positional.size() != 3) return Fail("usage: bitacora-cli exportots BUNDLE.json OUT.ots", kExitUsage);
-    std::ifstream file(o.positional[1]);
-    if (!file) return Fail("cannot read " + o.positional[1]);
-    const json bundle = json::parse(file, nullptr, false);
+    const auto read = ReadJsonFileBounded(o.positional[1], kBundleBytesMax);
+    if (read.status == JsonParseStatus::Unreadable) return Fail("cannot read " + o.positional[1]);
+    if (read.status == JsonParseStatus::TooLarge || read.status == JsonParseStatus::TooDeep) {
+        return Fail(fmt::format("{} is not a proof bundle: over {} bytes or nested over {} deep", o.positional[1],
+                                kBundleBytesMax, kJsonDepthMax));
+    }
+    const json& bundle = read.value;
     auto ots = ExportOts(bundle);
     if (!ots) return Fail(ots.error());
     std::ofstream out(o.positional[2], std::ios::binary | std::ios::trunc);
@@ -356,7 +366,7 @@ int SignOffchain(const Options& o)
     if (o.positional.size() != 4 || !o.flags.count("signkey")) {
         return Fail("usage: bitacora-cli -signkey=FILE signoffchain KIND IDEMPOTENCYKEY PAYLOADJSON", kExitUsage);
     }
-    const json payload = json::parse(o.positional[3], nullptr, false);
+    const json payload = ParseJsonBounded(o.positional[3]).value;
     if (!payload.is_object()) return Fail("PAYLOADJSON must be a JSON object", kExitUsage);
     auto signer = ledger::CheckpointSigner::LoadOrCreate(Flag(o, "signkey"));
     if (!signer) return Fail(signer.error());

@@ -1,5 +1,6 @@
 #include "indexer/evm/follower.h"
 
+#include "common/json_bounds.h"
 #include "common/logging.h"
 #include "common/mutation.h"
 #include "common/sync.h"
@@ -69,11 +70,12 @@ struct ChainIdentity {
     std::optional<Hash256> start_hash; // once the start block is final
 };
 
+constexpr size_t kIdentityFileBytesMax = 64 * 1024; // a few numbers and a hash
+
 std::optional<ChainIdentity> ReadIdentity(const fs::path& path, std::string& error)
 {
-    std::ifstream file(path);
-    if (!file) return std::nullopt;
-    const json j = json::parse(file, nullptr, false);
+    if (!std::ifstream(path)) return std::nullopt;
+    const json j = ReadJsonFileBounded(path.string(), kIdentityFileBytesMax).value;
     ChainIdentity identity;
     if (!j.is_object() || !j.contains("chainId") || !j["chainId"].is_number_unsigned() || !j.contains("startBlock") ||
         !j["startBlock"].is_number_unsigned()) {

@@ -2,6 +2,7 @@
 // the block and transaction parsers, and the proof-bundle verifier over JSON.
 // Properties: no crash; a parsed block's Merkle root matches its header and every
 // transaction's branch leads to it; a transaction's stripped bytes parse to the same txid.
+#include "common/json_bounds.h"
 #include "daemon/proof_tools.h"
 #include "indexer/btc/block.h"
 
@@ -32,7 +33,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size)
             std::abort();
         }
     }
-    const auto bundle = nlohmann::json::parse(bytes.begin(), bytes.end(), nullptr, false);
+    // As bitacora-cli reads a bundle: bounded in depth.
+    const auto bundle = ParseJsonBounded(std::string_view(reinterpret_cast<const char*>(data), size)).value;
     if (!bundle.is_discarded()) {
         (void)VerifyBundle(bundle, std::nullopt);
         (void)ExportOts(bundle);

@@ -398,6 +398,16 @@ def test_bitacora_cli_calls_methods_and_verifies_proofs_offline(options, tmp):
             json.dump(changed, f)
         out = subprocess.run([cli, "verifyproof", path, f"-checkpointkey={key}"], capture_output=True, text=True, timeout=30)
         check(out.returncode == 1 and out.stdout.startswith("INVALID"), f"tampered {what} was accepted: {out.stdout}")
+    # Hostile files: nested 200,000 deep (nlohmann's destructor recursed once per level), and
+    # an endless one. A clear refusal, no crash.
+    deep = os.path.join(tmp, "deep.json")
+    with open(deep, "w") as f:
+        f.write("[" * 200_000)
+    for path in (deep, "/dev/zero"):
+        for command in ("verifyproof", "exportots"):
+            args = [cli, command, path] + ([os.path.join(tmp, "out.ots")] if command == "exportots" else [])
+            out = subprocess.run(args, capture_output=True, text=True, timeout=60)
+            check(out.returncode == 1 and "is not a proof bundle" in out.stderr, f"{command} {path}: {out.returncode} {out.stderr}")
 
 
 def test_zmq_subscribers_see_every_final_event_once_in_order(options, tmp):

@@ -12,6 +12,8 @@
 #include <arpa/inet.h>
 #include <cerrno>
 #include <cstring>
+#include <cstdio>
+#include <cstdlib>
 #include <netinet/in.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
@@ -41,8 +43,8 @@ struct TmpfsMount {
     }
 };
 
-// GET <path> on 127.0.0.1:port; returns "<status> <body>".
-std::string HttpGet(uint16_t port, const std::string& path)
+// <method> <path> on 127.0.0.1:port with a JSON body; returns "<status> <body>".
+std::string HttpExchange(uint16_t port, const std::string& method, const std::string& path, const std::string& body = "")
 {
     const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
     REQUIRE(fd >= 0);
@@ -51,7 +53,9 @@ std::string HttpGet(uint16_t port, const std::string& path)
     addr.sin_port = htons(port);
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-    const std::string request = "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    const std::string request = method + " " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" +
+                                "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+                                "\r\n\r\n" + body;
     REQUIRE(::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size()));
     std::string data;
     char buffer[4096];
@@ -60,6 +64,17 @@ std::string HttpGet(uint16_t port, const std::string& path)
     const auto end = data.find("\r\n\r\n");
     if (data.size() < 12 || end == std::string::npos) return "closed";
     return data.substr(9, 3) + " " + data.substr(end + 4);
+}
+
+std::string HttpGet(uint16_t port, const std::string& path) { return HttpExchange(port, "GET", path); }
+
+// Without root there is no tmpfs to fill: the whole test says it skipped (meson's 77),
+// rather than passing.
+void SkipWithoutTmpfs(const TmpfsMount& disk)
+{
+    if (disk.mounted) return;
+    std::fprintf(stderr, "SKIPPED: cannot mount a tmpfs (%s); run as root to test a full disk\n", std::strerror(errno));
+    std::exit(77);
 }
 
 // Appends batches of 500 reference events until one fails; returns its error.
@@ -79,10 +94,7 @@ TEST_CASE("after a write error the ledger is read-only and /health answers 503 w
 {
     TempDir dir("ledger-full-disk-health");
     TmpfsMount disk(dir.path / "disk", "12m");
-    if (!disk.mounted) {
-        MESSAGE("SKIPPED: cannot mount a tmpfs (" << std::strerror(errno) << "); run as root to test a full disk");
-        return;
-    }
+    SkipWithoutTmpfs(disk);
     LedgerOptions options;
     options.sync_every_append = true;
     auto opened = Ledger::Open(disk.path / "db", options);
@@ -90,6 +102,7 @@ TEST_CASE("after a write error the ledger is read-only and /health answers 503 w
     rpc::RpcServerOptions server_options;
     server_options.http.bind_addresses = {"127.0.0.1"};
     server_options.http.worker_threads = 1;
+    server_options.reads_open = true; // bitacora_status without credentials
     auto server = rpc::RpcServer::Start(server_options, {.ledger = opened->get()}, nullptr, nullptr);
     REQUIRE_MESSAGE(server, (server ? "" : server.error()));
     CHECK(HttpGet((*server)->port(), "/health").starts_with("200 "));
@@ -104,6 +117,11 @@ TEST_CASE("after a write error the ledger is read-only and /health answers 503 w
     const std::string metrics = HttpGet((*server)->port(), "/metrics");
     CHECK(metrics.find("bitacora_ledger_health{state=\"read-only\"} 1") != std::string::npos);
     CHECK(metrics.find("bitacora_ledger_health{state=\"ok\"} 0") != std::string::npos);
+    const std::string status =
+        HttpExchange((*server)->port(), "POST", "/", R"({"jsonrpc":"2.0","id":1,"method":"bitacora_status"})");
+    MESSAGE("bitacora_status after the write error: " << status);
+    CHECK(status.find(R"("health":{"reason":)") != std::string::npos);
+    CHECK(status.find(R"("state":"read-only")") != std::string::npos);
     (*server)->Stop();
 }
 
@@ -111,10 +129,7 @@ TEST_CASE("a full disk fails appends cleanly and loses nothing acknowledged")
 {
     TempDir dir("ledger-full-disk");
     TmpfsMount disk(dir.path / "disk", "12m");
-    if (!disk.mounted) {
-        MESSAGE("SKIPPED: cannot mount a tmpfs (" << std::strerror(errno) << "); run as root to test a full disk");
-        return;
-    }
+    SkipWithoutTmpfs(disk);
     uint64_t acknowledged = 0;
     Hash256 acknowledged_root{};
     std::string error;
