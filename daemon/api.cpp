@@ -560,13 +560,18 @@ Result<std::unique_ptr<rpc::RpcServer>> StartApi(const ArgsManager& args, uint16
         HexDecodeExact(text, key); // validated when parsed
         methods.backend_keys.push_back(key);
     }
-    if (sources.evm != nullptr || sources.btc != nullptr) {
+    if (sources.evm != nullptr || sources.btc != nullptr || sources.zmq != nullptr) {
         methods.sources = [sources] {
             nlohmann::json out = nlohmann::json::object();
             if (sources.evm) out["evm"] = FollowerStatusJson(sources.evm->status());
             if (sources.btc) {
                 const auto anchorer = sources.anchorer ? std::optional(sources.anchorer->status()) : std::nullopt;
                 out["btc"] = BtcStatusJson(sources.btc->status(), anchorer ? &*anchorer : nullptr);
+            }
+            // The stream's epoch: a subscriber that sees it change knows the sequence restarted.
+            if (sources.zmq) {
+                out["zmq"] = {{"endpoint", sources.zmq->endpoint()}, {"epoch", sources.zmq->epoch()},
+                              {"published", sources.zmq->published()}, {"dropped", sources.zmq->dropped()}};
             }
             return out;
         };

@@ -32,8 +32,8 @@ json Answer(ledger::Ledger& ledger, const std::string& line)
     std::string command, argument;
     in >> command >> argument;
     if (command == "summary") {
-        json out = {{"size", ledger.size()}, {"root", HexEncode(ledger.root())}, {"schemaVersion", ledger.schema_version()}};
-        if (auto hash = ledger.StateHash()) out["stateHash"] = HexEncode(*hash);
+        json out = {{"size", ledger.size()}, {"root", HexEncode0x(ledger.root())}, {"schemaVersion", ledger.schema_version()}};
+        if (auto hash = ledger.StateHash()) out["stateHash"] = HexEncode0x(*hash);
         if (auto cursor = ledger.GetCursor("evm")) {
             out["evmCursor"] = {{"block", cursor->block_number}, {"hash", HexEncode0x(cursor->block_hash)}};
         }
@@ -71,7 +71,7 @@ json Answer(ledger::Ledger& ledger, const std::string& line)
         const auto index = std::strtoull(argument.c_str(), nullptr, 10);
         const auto leaf = ledger.GetLeaf(index);
         if (!leaf) return {{"error", leaf.error()}};
-        return {{"index", index}, {"leaf", HexEncode(*leaf)}};
+        return {{"index", index}, {"leaf", HexEncode0x(*leaf)}};
     }
     return {{"error", "unknown command '" + command + "'; expected summary, totals, order, position, reputation, leaf, health, check"}};
 }

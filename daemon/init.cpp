@@ -370,7 +370,7 @@ int DaemonMain(int argc, char* argv[])
         return InitError(opened.error());
     }
     node.ledger = std::move(opened.value());
-    LogInfo("Checkpoint key: {}", HexEncode(*node.ledger->checkpoint_public_key()));
+    LogInfo("Checkpoint key: {}", HexEncode0x(*node.ledger->checkpoint_public_key()));
     if (args.GetBool("rebuild", false)) {
         const auto before = node.ledger->StateHash();
         if (auto status = node.ledger->RebuildProjections(); !status) {
@@ -383,7 +383,7 @@ int DaemonMain(int argc, char* argv[])
             node.Shutdown();
             return InitError("cannot compute the state hash");
         }
-        LogInfo("Projection state hash before rebuild {}, after {}{}", HexEncode(*before), HexEncode(*after),
+        LogInfo("Projection state hash before rebuild {}, after {}{}", HexEncode0x(*before), HexEncode0x(*after),
                 *before == *after ? "" : " (DIFFERENT: the stored projections did not match the log)");
     }
 

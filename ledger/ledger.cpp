@@ -806,7 +806,7 @@ Status Ledger::Load()
     m.frontier = MerkleFrontier::Load(m.Nodes(), tree_size ? keys::ParseU64(*tree_size) : 0);
     if (stored) {
         LogInfo("Opened database {} (schema version {}, {} events, root {})", dir.string(), m_schema_version,
-                m.frontier.size(), HexEncode(m.frontier.Root()));
+                m.frontier.size(), HexEncode0x(m.frontier.Root()));
     }
     if (auto marked = m.OpenMark(!stored); !marked) return marked;
     if (m.options.read_only) return {};
@@ -1302,7 +1302,7 @@ Result<BackupResult> Ledger::Backup(const std::filesystem::path& dir, bool inclu
         }
     }
     if (auto synced = SyncPath(dir, O_RDONLY | O_DIRECTORY); !synced) return Error{synced.error()};
-    LogInfo("Backup in {}: {} events, root {}, {} anchors{}", dir.string(), result->tree_size, HexEncode(result->root),
+    LogInfo("Backup in {}: {} events, root {}, {} anchors{}", dir.string(), result->tree_size, HexEncode0x(result->root),
             result->anchors, result->key_included ? ", checkpoint key included" : "");
     return result;
 }

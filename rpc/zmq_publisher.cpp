@@ -186,5 +186,6 @@ void ZmqPublisher::Notify(const ledger::LedgerNotice& notice)
 uint64_t ZmqPublisher::dropped() const { return m_impl->dropped.load(); }
 uint64_t ZmqPublisher::published() const { return m_impl->published.load(); }
 const std::string& ZmqPublisher::epoch() const { return m_impl->epoch; }
+const std::string& ZmqPublisher::endpoint() const { return m_impl->options.endpoint; }
 
 } // namespace bitacora::rpc

@@ -43,6 +43,7 @@ public:
     uint64_t dropped() const;
     uint64_t published() const;
     const std::string& epoch() const; // this process's stream epoch (hex)
+    const std::string& endpoint() const;
 
     struct Impl;
 

@@ -166,7 +166,7 @@ void Anchorer::Step(uint64_t tip_height, bool sources_synced)
                     ++m_status.anchors_final;
                 }
                 LogInfo("Anchor {} final: tree size {} root {} in block {} ({} confirmations)", latest->id,
-                        latest->tree_size, HexEncode(latest->root), latest->proof->block_height,
+                        latest->tree_size, HexEncode0x(latest->root), latest->proof->block_height,
                         tip_height + 1 - latest->proof->block_height);
             }
             finish_request(fmt::format("anchor {} is confirmed and not final yet; it covers tree size {}", latest->id,
@@ -227,7 +227,7 @@ void Anchorer::Step(uint64_t tip_height, bool sources_synced)
         LOCK(m_status_mutex);
         ++m_status.anchors_planned;
     }
-    LogInfo("Anchor {} planned: tree size {} root {}", record.id, record.tree_size, HexEncode(record.root));
+    LogInfo("Anchor {} planned: tree size {} root {}", record.id, record.tree_size, HexEncode0x(record.root));
     SignPlanned(record);
     if (auto signed_record = m_ledger.GetAnchor(record.id); signed_record && signed_record->state == AnchorState::Signed) {
         Broadcast(*signed_record, tip_height);

@@ -307,6 +307,10 @@ def test_zmq_announces_what_it_rolls_back_topics_per_kind_and_an_epoch_per_proce
         check(sequences["final.offchain.offer.posted"] == 1, "one offer.posted before the restart")
         check(seq == body["index"] - size, f"sequence {seq} for the restarted daemon's event {body['index'] - size}")
         check(body["epoch"] not in epochs, "a restart is told from a gap by a new epoch")
+        # bitacora_status names the same epoch, so a subscriber can ask which stream it is on.
+        stream = api.call("bitacora_status")["sources"]["zmq"]
+        check(stream["epoch"] == body["epoch"] and stream["published"] >= 1 and stream["dropped"] == 0,
+              f"bitacora_status's zmq: {stream}")
         print(f"after the restart: sequence {seq} under a new epoch ({submitted} submitted before one arrived)")
         # Resuming: the API from the last final index seen gives what was missed and what came.
         resumed = api.call("ledger_getEvents", size, 10)
