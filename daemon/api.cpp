@@ -1,5 +1,7 @@
 #include "daemon/api.h"
 
+#include "common/clock.h"
+
 #include "daemon/backup.h"
 
 #include "common/hex.h"
@@ -28,6 +30,10 @@ constexpr int64_t kRpcMaxRequestMsDefault = 10'000;
 constexpr int64_t kRpcMaxResponseDefault = 25'000'000;
 constexpr int64_t kUpstreamHangSDefault = 10;
 constexpr int64_t kUpstreamStallSDefault = 15;
+// Base makes a block every 2 s and Bitcoin one every 10 min on average: 10 minutes without
+// a new EVM head, or 2 hours without a Bitcoin block (e^-12 by chance), says the node is stuck.
+constexpr int64_t kEvmHeadStallSDefault = 600;
+constexpr int64_t kBtcHeadStallSDefault = 7'200;
 
 } // namespace
 
@@ -109,6 +115,14 @@ void RegisterRpcArgs(ArgsManager& args)
                  .help = "Seconds a followed source may fail (errors or a hung request, no answer at all) before GET "
                          "/health answers 503 unavailable, naming it",
                  .category = rpc, .min = 1, .max = 86'400});
+    args.AddArg({.name = "evmheadstall", .type = ArgType::Int, .default_text = std::to_string(kEvmHeadStallSDefault),
+                 .help = "Seconds the EVM node may answer with the same latest block before GET /health says the "
+                         "evm source is degraded (0: never; for a chain that makes blocks only on demand)",
+                 .category = rpc, .min = 0, .max = 86'400 * 7});
+    args.AddArg({.name = "btcheadstall", .type = ArgType::Int, .default_text = std::to_string(kBtcHeadStallSDefault),
+                 .help = "Seconds bitcoind may answer with the same best block before GET /health says the btc "
+                         "source is degraded (0: never)",
+                 .category = rpc, .min = 0, .max = 86'400 * 7});
     args.AddArg({.name = "rpcmaxrequestms", .type = ArgType::Int, .default_text = std::to_string(kRpcMaxRequestMsDefault),
                  .help = "Calls of a batch that start later than this many milliseconds after the request are "
                          "answered with an error",
@@ -123,6 +137,12 @@ std::chrono::milliseconds UpstreamHangAfter(const ArgsManager& args)
 std::chrono::milliseconds UpstreamStallAfter(const ArgsManager& args)
 {
     return std::chrono::seconds(args.GetInt("upstreamstall", kUpstreamStallSDefault));
+}
+
+HeadStall HeadStallBounds(const ArgsManager& args)
+{
+    return {.evm_s = static_cast<uint64_t>(args.GetInt("evmheadstall", kEvmHeadStallSDefault)),
+            .btc_s = static_cast<uint64_t>(args.GetInt("btcheadstall", kBtcHeadStallSDefault))};
 }
 
 Status ValidateRpcArgs(const ArgsManager& args)
@@ -378,6 +398,14 @@ namespace {
 
 // Each source's follower state as one series per state (1 for the current one), so that
 // an alert needs no label guessing.
+// Seconds since a head changed at `changed_unix_s` (none: never seen).
+std::optional<uint64_t> HeadAgeSeconds(uint64_t changed_unix_s)
+{
+    if (changed_unix_s == 0) return std::nullopt;
+    const uint64_t now = SystemClock().UnixSeconds();
+    return now > changed_unix_s ? now - changed_unix_s : 0;
+}
+
 void SourceStateMetrics(std::string& out, const ApiSources& sources)
 {
     Header(out, "bitacora_source_state", "gauge", "Each followed source's state: 1 for the current one.");
@@ -394,6 +422,16 @@ void SourceStateMetrics(std::string& out, const ApiSources& sources)
         for (const char* s : {"starting", "syncing", "synced", "node_down", "failed"}) {
             Sample(out, "bitacora_source_state", fmt::format("source=\"btc\",state=\"{}\"", s), state == s ? 1 : 0);
         }
+    }
+    Header(out, "bitacora_source_head_age_seconds", "gauge",
+           "Seconds since each source's node last reported a new head (NaN: none seen yet).");
+    auto age = [](uint64_t changed) {
+        const auto seconds = HeadAgeSeconds(changed);
+        return seconds ? static_cast<double>(*seconds) : std::nan("");
+    };
+    if (sources.evm) Sample(out, "bitacora_source_head_age_seconds", "source=\"evm\"", age(sources.evm->status().head_changed_unix_s));
+    if (sources.btc) {
+        Sample(out, "bitacora_source_head_age_seconds", "source=\"btc\"", age(sources.btc->status().node_best_changed_unix_s));
     }
 }
 
@@ -491,12 +529,14 @@ std::vector<rpc::SourceHealth> SourcesHealth(const ApiSources& sources)
         const auto s = sources.evm->status();
         out.push_back({.name = "evm", .state = std::string(evm::FollowerStateName(s.state)),
                        .failed = s.state == evm::FollowerStatus::State::Failed, .error = s.error,
-                       .upstream = judge(sources.evm_upstream)});
+                       .upstream = judge(sources.evm_upstream), .head_age_s = HeadAgeSeconds(s.head_changed_unix_s),
+                       .head_stall_s = sources.head_stall.evm_s});
     }
     if (sources.btc) {
         const auto s = sources.btc->status();
         out.push_back({.name = "btc", .state = s.state, .failed = s.state == "failed", .error = s.last_error,
-                       .upstream = judge(sources.btc_upstream)});
+                       .upstream = judge(sources.btc_upstream), .head_age_s = HeadAgeSeconds(s.node_best_changed_unix_s),
+                       .head_stall_s = sources.head_stall.btc_s});
     }
     return out;
 }

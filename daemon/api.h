@@ -21,6 +21,11 @@ Status ValidateRpcArgs(const ArgsManager& args);
 
 // nullptr with -noserver. An error names the option or the address that failed.
 // What the API reports on and drives; any may be null (that part is off).
+// -evmheadstall and -btcheadstall: how long each node's head may stand still (0: forever).
+struct HeadStall {
+    uint64_t evm_s{0};
+    uint64_t btc_s{0};
+};
 struct ApiSources {
     const evm::EvmFollower* evm{nullptr};
     btc::BtcFollower* btc{nullptr};
@@ -31,7 +36,10 @@ struct ApiSources {
     const rpc::ZmqPublisher* zmq{nullptr};
     // A source failing this long with no answer makes GET /health answer 503.
     std::chrono::milliseconds stall_after{std::chrono::seconds(15)};
+    HeadStall head_stall{};
 };
+
+HeadStall HeadStallBounds(const ArgsManager& args);
 
 // -upstreamhang and -upstreamstall (seconds).
 std::chrono::milliseconds UpstreamHangAfter(const ArgsManager& args);

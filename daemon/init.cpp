@@ -404,7 +404,7 @@ int DaemonMain(int argc, char* argv[])
         node.Shutdown();
         return InitError(evm_options.error());
     }
-    ApiSources api_sources{.stall_after = UpstreamStallAfter(args)};
+    ApiSources api_sources{.stall_after = UpstreamStallAfter(args), .head_stall = HeadStallBounds(args)};
     if (evm_options->has_value()) {
         (*evm_options)->rpc.monitor = std::make_shared<UpstreamMonitor>("evm", UpstreamHangAfter(args));
         api_sources.evm_upstream = (*evm_options)->rpc.monitor;

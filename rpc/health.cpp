@@ -1,5 +1,7 @@
 #include "rpc/health.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 
 namespace bitacora::rpc {
@@ -38,6 +40,15 @@ std::pair<Level, nlohmann::json> JudgeSource(const SourceHealth& source)
         if (upstream_level > level) {
             level = upstream_level;
             error = u.reason;
+        }
+    }
+    if (source.head_age_s) {
+        entry["headAgeSeconds"] = *source.head_age_s;
+        // A node that answers with the same head for too long is cut off or stuck itself.
+        if (source.head_stall_s != 0 && *source.head_age_s >= source.head_stall_s && level == Level::Ready) {
+            level = Level::Degraded;
+            error = fmt::format("the node's head has not advanced for {} s (the bound is {} s)", *source.head_age_s,
+                                source.head_stall_s);
         }
     }
     entry["healthy"] = level == Level::Ready;

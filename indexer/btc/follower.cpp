@@ -1,5 +1,6 @@
 #include "indexer/btc/follower.h"
 
+#include "common/clock.h"
 #include "common/logging.h"
 
 #include <fmt/format.h>
@@ -92,6 +93,14 @@ void BtcFollower::NoteError(const std::string& what)
     LOCK(m_status_mutex);
     ++m_status.rpc_errors;
     m_status.last_error = what;
+}
+
+void BtcFollower::NoteNodeBest(const Hash256& best)
+{
+    LOCK(m_status_mutex);
+    if (m_status.node_best_changed_unix_s != 0 && m_status.node_best_hash == best) return;
+    m_status.node_best_hash = best;
+    m_status.node_best_changed_unix_s = SystemClock().UnixSeconds();
 }
 
 bool BtcFollower::Initialize()
@@ -205,6 +214,7 @@ bool BtcFollower::SyncOnce()
         if (!best && best.error().node_unreachable()) m_status.state = "node_down";
         return false;
     }
+    NoteNodeBest(*best_hash);
     if (*best_hash == m_window.back().hash) {
         LOCK(m_status_mutex);
         m_status.state = "synced";

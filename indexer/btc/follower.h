@@ -46,6 +46,8 @@ struct BtcFollowerStatus {
     std::optional<uint64_t> tip_height;
     Hash256 tip_hash{};
     std::optional<uint64_t> node_height;
+    Hash256 node_best_hash{};
+    uint64_t node_best_changed_unix_s{0}; // when the node's best block last changed (0: never seen)
     uint64_t blocks_processed{0};
     uint64_t blocks_pruned_unread{0};
     uint64_t reorgs{0};
@@ -91,6 +93,8 @@ private:
     bool Initialize() LOCKS_EXCLUDED(m_status_mutex);
     bool Disconnect(const Tip& tip) LOCKS_EXCLUDED(m_status_mutex);
     void NoteError(const std::string& what) LOCKS_EXCLUDED(m_status_mutex);
+    // The node's best block as just seen; stamps the time when it changed.
+    void NoteNodeBest(const Hash256& best) LOCKS_EXCLUDED(m_status_mutex);
     void OnHint(const ZmqHint& hint) LOCKS_EXCLUDED(m_wake_mutex, m_status_mutex);
     // When ZMQ announced this block (then forgotten), or nullopt.
     std::optional<std::chrono::steady_clock::time_point> TakeAnnounced(const Hash256& hash) LOCKS_EXCLUDED(m_wake_mutex);

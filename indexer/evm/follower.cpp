@@ -591,6 +591,7 @@ struct EvmFollower::Impl {
         auto node_final = NodeFinal(*head);
         if (!node_final) return Next::Retry;
         UpdateStatus([&](FollowerStatus& s) {
+            if (s.head_block != head->number || s.head_changed_unix_s == 0) s.head_changed_unix_s = clock->UnixSeconds();
             s.head_block = head->number;
             s.node_final_block = node_final->number;
         });

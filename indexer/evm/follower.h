@@ -92,6 +92,7 @@ struct FollowerStatus {
     State state{State::Starting};
     std::string error;            // why the follower failed or what last went wrong
     uint64_t head_block{0};       // the node's latest
+    uint64_t head_changed_unix_s{0}; // when head_block last changed (0: never seen), by the follower's clock
     uint64_t node_final_block{0}; // the node's finalized block by our rule
     std::optional<uint64_t> final_block; // ours: the "evm" cursor
     std::optional<uint64_t> pending_tip;

@@ -259,6 +259,33 @@ def test_an_unreachable_evm_node_is_named_and_counted(options, tmp):
         platform.stop()
 
 
+def test_a_node_whose_head_stands_still_degrades_its_source(options, tmp):
+    # anvil makes blocks only when told: an answering node whose latest block stays put, as
+    # a node cut off from its peers would look. With -evmheadstall=3 that is noticed.
+    platform = Platform(options, tmp)
+    datadir = os.path.join(tmp, "node")
+    daemon = start_follower(options, platform, datadir, extra=HEALTH_ARGS + ["-evmheadstall=3"])
+    try:
+        platform.waves(1)
+        platform.mine(70)
+        wait_synced_at(datadir, platform, daemon=daemon)
+        port = rpc_port(datadir, daemon)
+        status, body = wait_health(port, lambda s, b: b["status"] == "degraded", 15, "/health degraded by a still head")
+        check(status == 200 and names_evm(body, "degraded"), f"{status} {body}")
+        check("head has not advanced" in body["sources"]["evm"]["error"], f"{body}")
+        check(body["sources"]["evm"]["headAgeSeconds"] >= 3, f"{body}")
+        samples, _ = metrics(port)
+        check(value(samples, "bitacora_source_head_age_seconds", source="evm") >= 3, "head age in /metrics")
+        platform.mine(1)
+        status, body = wait_health(port, lambda s, b: b["status"] == "ready", 15, "/health ready after a new block")
+        check(body["sources"]["evm"]["headAgeSeconds"] < 3, f"{body}")
+        print(f"STILL HEAD: degraded after 3 s without a new block, ready again after one: {body['sources']['evm']}",
+              flush=True)
+    finally:
+        daemon.stop()
+        platform.stop()
+
+
 def test_a_hanging_evm_node_is_logged_while_it_hangs(options, tmp):
     platform = Platform(options, tmp)
     node = HostileNode(platform.anvil.url).start()
@@ -420,5 +447,6 @@ def test_bitcoin_side_metrics_and_a_node_that_goes_down(options, tmp):
 
 
 if __name__ == "__main__":
-    main([test_an_unreachable_evm_node_is_named_and_counted, test_a_hanging_evm_node_is_logged_while_it_hangs,
+    main([test_an_unreachable_evm_node_is_named_and_counted, test_a_node_whose_head_stands_still_degrades_its_source,
+          test_a_hanging_evm_node_is_logged_while_it_hangs,
           test_metrics_pass_promtool_and_agree_with_status, test_bitcoin_side_metrics_and_a_node_that_goes_down])

@@ -64,6 +64,40 @@ TEST_CASE("health: ready, degraded while a source fails, unavailable once it sta
     CHECK(DecideHealth(ok, {}).http_status == 200);
 }
 
+TEST_CASE("health: a node that answers with the same head past its bound degrades its source; 0 never does")
+{
+    using V = UpstreamVerdict::State;
+    const ledger::LedgerHealth ok;
+    SourceHealth evm = Source("evm", "following", V::Ok);
+    evm.head_stall_s = 600;
+    evm.head_age_s = 599;
+    auto young = DecideHealth(ok, {evm});
+    CHECK(young.body["status"] == "ready");
+    CHECK(young.body["sources"]["evm"]["headAgeSeconds"] == 599);
+
+    evm.head_age_s = 600;
+    auto frozen = DecideHealth(ok, {evm, Source("btc", "synced", V::Ok)});
+    CHECK(frozen.http_status == 200);
+    CHECK(frozen.body["status"] == "degraded");
+    CHECK(frozen.body["failing"] == nlohmann::json::array({"evm"}));
+    CHECK(frozen.body["sources"]["evm"]["error"] == "the node's head has not advanced for 600 s (the bound is 600 s)");
+
+    // A failing upstream is the more telling reason, and a stalled one still makes it 503.
+    SourceHealth down = Source("evm", "following", V::Stalled, "refused");
+    down.head_stall_s = 600;
+    down.head_age_s = 4000;
+    auto stalled = DecideHealth(ok, {down});
+    CHECK(stalled.http_status == 503);
+    CHECK(stalled.body["sources"]["evm"]["error"] == "refused");
+
+    evm.head_stall_s = 0; // a chain that makes blocks on demand (anvil, regtest)
+    evm.head_age_s = 1'000'000;
+    CHECK(DecideHealth(ok, {evm}).body["status"] == "ready");
+    evm.head_age_s.reset(); // no head seen yet: nothing to judge
+    evm.head_stall_s = 600;
+    CHECK(DecideHealth(ok, {evm}).body["status"] == "ready");
+}
+
 TEST_CASE("upstream verdicts: an answer ends a failure, a hung request counts from its start, idle is ok")
 {
     UpstreamMonitor monitor("btc", 1s);
