@@ -14,6 +14,8 @@ enum class Mutation {
     AppendBeforeFinality, // EVM: the head counts as final
     KeepOverlayOnReorg,   // EVM: a reorg forgets to roll the ledger's pending overlay back
     ForgetCursorCheck,    // EVM: a reorg below the final block is not checked at start
+    AnchorKeepsProof,     // anchorer: a disconnected block's anchor keeps its proof material
+    AnchorFinalEarly,     // anchorer: final one confirmation too soon
 };
 
 #ifdef BITACORA_SIM_MUTATIONS

@@ -1,6 +1,7 @@
 #include "indexer/btc/anchorer.h"
 
 #include "common/logging.h"
+#include "common/mutation.h"
 
 #include <fmt/format.h>
 
@@ -159,7 +160,8 @@ void Anchorer::Step(uint64_t tip_height, bool sources_synced)
     auto latest = m_ledger.LatestAnchor();
     if (latest && latest->active()) {
         if (latest->state == AnchorState::Confirmed) {
-            if (latest->proof && tip_height + 1 >= latest->proof->block_height + m_options.final_confirmations) {
+            const uint64_t early = sim::Mutated(sim::Mutation::AnchorFinalEarly) ? 1 : 0;
+            if (latest->proof && tip_height + 1 + early >= latest->proof->block_height + m_options.final_confirmations) {
                 latest->state = AnchorState::Final;
                 if (Save(*latest, 3)) {
                     LOCK(m_status_mutex);
@@ -495,7 +497,7 @@ bool Anchorer::OnBlockConnected(uint64_t height, const Hash256& hash, const Bloc
 void Anchorer::OnBlockDisconnected(uint64_t height, const Hash256& hash)
 {
     auto latest = m_ledger.LatestAnchor();
-    if (!latest) return;
+    if (!latest || sim::Mutated(sim::Mutation::AnchorKeepsProof)) return;
     const uint64_t from = latest->id > kRecentAnchorsMax ? latest->id - kRecentAnchorsMax : 0;
     for (auto& record : m_ledger.ListAnchors(from, kRecentAnchorsMax + 1)) {
         if (!record.proof || record.proof->block_hash != hash) continue;

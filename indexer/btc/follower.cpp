@@ -367,31 +367,37 @@ void BtcFollower::Run()
     }
 }
 
+BtcFollower::Step BtcFollower::StepOnce()
+{
+    Step step;
+    step.ok = SyncOnce();
+    bool zmq_on = false;
+    if (step.ok) {
+        m_backoff_ms = 0;
+        const auto tip = tip_height();
+        {
+            LOCK(m_status_mutex);
+            step.more = m_status.node_height && m_status.tip_height && *m_status.tip_height < *m_status.node_height;
+            zmq_on = m_zmq != nullptr;
+        }
+        if (m_anchorer && tip) {
+            m_anchorer->Step(*tip, !step.more && (!m_options.others_synced || m_options.others_synced()));
+        }
+    } else {
+        m_backoff_ms = std::min(m_options.error_backoff_ms_max, std::max(250u, m_backoff_ms * 2));
+    }
+    const uint32_t wait_ms =
+        !step.ok ? m_backoff_ms : (zmq_on ? m_options.zmq_poll_interval_ms : m_options.poll_interval_ms);
+    // The anchorer also wakes on its own retry timer.
+    step.wait_ms = step.more ? 0 : std::min<uint32_t>(wait_ms, 1'000u * (m_anchorer ? 5u : 60u));
+    return step;
+}
+
 void BtcFollower::Loop()
 {
     while (!m_stop) {
-        const bool ok = SyncOnce();
-        bool more = false;
-        bool zmq_on = false;
-        if (ok) {
-            m_backoff_ms = 0;
-            const auto tip = tip_height();
-            {
-                LOCK(m_status_mutex);
-                more = m_status.node_height && m_status.tip_height && *m_status.tip_height < *m_status.node_height;
-                zmq_on = m_zmq != nullptr;
-            }
-            if (m_anchorer && tip) {
-                m_anchorer->Step(*tip, !more && (!m_options.others_synced || m_options.others_synced()));
-            }
-        } else {
-            m_backoff_ms = std::min(m_options.error_backoff_ms_max, std::max(250u, m_backoff_ms * 2));
-        }
-        if (more) continue;
-        const uint32_t wait_ms = !ok ? m_backoff_ms : (zmq_on ? m_options.zmq_poll_interval_ms : m_options.poll_interval_ms);
-        // The anchorer also wakes on its own retry timer.
-        const uint32_t capped_ms = std::min<uint32_t>(wait_ms, 1'000u * (m_anchorer ? 5u : 60u));
-        WaitForWake(std::chrono::milliseconds(capped_ms));
+        const Step step = StepOnce();
+        if (!step.more) WaitForWake(std::chrono::milliseconds(step.wait_ms));
     }
 }
 

@@ -79,6 +79,15 @@ public:
     // One pass: reorgs walked back, up to blocks_per_step_max blocks connected. Public
     // for tests and benchmarks that drive the follower without its thread.
     bool SyncOnce() LOCKS_EXCLUDED(m_wake_mutex, m_status_mutex);
+    // What the thread does each turn: SyncOnce, then the anchorer's step at the new tip.
+    // `more`: blocks are left to connect (step again at once); else wait `wait_ms` or a
+    // Wake(). The simulator (tests/sim) drives these steps on its own clock.
+    struct Step {
+        bool ok{false};
+        bool more{false};
+        uint32_t wait_ms{0};
+    };
+    Step StepOnce() LOCKS_EXCLUDED(m_wake_mutex, m_status_mutex);
     std::optional<uint64_t> tip_height() const LOCKS_EXCLUDED(m_status_mutex);
 
 private:

@@ -28,7 +28,7 @@ struct Args {
 [[noreturn]] void Usage(const std::string& why)
 {
     fmt::print(stderr, "bitacora-sim: {}\nusage: bitacora-sim [--seed N | --seeds K [--first N]] [--steps M] "
-                       "[--faults X] [--no-crashes] [--no-disk-full] [--no-deep-reorgs] [--mutation NAME] "
+                       "[--faults X] [--no-crashes] [--no-disk-full] [--no-deep-reorgs] [--no-bitcoin] [--mutation NAME] "
                        "[--mutations] [--no-shrink] [--quiet] [--verbose] [--dir PATH]\n", why);
     std::exit(2);
 }
@@ -57,6 +57,7 @@ Args Parse(int argc, char** argv)
         else if (arg == "--no-crashes") args.base.crashes = false;
         else if (arg == "--no-disk-full") args.base.disk_full = false;
         else if (arg == "--no-deep-reorgs") args.base.deep_reorgs = false;
+        else if (arg == "--no-bitcoin") args.base.bitcoin = false;
         else if (arg == "--mutations") args.mutations = true;
         else if (arg == "--no-shrink") args.shrink = false;
         else if (arg == "--quiet") args.quiet = true;
@@ -74,6 +75,7 @@ Args Parse(int argc, char** argv)
 struct Totals {
     uint64_t runs{0}, blocks{0}, steps{0}, follower_steps{0}, reorgs{0}, crashes{0}, disk_fulls{0}, faults{0},
         deep_stops{0}, events{0};
+    BtcSideStats btc;
     void Add(const SimResult& r)
     {
         ++runs;
@@ -86,6 +88,15 @@ struct Totals {
         faults += r.provider_faults;
         deep_stops += r.stopped_on_deep_reorg;
         events += r.final_events;
+        btc.blocks += r.btc.blocks;
+        btc.reorgs += r.btc.reorgs;
+        btc.restarts += r.btc.restarts;
+        btc.steps += r.btc.steps;
+        btc.anchors += r.btc.anchors;
+        btc.anchors_final += r.btc.anchors_final;
+        btc.anchors_abandoned += r.btc.anchors_abandoned;
+        btc.fee_bumps += r.btc.fee_bumps;
+        btc.node_faults += r.btc.node_faults;
     }
 };
 
@@ -114,13 +125,17 @@ void PrintTotals(const Totals& t, double seconds)
                t.events, seconds, seconds > 0 ? 60.0 * static_cast<double>(t.runs) / seconds : 0.0,
                seconds > 0 ? static_cast<double>(t.blocks) / seconds : 0.0,
                seconds > 0 ? static_cast<double>(t.steps) / seconds : 0.0);
+    fmt::print("bitcoin: {} blocks ({} reorgs), {} node restarts, {} node faults, {} follower steps, {} anchors ({} final, "
+               "{} abandoned), {} fee bumps\n",
+               t.btc.blocks, t.btc.reorgs, t.btc.restarts, t.btc.node_faults, t.btc.steps, t.btc.anchors,
+               t.btc.anchors_final, t.btc.anchors_abandoned, t.btc.fee_bumps);
 }
 
 int Mutations(const Args& args)
 {
     int missed = 0;
     for (Mutation m : {Mutation::SkipParentCheck, Mutation::AppendBeforeFinality, Mutation::KeepOverlayOnReorg,
-                       Mutation::ForgetCursorCheck}) {
+                       Mutation::ForgetCursorCheck, Mutation::AnchorKeepsProof, Mutation::AnchorFinalEarly}) {
         SimOptions base = args.base;
         base.mutation = m;
         Totals totals;

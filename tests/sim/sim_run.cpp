@@ -13,6 +13,10 @@
 //     consistency check (every leaf, node and the high-water mark) passes.
 // A crash (power cut) may lose final events that were not synced: the log may shrink,
 // but only to a prefix of what it was, and the follower fetches them again.
+// The Bitcoin follower and the anchorer run beside it on the same ledger (sim_btc_side.h
+// lists their invariants); their anchor events are the only other events in the log.
+// After a reorg below final the daemon exits (the EVM follower's fatal error): from
+// then on the Bitcoin side is stopped too.
 #include "tests/sim/sim_run.h"
 
 #include "common/logging.h"
@@ -20,6 +24,7 @@
 #include "indexer/evm/log_decoder.h"
 #include "ledger/ledger.h"
 #include "tests/sim/fault_fs.h"
+#include "tests/sim/sim_btc_side.h"
 #include "tests/sim/sim_evm.h"
 
 #include <fmt/format.h>
@@ -35,6 +40,7 @@ constexpr uint32_t kFollowerStepsPerStepMax = 64; // a step that never idles is 
 constexpr uint32_t kQuietStepsMax = 1'000;        // follower steps to converge at the end
 constexpr const char* kSource = "evm";
 constexpr uint64_t kDeepReorgStepsMax = 30;       // steps a follower may take to see a reorg below its final block
+constexpr uint32_t kBtcStepsPerStepMax = 16;      // the Bitcoin follower's turns per simulator step
 
 struct Failure {
     std::string what;
@@ -64,12 +70,14 @@ public:
           m_fs(FaultFs::Create()), m_env(m_fs->NewEnv()),
           m_dir(options.work_dir / fmt::format("bitacora-sim-{}-{}", ::getpid(), options.seed))
     {
+        if (options.bitcoin) m_btc = std::make_unique<BtcSide>(options.seed, options.fault_intensity, m_clock);
         // Receipts mode needs eth_getBlockReceipts: without it the follower waits for ever, as it should.
         const bool receipts = m_provider.config().receipts && m_chain.config().receipts && m_prng.Chance(0.3);
         m_verify = receipts ? evm::VerifyMode::Receipts : evm::VerifyMode::Bloom;
     }
     ~Run()
     {
+        m_btc.reset();
         m_node.follower.reset();
         m_node.ledger.reset();
         std::error_code ignored;
@@ -92,6 +100,9 @@ private:
     void CheckMirror();
     void Converge();
     void CheckEnd();
+    void CheckDeepReorgLog();
+    void StopBitcoin();
+    void CheckBitcoin();
     [[noreturn]] void Fail(const std::string& what) { throw Failure{what}; }
 
     const SimOptions m_options;
@@ -106,7 +117,9 @@ private:
     Node m_node;
     SimResult m_result;
     uint64_t m_step{0};
+    std::unique_ptr<BtcSide> m_btc; // null without the Bitcoin side, and once the daemon exited
     uint64_t m_verified_size{0};   // leaves checked against the reference so far
+    uint64_t m_verified_evm{0};    // ... of which EVM events (the others are anchor events)
     bool m_disk_full{false};
     std::optional<uint64_t> m_fork_below_final; // a deep reorg's first replaced height, if it hit our log
     uint64_t m_size_at_deep_reorg{0};
@@ -144,6 +157,22 @@ void Run::Start()
         m_node.fatal = true;
         m_node.fatal_message = why;
     });
+    if (m_btc) m_btc->Start(*m_node.ledger);
+}
+
+// The daemon exits (the EVM follower's fatal error): the Bitcoin side with it.
+void Run::StopBitcoin()
+{
+    if (!m_btc) return;
+    m_result.btc = m_btc->stats();
+    m_btc->Stop();
+    m_btc.reset();
+}
+
+void Run::CheckBitcoin()
+{
+    if (!m_btc) return;
+    if (const auto broken = m_btc->Check(); !broken.empty()) Fail("bitcoin: " + broken);
 }
 
 // The process dies: what was not synced is lost, the in-memory state is gone.
@@ -151,6 +180,7 @@ void Run::Crash()
 {
     ++m_result.crashes;
     m_fs->PowerCut();
+    if (m_btc) m_btc->Stop();
     m_node.follower.reset();
     m_node.ledger.reset();
     if (auto restored = m_fs->Restore(); !restored) Fail("cannot restore after a power cut: " + restored.error());
@@ -158,6 +188,7 @@ void Run::Crash()
     Start();
     // A lost unsynced tail is allowed; check the whole log again.
     m_verified_size = 0;
+    m_verified_evm = 0;
     if (m_fork_below_final) {
         // The lost tail may have held every block the deep reorg replaced: then the log
         // is a prefix of the new chain, and following on is right.
@@ -175,6 +206,7 @@ void Run::Crash()
 // A clean restart (after a full disk, the ledger refuses appends until one).
 void Run::Restart()
 {
+    if (m_btc) m_btc->Stop();
     m_node.follower.reset();
     m_node.ledger.reset();
     m_fs->ClearFaults();
@@ -236,17 +268,10 @@ void Run::CheckFinal()
 {
     ledger::Ledger& ledger = *m_node.ledger;
     const uint64_t size = ledger.size();
-    if (m_fork_below_final) {
-        if (size != m_size_at_deep_reorg || ledger.root() != m_root_at_deep_reorg) {
-            Fail(fmt::format("after a reorg below the final block (at {}), the log changed: size {} -> {}",
-                             *m_fork_below_final, m_size_at_deep_reorg, size));
-        }
-        return;
-    }
+    if (m_fork_below_final) return CheckDeepReorgLog();
     const auto cursor = ledger.GetCursor(kSource);
     if (!cursor) {
-        if (size != 0) Fail(fmt::format("{} events in the log and no evm cursor", size));
-        m_verified_size = 0;
+        if (ledger.GetTotals(false).anchor_events != size) Fail(fmt::format("{} events in the log and no evm cursor", size));
         return;
     }
     if (cursor->block_number > m_chain.Head() || m_chain.CanonicalHash(cursor->block_number) != cursor->block_hash) {
@@ -254,17 +279,21 @@ void Run::CheckFinal()
                          HexEncode0x(cursor->block_hash)));
     }
     const auto expected = m_chain.LogsOfCanonicalBlocks(kStartBlock, cursor->block_number);
-    if (size != expected.size()) {
-        Fail(fmt::format("the log holds {} events; the canonical chain has {} up to the cursor's block {}", size,
+    const uint64_t evm_events = size - ledger.GetTotals(false).anchor_events;
+    if (evm_events != expected.size()) {
+        Fail(fmt::format("the log holds {} EVM events; the canonical chain has {} up to the cursor's block {}", evm_events,
                          expected.size(), cursor->block_number));
     }
-    for (uint64_t i = std::min(m_verified_size, size); i < size; ++i) {
+    if (m_verified_size > size) m_verified_size = m_verified_evm = 0;
+    for (uint64_t i = m_verified_size; i < size; ++i) {
         auto leaf = ledger.GetLeaf(i);
         if (!leaf) Fail(fmt::format("leaf {} cannot be read: {}", i, leaf.error()));
         auto event = ledger::DecodeEvent(*leaf);
+        if (event && event->kind() == ledger::EventKind::Anchor) continue;
         if (!event || !event->origin) Fail(fmt::format("leaf {} is not an on-chain event", i));
         const ledger::EvmOrigin& origin = *event->origin;
-        const evm::Log& log = expected[i];
+        if (m_verified_evm >= expected.size()) Fail(fmt::format("leaf {} is an EVM event beyond the canonical logs", i));
+        const evm::Log& log = expected[m_verified_evm++];
         if (origin.block_number != log.block_number || origin.block_hash != log.block_hash ||
             origin.log_index != log.log_index || origin.tx_hash != log.tx_hash || origin.contract != log.address) {
             Fail(fmt::format("leaf {} is the log {} of block {}; the canonical chain has log {} of block {} there", i,
@@ -272,6 +301,26 @@ void Run::CheckFinal()
         }
     }
     m_verified_size = size;
+}
+
+// Invariant 4: after a reorg below final, what the log held stays; only anchor events
+// (from before the daemon exited) may follow.
+void Run::CheckDeepReorgLog()
+{
+    ledger::Ledger& ledger = *m_node.ledger;
+    const uint64_t size = ledger.size();
+    const auto root = ledger.RootAt(m_size_at_deep_reorg);
+    if (size < m_size_at_deep_reorg || !root || *root != m_root_at_deep_reorg) {
+        Fail(fmt::format("after a reorg below the final block (at {}), the log changed: size {} -> {}",
+                         *m_fork_below_final, m_size_at_deep_reorg, size));
+    }
+    for (uint64_t i = m_size_at_deep_reorg; i < size; ++i) {
+        auto leaf = ledger.GetLeaf(i);
+        auto event = leaf ? ledger::DecodeEvent(*leaf) : Result<ledger::Event>(Error{"unreadable"});
+        if (!event || event->kind() != ledger::EventKind::Anchor) {
+            Fail(fmt::format("after a reorg below the final block (at {}), leaf {} was appended", *m_fork_below_final, i));
+        }
+    }
 }
 
 // Invariants 2 and 3.
@@ -387,8 +436,12 @@ SimResult Run::Go()
         Start();
         for (m_step = 1; m_step <= m_options.steps; ++m_step) {
             ChainStep();
+            if (m_btc) m_btc->ChainStep();
             DriveFollower(kFollowerStepsPerStepMax);
+            if (m_node.fatal) StopBitcoin();
+            if (m_btc) m_btc->Drive(kBtcStepsPerStepMax);
             Check(/*quiet=*/false);
+            CheckBitcoin();
             if (m_node.fatal && !m_fork_below_final) Fail("the follower stopped: " + m_node.fatal_message);
             if (m_fork_below_final && !m_node.fatal && m_step > m_deep_reorg_step + kDeepReorgStepsMax) {
                 Fail(fmt::format("a reorg replaced final block {} {} steps ago and the follower goes on",
@@ -402,6 +455,12 @@ SimResult Run::Go()
             m_chain.Mine(m_chain.config().finalized_lag + 40); // everything so far becomes final
             m_provider.SetQuiet(true);
             Converge();
+        }
+        if (m_node.fatal) StopBitcoin();
+        if (m_btc) {
+            if (m_disk_full) Restart();
+            if (const auto broken = m_btc->Settle(); !broken.empty()) Fail("bitcoin, at the quiet end: " + broken);
+            Check(/*quiet=*/true);
         }
         CheckEnd();
     } catch (const Failure& failure) {
@@ -418,6 +477,7 @@ SimResult Run::Go()
         if (auto cursor = m_node.ledger->GetCursor(kSource)) m_result.final_block = cursor->block_number;
     }
     m_result.simulated_ms = static_cast<uint64_t>(m_clock.elapsed().count());
+    if (m_btc) m_result.btc = m_btc->stats();
     return m_result;
 }
 
@@ -441,6 +501,8 @@ std::string_view MutationName(Mutation mutation)
     case Mutation::AppendBeforeFinality: return "append-before-finality";
     case Mutation::KeepOverlayOnReorg: return "keep-overlay-on-reorg";
     case Mutation::ForgetCursorCheck: return "forget-cursor-check";
+    case Mutation::AnchorKeepsProof: return "anchor-keeps-proof";
+    case Mutation::AnchorFinalEarly: return "anchor-final-early";
     }
     return "?";
 }
@@ -448,7 +510,8 @@ std::string_view MutationName(Mutation mutation)
 std::optional<Mutation> ParseMutation(std::string_view name)
 {
     for (Mutation m : {Mutation::None, Mutation::SkipParentCheck, Mutation::AppendBeforeFinality,
-                       Mutation::KeepOverlayOnReorg, Mutation::ForgetCursorCheck}) {
+                       Mutation::KeepOverlayOnReorg, Mutation::ForgetCursorCheck, Mutation::AnchorKeepsProof,
+                       Mutation::AnchorFinalEarly}) {
         if (MutationName(m) == name) return m;
     }
     return std::nullopt;
@@ -461,6 +524,7 @@ std::string ReplayLine(const SimOptions& o)
     if (!o.crashes) line += " --no-crashes";
     if (!o.disk_full) line += " --no-disk-full";
     if (!o.deep_reorgs) line += " --no-deep-reorgs";
+    if (!o.bitcoin) line += " --no-bitcoin";
     if (o.mutation != Mutation::None) line += fmt::format(" --mutation {}", MutationName(o.mutation));
     return line;
 }
@@ -474,14 +538,16 @@ SimOptions Shrink(const SimOptions& failing, uint32_t runs_max)
         return !RunSimulation(candidate).ok;
     };
     // Fewer kinds of trouble, one at a time, kept off where the run still fails.
-    for (int knob = 0; knob < 4 && runs < runs_max; ++knob) {
+    for (int knob = 0; knob < 5 && runs < runs_max; ++knob) {
         SimOptions candidate = best;
         if (knob == 0) candidate.fault_intensity = 0;
         if (knob == 1) candidate.crashes = false;
         if (knob == 2) candidate.disk_full = false;
         if (knob == 3) candidate.deep_reorgs = false;
+        if (knob == 4) candidate.bitcoin = false;
         if (candidate.fault_intensity != best.fault_intensity || candidate.crashes != best.crashes ||
-            candidate.disk_full != best.disk_full || candidate.deep_reorgs != best.deep_reorgs) {
+            candidate.disk_full != best.disk_full || candidate.deep_reorgs != best.deep_reorgs ||
+            candidate.bitcoin != best.bitcoin) {
             if (fails(candidate)) best = candidate;
         }
     }

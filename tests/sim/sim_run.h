@@ -6,6 +6,7 @@
 #pragma once
 
 #include "common/mutation.h"
+#include "tests/sim/sim_btc_side.h"
 
 #include <cstdint>
 #include <filesystem>
@@ -21,6 +22,7 @@ struct SimOptions {
     bool crashes{true};            // power cuts: the process dies, unsynced writes are lost
     bool disk_full{true};          // a full disk at some write
     bool deep_reorgs{true};        // at most one reorg below what the node called final, late in the run
+    bool bitcoin{true};            // the Bitcoin follower and the anchorer beside the EVM follower
     Mutation mutation{Mutation::None};
     std::filesystem::path work_dir{"/dev/shm"};
     bool verbose{false};           // the follower's log on stderr
@@ -44,6 +46,7 @@ struct SimResult {
     bool deep_reorg{false};        // a reorg took a block the ledger held as final
     bool stopped_on_deep_reorg{false};
     uint64_t simulated_ms{0};
+    BtcSideStats btc;              // the Bitcoin side's (zero without it)
 };
 
 SimResult RunSimulation(const SimOptions& options);
