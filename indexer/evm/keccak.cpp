@@ -1,5 +1,5 @@
 // Keccak-f[1600] as specified in FIPS 202 section 3 (theta, rho, pi, chi, iota),
-// written lane-wise; checked against published vectors in tests/unit/test_keccak.cpp.
+// written lane-wise with loops the compiler unrolls; checked against published vectors in tests/unit/test_keccak.cpp.
 #include "indexer/evm/keccak.h"
 
 #include <algorithm>
@@ -18,33 +18,37 @@ constexpr uint64_t kRoundConstants[24] = {
     0x8000000080008081ULL, 0x8000000000008080ULL, 0x0000000080000001ULL, 0x8000000080008008ULL,
 };
 
-// rho offsets and pi destinations along the lane cycle starting at lane 1.
-constexpr int kRhoOffsets[24] = {1, 3, 6, 10, 15, 21, 28, 36, 45, 55, 2, 14, 27, 41, 56, 8, 25, 43, 62, 18, 39, 61, 20, 44};
-constexpr int kPiLanes[24] = {10, 7, 11, 17, 18, 3, 5, 16, 8, 21, 24, 4, 15, 23, 19, 13, 12, 2, 20, 14, 22, 9, 6, 1};
-
-void KeccakF1600(std::array<uint64_t, 25>& a)
+// By lane index x + 5y: rho's rotation of lane (x, y), and where pi moves it,
+// (y, 2x + 3y mod 5). Both are indexed by constants once the loops below unroll.
+constexpr int kRho[25] = {0,  1,  62, 28, 27, 36, 44, 6,  55, 20, 3,  10, 43,
+                          25, 39, 41, 45, 15, 21, 8,  18, 2,  61, 56, 14};
+constexpr int PiDestination(int lane)
 {
+    const int x = lane % 5, y = lane / 5;
+    return y + 5 * ((2 * x + 3 * y) % 5);
+}
+
+// The state in registers for all 24 rounds: theta, rho and pi into b, chi back into a.
+void KeccakF1600(std::array<uint64_t, 25>& state)
+{
+    uint64_t a[25];
+    std::memcpy(a, state.data(), sizeof(a));
     for (int round = 0; round < 24; ++round) {
-        uint64_t c[5];
+        uint64_t c[5], d[5], b[25];
+#pragma GCC unroll 5
         for (int x = 0; x < 5; ++x) c[x] = a[x] ^ a[x + 5] ^ a[x + 10] ^ a[x + 15] ^ a[x + 20];
-        for (int x = 0; x < 5; ++x) {
-            const uint64_t d = c[(x + 4) % 5] ^ std::rotl(c[(x + 1) % 5], 1);
-            for (int y = 0; y < 25; y += 5) a[y + x] ^= d;
-        }
-        uint64_t carried = a[1];
-        for (int i = 0; i < 24; ++i) {
-            const int lane = kPiLanes[i];
-            const uint64_t next = a[lane];
-            a[lane] = std::rotl(carried, kRhoOffsets[i]);
-            carried = next;
-        }
-        for (int y = 0; y < 25; y += 5) {
-            uint64_t row[5];
-            for (int x = 0; x < 5; ++x) row[x] = a[y + x];
-            for (int x = 0; x < 5; ++x) a[y + x] = row[x] ^ (~row[(x + 1) % 5] & row[(x + 2) % 5]);
+#pragma GCC unroll 5
+        for (int x = 0; x < 5; ++x) d[x] = c[(x + 4) % 5] ^ std::rotl(c[(x + 1) % 5], 1);
+#pragma GCC unroll 25
+        for (int lane = 0; lane < 25; ++lane) b[PiDestination(lane)] = std::rotl(a[lane] ^ d[lane % 5], kRho[lane]);
+#pragma GCC unroll 25
+        for (int lane = 0; lane < 25; ++lane) {
+            const int row = lane - lane % 5;
+            a[lane] = b[lane] ^ (~b[row + (lane + 1) % 5] & b[row + (lane + 2) % 5]);
         }
         a[0] ^= kRoundConstants[round];
     }
+    std::memcpy(state.data(), a, sizeof(a));
 }
 
 uint64_t LoadLittleEndian64(const uint8_t* p)
