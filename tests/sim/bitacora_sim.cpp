@@ -91,6 +91,7 @@ struct Totals {
         btc.blocks += r.btc.blocks;
         btc.reorgs += r.btc.reorgs;
         btc.restarts += r.btc.restarts;
+        btc.prunes += r.btc.prunes;
         btc.steps += r.btc.steps;
         btc.anchors += r.btc.anchors;
         btc.anchors_final += r.btc.anchors_final;
@@ -125,9 +126,9 @@ void PrintTotals(const Totals& t, double seconds)
                t.events, seconds, seconds > 0 ? 60.0 * static_cast<double>(t.runs) / seconds : 0.0,
                seconds > 0 ? static_cast<double>(t.blocks) / seconds : 0.0,
                seconds > 0 ? static_cast<double>(t.steps) / seconds : 0.0);
-    fmt::print("bitcoin: {} blocks ({} reorgs), {} node restarts, {} node faults, {} follower steps, {} anchors ({} final, "
+    fmt::print("bitcoin: {} blocks ({} reorgs), {} node restarts, {} prunings, {} node faults, {} follower steps, {} anchors ({} final, "
                "{} abandoned), {} fee bumps\n",
-               t.btc.blocks, t.btc.reorgs, t.btc.restarts, t.btc.node_faults, t.btc.steps, t.btc.anchors,
+               t.btc.blocks, t.btc.reorgs, t.btc.restarts, t.btc.prunes, t.btc.node_faults, t.btc.steps, t.btc.anchors,
                t.btc.anchors_final, t.btc.anchors_abandoned, t.btc.fee_bumps);
 }
 

@@ -70,6 +70,11 @@ void BtcSide::ChainStep()
     } else if (roll < 170) {
         m_node->Restart(/*forget_mempool=*/m_prng.Chance(0.5));
         ++m_stats.restarts;
+    } else if (roll < 178) {
+        // Pruning, now and then up to blocks the follower has not read yet (it was behind).
+        const uint64_t keep = m_prng.Chance(0.2) ? m_prng.Below(3) : m_prng.Between(6, 30);
+        if (m_node->Height() > keep + 1) m_node->Prune(m_node->Height() - keep);
+        ++m_stats.prunes;
     }
 }
 

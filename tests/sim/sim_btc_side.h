@@ -34,6 +34,7 @@ struct BtcSideStats {
     uint64_t blocks{0};
     uint64_t reorgs{0};
     uint64_t restarts{0};
+    uint64_t prunes{0};
     uint64_t steps{0};
     uint64_t anchors{0};          // records in the ledger at the end
     uint64_t anchors_final{0};
