@@ -16,6 +16,7 @@ enum class Mutation {
     ForgetCursorCheck,    // EVM: a reorg below the final block is not checked at start
     AnchorKeepsProof,     // anchorer: a disconnected block's anchor keeps its proof material
     AnchorFinalEarly,     // anchorer: final one confirmation too soon
+    AnchorResignsAfterCrash, // anchorer: after a restart, a sent anchor is funded and signed anew
 };
 
 #ifdef BITACORA_SIM_MUTATIONS

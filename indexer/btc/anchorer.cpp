@@ -176,6 +176,11 @@ void Anchorer::Step(uint64_t tip_height, bool sources_synced)
             return;
         }
         if (now < m_retry_at_s && !requested) return;
+        if (m_first_step && latest->state == AnchorState::Broadcast &&
+            sim::Mutated(sim::Mutation::AnchorResignsAfterCrash)) {
+            latest->state = AnchorState::Planned; // the broken variant: a second transaction for one anchor
+        }
+        m_first_step = false;
         if (latest->state == AnchorState::Planned) SignPlanned(*latest);
         latest = m_ledger.LatestAnchor();
         if (latest->state == AnchorState::Signed) Broadcast(*latest, tip_height);

@@ -99,6 +99,7 @@ private:
     uint64_t m_retry_at_s{0};
     const uint64_t m_started_s;
     bool m_first_wait_logged{false};
+    bool m_first_step{true}; // (for the simulator's mutation: the first step after a start)
     uint64_t m_last_checked_tip{UINT64_MAX};
     std::atomic<uint64_t> m_requested_ticket{0};
     std::atomic<uint64_t> m_handled_ticket{0}; // atomic for HandledTicket(); moved under m_status_mutex

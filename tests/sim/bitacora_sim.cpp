@@ -136,7 +136,8 @@ int Mutations(const Args& args)
 {
     int missed = 0;
     for (Mutation m : {Mutation::SkipParentCheck, Mutation::AppendBeforeFinality, Mutation::KeepOverlayOnReorg,
-                       Mutation::ForgetCursorCheck, Mutation::AnchorKeepsProof, Mutation::AnchorFinalEarly}) {
+                       Mutation::ForgetCursorCheck, Mutation::AnchorKeepsProof, Mutation::AnchorFinalEarly,
+                       Mutation::AnchorResignsAfterCrash}) {
         SimOptions base = args.base;
         base.mutation = m;
         Totals totals;

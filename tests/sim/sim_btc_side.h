@@ -7,7 +7,8 @@
 // The anchoring invariants, checked after every step:
 //  A1. Every anchor covers a prefix of the log: its tree size is at most the log's and
 //      the log's root at that size is the anchor's root.
-//  A2. No anchor has two of its transactions confirmed in the canonical chain.
+//  A2. No anchor has two transactions confirmed in the canonical chain (counted from the
+//      chain: the confirmed transactions that carry its payload).
 //  A3. Once the follower's tip is the node's best block: every confirmed or final anchor's
 //      proof material is self-consistent (header hash, txid, Merkle branch, payload) and is
 //      where the canonical chain has that transaction; a final one has its confirmations.
@@ -65,6 +66,7 @@ public:
 private:
     std::string CheckAnchor(const ledger::AnchorRecord& record, bool synced) const;
     std::string CheckProof(const ledger::AnchorRecord& record) const;
+    std::string CheckOneTransactionEach(const std::vector<ledger::AnchorRecord>& records) const;
     bool FollowerAtBest() const;
 
     ManualClock& m_clock;

@@ -503,6 +503,7 @@ std::string_view MutationName(Mutation mutation)
     case Mutation::ForgetCursorCheck: return "forget-cursor-check";
     case Mutation::AnchorKeepsProof: return "anchor-keeps-proof";
     case Mutation::AnchorFinalEarly: return "anchor-final-early";
+    case Mutation::AnchorResignsAfterCrash: return "anchor-resigns-after-crash";
     }
     return "?";
 }
@@ -511,7 +512,7 @@ std::optional<Mutation> ParseMutation(std::string_view name)
 {
     for (Mutation m : {Mutation::None, Mutation::SkipParentCheck, Mutation::AppendBeforeFinality,
                        Mutation::KeepOverlayOnReorg, Mutation::ForgetCursorCheck, Mutation::AnchorKeepsProof,
-                       Mutation::AnchorFinalEarly}) {
+                       Mutation::AnchorFinalEarly, Mutation::AnchorResignsAfterCrash}) {
         if (MutationName(m) == name) return m;
     }
     return std::nullopt;
