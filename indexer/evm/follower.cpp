@@ -500,6 +500,13 @@ struct EvmFollower::Impl {
     }
 
     uint64_t FinalNumber() const { return cursor ? cursor->block_number : options.start_block - 1; }
+    // Invariant: our mirror of the overlay is the blocks right above the final one, each
+    // once, in order (what the fetches checked is input; this is what we made of it).
+    void AssertContiguous() const
+    {
+        uint64_t expected = FinalNumber() + 1;
+        for ([[maybe_unused]] const auto& block : unfinal) assert(block.number == expected++);
+    }
     std::optional<Hash256> FinalHash() const
     {
         if (cursor) return cursor->block_hash;
@@ -649,8 +656,10 @@ struct EvmFollower::Impl {
             ResyncWithLedger();
             return false;
         }
+        assert(!cursor || up_to > cursor->block_number); // the final cursor only moves forward
         cursor = ledger::Cursor{std::string(kCursorSource), up_to, last.hash};
         while (!unfinal.empty() && unfinal.front().number <= up_to) unfinal.pop_front();
+        AssertContiguous();
         LogDebug(log::Category::Evm, "Final block {} ({}), {} events; log size {}", up_to, HexEncode0x(last.hash), events,
                  appended->tree_size);
         UpdateStatus([&](FollowerStatus& s) {
@@ -720,6 +729,7 @@ struct EvmFollower::Impl {
         }
         if (!sim::Mutated(sim::Mutation::KeepOverlayOnReorg)) ledger.RollbackPending(std::string(kCursorSource), ancestor);
         while (!unfinal.empty() && unfinal.back().number > ancestor) unfinal.pop_back();
+        AssertContiguous();
         LogWarning("EVM reorg: rolled back {} pending block{} to block {}", depth, depth == 1 ? "" : "s", ancestor);
         UpdateStatus([&](FollowerStatus& s) {
             ++s.reorgs;
@@ -861,6 +871,7 @@ struct EvmFollower::Impl {
                 return Next::Retry;
             }
             unfinal.push_back(ref);
+            AssertContiguous();
             const double latency_ms = std::chrono::duration<double, std::milli>(Clock::now() - fetched_at).count();
             LOCK(status_mutex);
             if (this->latency_ms.size() >= kLatencySamplesMax) this->latency_ms[latency_next] = latency_ms;
@@ -1516,6 +1527,8 @@ struct EvmFollower::Impl {
                 cursor = ledger.GetCursor(std::string(kCursorSource));
                 return false;
             }
+            // Invariant: the final cursor only moves forward (a reorg below it stops the follower).
+            assert(!cursor || cursor_block > cursor->block_number);
             cursor = next_cursor;
             UpdateStatus([&](FollowerStatus& s) {
                 s.final_block = cursor_block;
