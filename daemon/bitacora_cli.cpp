@@ -222,6 +222,18 @@ bool ParseUnsigned(const std::string& text, uint64_t& out)
     return ec == std::errc() && end == text.data() + text.size() && !text.empty();
 }
 
+// A bundle file, bounded in bytes and depth (a hostile file is refused, not parsed).
+Result<json> ReadBundle(const std::string& path)
+{
+    auto read = ReadJsonFileBounded(path, kBundleBytesMax);
+    if (read.status == JsonParseStatus::Unreadable) return Error{"cannot read " + path};
+    if (read.status == JsonParseStatus::TooLarge || read.status == JsonParseStatus::TooDeep) {
+        return Error{fmt::format("{} is not a proof bundle: over {} bytes or nested over {} deep", path, kBundleBytesMax,
+                                 kJsonDepthMax)};
+    }
+    return std::move(read.value);
+}
+
 int VerifyProof(const Options& o)
 {
     if (o.positional.size() < 2) {
@@ -230,13 +242,9 @@ int VerifyProof(const Options& o)
                     "-minconfirmations=N]",
                     kExitUsage);
     }
-    const auto read = ReadJsonFileBounded(o.positional[1], kBundleBytesMax);
-    if (read.status == JsonParseStatus::Unreadable) return Fail("cannot read " + o.positional[1]);
-    if (read.status == JsonParseStatus::TooLarge || read.status == JsonParseStatus::TooDeep) {
-        return Fail(fmt::format("{} is not a proof bundle: over {} bytes or nested over {} deep", o.positional[1],
-                                kBundleBytesMax, kJsonDepthMax));
-    }
-    const json& bundle = read.value;
+    const auto bundle_or = ReadBundle(o.positional[1]);
+    if (!bundle_or) return Fail(bundle_or.error());
+    const json& bundle = *bundle_or;
     auto reject = [](const std::string& check) {
         std::printf("INVALID: %s\n", check.c_str());
         return 1;
@@ -319,13 +327,9 @@ int VerifyProof(const Options& o)
 int ExportOtsFile(const Options& o)
 {
     if (o.positional.size() != 3) return Fail("usage: bitacora-cli exportots BUNDLE.json OUT.ots", kExitUsage);
-    const auto read = ReadJsonFileBounded(o.positional[1], kBundleBytesMax);
-    if (read.status == JsonParseStatus::Unreadable) return Fail("cannot read " + o.positional[1]);
-    if (read.status == JsonParseStatus::TooLarge || read.status == JsonParseStatus::TooDeep) {
-        return Fail(fmt::format("{} is not a proof bundle: over {} bytes or nested over {} deep", o.positional[1],
-                                kBundleBytesMax, kJsonDepthMax));
-    }
-    const json& bundle = read.value;
+    const auto bundle_or = ReadBundle(o.positional[1]);
+    if (!bundle_or) return Fail(bundle_or.error());
+    const json& bundle = *bundle_or;
     auto ots = ExportOts(bundle);
     if (!ots) return Fail(ots.error());
     std::ofstream out(o.positional[2], std::ios::binary | std::ios::trunc);
