@@ -1638,8 +1638,8 @@ struct EvmFollower::Impl {
                                                      : fmt::format("{} {}", unfinal.back().number, HexEncode0x(unfinal.back().hash));
         const std::string report = fmt::format("EVM synced: final block {}, pending tip {}, head {}; log size {} root {}; "
                                                "pending events {} digest {}",
-                                               final_text, tip_text, s.head_block, ledger.size(), HexEncode(ledger.root()),
-                                               s.events_pending, HexEncode(s.pending_digest));
+                                               final_text, tip_text, s.head_block, ledger.size(), HexEncode0x(ledger.root()),
+                                               s.events_pending, HexEncode0x(s.pending_digest));
         if (report == last_report) return;
         last_report = report;
         LogInfo("{}", report);

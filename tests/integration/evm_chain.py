@@ -12,8 +12,8 @@ from harness import Anvil, Daemon, check, wait_for
 
 SYNCED = re.compile(
     r"EVM synced: final block (?P<final>none|\d+ 0x[0-9a-f]{64}), pending tip (?P<tip>none|\d+ 0x[0-9a-f]{64}), "
-    r"head (?P<head>\d+); log size (?P<size>\d+) root (?P<root>[0-9a-f]{64}); "
-    r"pending events (?P<pending>\d+) digest (?P<digest>[0-9a-f]{64})")
+    r"head (?P<head>\d+); log size (?P<size>\d+) root (?P<root>0x[0-9a-f]{64}); "
+    r"pending events (?P<pending>\d+) digest (?P<digest>0x[0-9a-f]{64})")
 
 
 def tools(options):
