@@ -203,6 +203,7 @@ struct Ledger::Impl {
     // written again after that (its own assertions abort on it); reads still work,
     // and a restart once the disk is fixed recovers from the WAL.
     std::string write_error;
+    bool background_paused{false}; // StopBackgroundWrites ran
     std::unique_ptr<LayeredState> overlay; // final projections plus pending events
     // What was acknowledged, signed and anchored (null when opened read-only without one).
     std::unique_ptr<HighWaterFile> mark;
@@ -322,6 +323,16 @@ struct Ledger::Impl {
         return {};
     }
 
+    // After a write error the ledger appends nothing until restarted, so RocksDB's flushes
+    // and compactions stop too: on a full disk they fail and retry (a compaction every
+    // second), and closing the database waited on them for good while the disk stayed
+    // full (test_fault_fs hung so once in CI).
+    void StopBackgroundWrites()
+    {
+        if (background_paused || db == nullptr) return;
+        background_paused = db->PauseBackgroundWork().ok();
+    }
+
     // Writes the mark after an fsynced batch: the log up to the frontier, and the anchor.
     // A failure makes the ledger read-only: it could not vouch for what it appends next.
     Status MarkSynced(const AnchorRecord* anchor)
@@ -340,6 +351,7 @@ struct Ledger::Impl {
         if (auto written = mark->Write(next); !written) {
             write_error = written.error();
             health.SetReadOnly(written.error());
+            StopBackgroundWrites();
             LogError("{}; the ledger is read-only until restarted", written.error());
             return written;
         }
@@ -880,6 +892,7 @@ Result<AppendResult> Ledger::AppendLocked(const std::vector<Event>& events, cons
         // Nothing was applied: the in-memory frontier still matches the database.
         m.write_error = status.ToString();
         m.health.SetReadOnly(fmt::format("an append failed: {}", status.ToString()));
+        m.StopBackgroundWrites();
         LogError("Ledger append of {} events failed: {}; the ledger is read-only until restarted", events.size(),
                  status.ToString());
         return Error{fmt::format("ledger append failed: {}", status.ToString()), ErrorKind::Io};
