@@ -32,8 +32,6 @@ enum class ErrorKind {
     Stopped,  // the process is stopping; the work was abandoned
 };
 
-std::string_view ErrorKindName(ErrorKind kind); // "other", "invalid", ..., "stopped"
-
 struct Error {
     std::string message;
     ErrorKind kind{ErrorKind::Other};

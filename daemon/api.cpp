@@ -408,17 +408,20 @@ std::optional<uint64_t> HeadAgeSeconds(uint64_t changed_unix_s)
 
 void SourceStateMetrics(std::string& out, const ApiSources& sources)
 {
+    // One status each: a status copies the follower's latency samples.
+    const auto evm = sources.evm ? std::optional(sources.evm->status()) : std::nullopt;
+    const auto btc = sources.btc ? std::optional(sources.btc->status()) : std::nullopt;
     Header(out, "bitacora_source_state", "gauge", "Each followed source's state: 1 for the current one.");
-    if (sources.evm) {
-        const auto state = sources.evm->status().state;
+    if (evm) {
+        const auto state = evm->state;
         using S = evm::FollowerStatus::State;
         for (const S s : {S::Starting, S::CatchingUp, S::Following, S::Failed, S::Stopped}) {
             Sample(out, "bitacora_source_state", fmt::format("source=\"evm\",state=\"{}\"", evm::FollowerStateName(s)),
                    s == state ? 1 : 0);
         }
     }
-    if (sources.btc) {
-        const std::string state = sources.btc->status().state;
+    if (btc) {
+        const std::string& state = btc->state;
         for (const char* s : {"starting", "syncing", "synced", "node_down", "failed"}) {
             Sample(out, "bitacora_source_state", fmt::format("source=\"btc\",state=\"{}\"", s), state == s ? 1 : 0);
         }
@@ -429,10 +432,8 @@ void SourceStateMetrics(std::string& out, const ApiSources& sources)
         const auto seconds = HeadAgeSeconds(changed);
         return seconds ? static_cast<double>(*seconds) : std::nan("");
     };
-    if (sources.evm) Sample(out, "bitacora_source_head_age_seconds", "source=\"evm\"", age(sources.evm->status().head_changed_unix_s));
-    if (sources.btc) {
-        Sample(out, "bitacora_source_head_age_seconds", "source=\"btc\"", age(sources.btc->status().node_best_changed_unix_s));
-    }
+    if (evm) Sample(out, "bitacora_source_head_age_seconds", "source=\"evm\"", age(evm->head_changed_unix_s));
+    if (btc) Sample(out, "bitacora_source_head_age_seconds", "source=\"btc\"", age(btc->node_best_changed_unix_s));
 }
 
 // The error kinds each source's client can report, listed at 0 before they happen.

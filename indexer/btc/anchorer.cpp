@@ -16,11 +16,6 @@ using ledger::AnchorState;
 
 constexpr size_t kRecentAnchorsMax = 16; // how far back a reorg or a status looks
 
-std::optional<std::string> StringMember(const nlohmann::json& answer, std::string_view name)
-{
-    return AnswerMember<std::string>(answer, name);
-}
-
 } // namespace
 
 double BumpedFeeRate(double configured_sat_vb, uint32_t bump)
@@ -266,13 +261,13 @@ void Anchorer::SignPlanned(AnchorRecord record)
         options["conf_target"] = m_options.conf_target;
     }
     auto funded = m_rpc.WalletCall("fundrawtransaction", {*raw, options});
-    const auto funded_hex = funded ? StringMember(*funded, "hex") : std::nullopt;
+    const auto funded_hex = funded ? AnswerMember<std::string>(*funded, "hex") : std::nullopt;
     if (!funded_hex) {
         NoteError(funded ? BtcError{BtcError::Kind::Malformed, 0, 0, "no hex"} : funded.error(), "fundrawtransaction");
         return;
     }
     auto signed_tx = m_rpc.WalletCall("signrawtransactionwithwallet", {*funded_hex});
-    const auto signed_hex = signed_tx ? StringMember(*signed_tx, "hex") : std::nullopt;
+    const auto signed_hex = signed_tx ? AnswerMember<std::string>(*signed_tx, "hex") : std::nullopt;
     if (!signed_hex) {
         NoteError(signed_tx ? BtcError{BtcError::Kind::Malformed, 0, 0, "no hex"} : signed_tx.error(),
                   "signrawtransactionwithwallet");
@@ -351,13 +346,13 @@ void Anchorer::WatchBroadcast(AnchorRecord record, uint64_t tip_height)
         return;
     }
     m_last_checked_tip = tip_height;
-    const auto replaced_by = StringMember(*tx, "replaced_by_txid");
+    const auto replaced_by = AnswerMember<std::string>(*tx, "replaced_by_txid");
     if (replaced_by && record.txids.size() < AnchorRecord::kTxidsMax) {
         // A fee bump we made but did not record (a crash right after bumpfee).
         const std::string replacement = *replaced_by;
         auto next = m_rpc.WalletCall("gettransaction", {replacement});
         const auto id = HashFromDisplay(replacement);
-        const auto hex = next ? StringMember(*next, "hex") : std::nullopt;
+        const auto hex = next ? AnswerMember<std::string>(*next, "hex") : std::nullopt;
         if (id && hex) {
             if (const auto bytes = HexDecode(*hex)) {
                 record.signed_tx = *bytes;
@@ -396,7 +391,7 @@ void Anchorer::WatchBroadcast(AnchorRecord record, uint64_t tip_height)
         options["conf_target"] = std::max(1u, m_options.conf_target / 2);
     }
     auto bumped = m_rpc.WalletCall("bumpfee", {txid, options});
-    const auto bumped_txid = bumped ? StringMember(*bumped, "txid") : std::nullopt;
+    const auto bumped_txid = bumped ? AnswerMember<std::string>(*bumped, "txid") : std::nullopt;
     if (!bumped_txid) {
         NoteError(bumped ? BtcError{BtcError::Kind::Malformed, 0, 0, "no txid"} : bumped.error(),
                   fmt::format("anchor {} bumpfee", record.id));
@@ -405,7 +400,7 @@ void Anchorer::WatchBroadcast(AnchorRecord record, uint64_t tip_height)
     const std::string replacement = *bumped_txid;
     auto next = m_rpc.WalletCall("gettransaction", {replacement});
     const auto id = HashFromDisplay(replacement);
-    const auto next_hex = next ? StringMember(*next, "hex") : std::nullopt;
+    const auto next_hex = next ? AnswerMember<std::string>(*next, "hex") : std::nullopt;
     const auto bytes = next_hex ? HexDecode(*next_hex) : std::nullopt;
     if (!id || !bytes) {
         NoteError(next ? BtcError{BtcError::Kind::Malformed, 0, 0, "no hex"} : next.error(), "gettransaction after bumpfee");
@@ -455,7 +450,7 @@ bool Anchorer::OnBlockConnected(uint64_t height, const Hash256& hash, const Bloc
     if (block == nullptr) {
         // Pruned before we read it: if our transaction is in it, its branch is gone.
         auto tx = m_rpc.WalletCall("gettransaction", {HashToDisplay(latest->txids.back())});
-        if (tx && StringMember(*tx, "blockhash") == HashToDisplay(hash)) {
+        if (tx && AnswerMember<std::string>(*tx, "blockhash") == HashToDisplay(hash)) {
             Abandon(*latest, fmt::format("its block {} was pruned before bitacorad could read it", height));
         }
         return false;
