@@ -17,6 +17,7 @@
 #include <optional>
 #include <random>
 #include <thread>
+#include <utility>
 
 namespace bitacora::rpc {
 
@@ -80,7 +81,26 @@ std::vector<ZmqMessage> ZmqMessagesOf(const ledger::LedgerNotice& notice, const 
     return out;
 }
 
+namespace {
+
+// Messages dropped per topic: their sequence numbers are still taken, so that a subscriber
+// sees the gap where the messages would have been.
+using Skipped = std::map<std::string, uint32_t>;
+
+void CountSkipped(Skipped& skipped, const ledger::LedgerNotice& notice)
+{
+    const char* prefix = PublishedKindOf(notice.type).topic;
+    for (const auto& event : notice.events) ++skipped[fmt::format("{}.{}", prefix, TopicKind(event))];
+}
+
+} // namespace
+
 struct ZmqPublisher::Impl {
+    struct Queued {
+        ledger::LedgerNotice notice;
+        Skipped skipped_after; // dropped after this notice was queued, before the next
+    };
+
     ZmqPublisherOptions options;
     const std::string epoch{NewEpoch()};
     zmq::context_t context{1};
@@ -89,12 +109,18 @@ struct ZmqPublisher::Impl {
 
     Mutex mutex;
     ConditionVariable cv;
-    std::deque<ledger::LedgerNotice> queue GUARDED_BY(mutex);
+    std::deque<Queued> queue GUARDED_BY(mutex);
+    Skipped skipped_now GUARDED_BY(mutex); // dropped while the queue was empty
     size_t queued_events GUARDED_BY(mutex){0};
     bool stopping GUARDED_BY(mutex){false};
     std::atomic<uint64_t> dropped{0};
     std::atomic<uint64_t> published{0};
     std::map<std::string, uint32_t> sequence; // publisher thread only
+
+    void Skip(const Skipped& skipped)
+    {
+        for (const auto& [topic, count] : skipped) sequence[topic] += count;
+    }
 
     void Publish(const ZmqMessage& message)
     {
@@ -113,22 +139,27 @@ struct ZmqPublisher::Impl {
         }
     }
 
-    // The next notice, or nullopt when stopping with nothing left.
-    std::optional<ledger::LedgerNotice> Next() LOCKS_EXCLUDED(mutex)
+    // The next notice (with what was dropped before it), or nullopt when stopping with
+    // nothing left.
+    std::optional<Queued> Next(Skipped& skipped_before) LOCKS_EXCLUDED(mutex)
     {
         LOCK(mutex);
         while (queue.empty() && !stopping) cv.wait(mutex);
         if (queue.empty()) return std::nullopt;
-        ledger::LedgerNotice notice = std::move(queue.front());
+        Queued next = std::move(queue.front());
         queue.pop_front();
-        queued_events -= notice.events.size();
-        return notice;
+        queued_events -= next.notice.events.size();
+        skipped_before = std::exchange(skipped_now, {});
+        return next;
     }
 
     void Run()
     {
-        while (auto notice = Next()) {
-            for (const auto& message : ZmqMessagesOf(*notice, epoch)) Publish(message);
+        Skipped skipped_before;
+        while (auto next = Next(skipped_before)) {
+            Skip(skipped_before);
+            for (const auto& message : ZmqMessagesOf(next->notice, epoch)) Publish(message);
+            Skip(next->skipped_after);
         }
     }
 };
@@ -175,9 +206,10 @@ void ZmqPublisher::Notify(const ledger::LedgerNotice& notice)
         if (m.stopping) return;
         if (m.queued_events + notice.events.size() > m.options.queue_events_max) {
             m.dropped += notice.events.size();
+            CountSkipped(m.queue.empty() ? m.skipped_now : m.queue.back().skipped_after, notice);
             return;
         }
-        m.queue.push_back(notice);
+        m.queue.push_back({notice, {}});
         m.queued_events += notice.events.size();
     }
     m.cv.notify_one();

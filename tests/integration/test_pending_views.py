@@ -248,10 +248,11 @@ def test_zmq_announces_what_it_rolls_back_topics_per_kind_and_an_epoch_per_proce
             check(seq == sequences.get(topic, seq), f"topic {topic}: sequence {seq}, expected {sequences.get(topic)}")
             sequences[topic] = seq + 1
         check([m["index"] for m in _finals(messages)] == list(range(size)), "every final event once, in log order")
-        # A pending topic whose first message here is not its first (sequence > 0) lost its
-        # start to the slow joiner: a rollback of an event announced then was not seen
-        # announced. Only those topics may roll back an id not announced here.
-        missed_start = {t for t, _, _ in messages if t.startswith("pending.")} - {t for t, _, s in messages if s == 0}
+        # A pending topic seen here from its sequence 0 on was seen whole; any other lost its
+        # start to the slow joiner (its first message had sequence > 0, or all of its
+        # messages came before the join: a kind announced pending once, early, then rolled
+        # back). Only the latter may roll back an id not announced here.
+        seen_whole = {t for t, _, s in messages if t.startswith("pending.") and s == 0}
         announced = set()
         rolled_back = 0
         unseen_rollbacks = 0
@@ -266,7 +267,7 @@ def test_zmq_announces_what_it_rolls_back_topics_per_kind_and_an_epoch_per_proce
                 rolled_back += 1
                 check(body["status"] == "rolledBack" and body["index"] is None, f"a rollback: {body}")
                 if body["pendingId"] not in announced:
-                    check("pending." + kind in missed_start, f"rollback of {body['pendingId']}, never announced pending")
+                    check("pending." + kind not in seen_whole, f"rollback of {body['pendingId']}, never announced pending")
                     unseen_rollbacks += 1
                 announced.discard(body["pendingId"])
             else:
@@ -279,6 +280,7 @@ def test_zmq_announces_what_it_rolls_back_topics_per_kind_and_an_epoch_per_proce
         topics = {t for t, _, _ in messages}
         check({"final.offchain.offer.posted", "final.offchain.dispute.note"} <= topics, f"off-chain topics: {sorted(topics)}")
         check(rolled_back > 0, "the reorgs rolled nothing back")
+        check(rolled_back > unseen_rollbacks, "no rollback was announced pending here first")
         check(not announced, f"{len(announced)} pending events neither rolled back nor final")
         print(f"{len(messages)} messages: {rolled_back} rollbacks, {rolled_back - unseen_rollbacks} of them announced "
               f"here first ({unseen_rollbacks} announced before the subscriber joined); {len(topics)} topics")

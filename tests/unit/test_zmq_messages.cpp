@@ -7,6 +7,13 @@
 
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
+#include <zmq.hpp>
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <optional>
 
 using namespace bitacora;
 using namespace bitacora::ledger;
@@ -24,7 +31,65 @@ Event OnChain(uint32_t log_index)
     return {origin, OrderCreated{UInt256(1), Addr(1), Addr(2), UInt256(10), 99}};
 }
 
+LedgerNotice Offchain(const std::string& kind, size_t count)
+{
+    OffchainEvent event;
+    event.kind = kind;
+    return {.type = LedgerNotice::Type::Appended, .events = std::vector<Event>(count, Event{std::nullopt, event})};
+}
+
+struct Received {
+    std::string topic;
+    uint32_t sequence;
+};
+
+// The next message within timeout_ms, or nullopt.
+std::optional<Received> Receive(zmq::socket_t& sub, int timeout_ms)
+{
+    sub.set(zmq::sockopt::rcvtimeo, timeout_ms);
+    zmq::message_t topic, body, sequence;
+    if (!sub.recv(topic)) return std::nullopt;
+    REQUIRE(sub.recv(body));
+    REQUIRE(sub.recv(sequence));
+    REQUIRE(sequence.size() == 4);
+    uint8_t bytes[4];
+    std::memcpy(bytes, sequence.data(), 4);
+    return Received{topic.to_string(), uint32_t(bytes[0]) | uint32_t(bytes[1]) << 8 | uint32_t(bytes[2]) << 16 | uint32_t(bytes[3]) << 24};
+}
+
 } // namespace
+
+TEST_CASE("events dropped when the publisher's queue is full still take their sequence numbers: the gap shows")
+{
+    const std::string endpoint = "ipc:///tmp/bitacora-test-zmq-" + std::to_string(getpid());
+    auto publisher = rpc::ZmqPublisher::Start({.endpoint = endpoint, .queue_events_max = 1});
+    REQUIRE(publisher);
+    zmq::context_t context{1};
+    zmq::socket_t sub{context, zmq::socket_type::sub};
+    sub.set(zmq::sockopt::subscribe, "final.");
+    sub.connect(endpoint);
+    // A subscriber misses what is published before it has joined: probe until one arrives,
+    // then let the rest drain.
+    int probes = 0;
+    std::optional<Received> got;
+    while (!got) {
+        REQUIRE(probes++ < 200);
+        (*publisher)->Notify(Offchain("probe", 1));
+        got = Receive(sub, 50);
+    }
+    while (Receive(sub, 200)) {}
+    const uint64_t dropped = (*publisher)->dropped();
+
+    (*publisher)->Notify(Offchain("gap", 2)); // more than the queue holds: dropped whole
+    CHECK((*publisher)->dropped() == dropped + 2);
+    (*publisher)->Notify(Offchain("gap", 1));
+    got = Receive(sub, 5000);
+    REQUIRE(got);
+    CHECK(got->topic == "final.offchain.gap");
+    CHECK(got->sequence == 2); // 0 and 1 were the dropped ones
+    (*publisher)->Stop();
+    unlink(("/tmp/bitacora-test-zmq-" + std::to_string(getpid())).c_str());
+}
 
 TEST_CASE("a pending event is announced, rolled back and made final under one pending id")
 {
