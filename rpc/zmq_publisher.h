@@ -7,8 +7,9 @@
 // Subscribers filter by prefix ("final." for everything final). Bodies are JSON: status,
 // index (final only; null otherwise), pendingId (on-chain events), source, event, leaf,
 // and the stream's epoch, a random id per process: the sequence numbers restart with it.
-// Like bitcoind's, the stream is lossy when a subscriber is slow: the sequence numbers
-// show the gap, and the API is the truth (docs/api.md: how a subscriber resumes).
+// Like bitcoind's, the stream is lossy when a subscriber is slow or the publisher's queue
+// is full: a lost message still takes its sequence number, so the gap shows, and the API
+// is the truth (docs/api.md: how a subscriber resumes).
 #pragma once
 
 #include "common/result.h"
