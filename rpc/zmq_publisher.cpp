@@ -59,6 +59,11 @@ PublishedKind PublishedKindOf(ledger::LedgerNotice::Type type)
     return {"final", "final"};
 }
 
+std::string TopicOf(ledger::LedgerNotice::Type type, const ledger::Event& event)
+{
+    return fmt::format("{}.{}", PublishedKindOf(type).topic, TopicKind(event));
+}
+
 } // namespace
 
 std::vector<ZmqMessage> ZmqMessagesOf(const ledger::LedgerNotice& notice, const std::string& epoch)
@@ -76,7 +81,7 @@ std::vector<ZmqMessage> ZmqMessagesOf(const ledger::LedgerNotice& notice, const 
         // subscriber matches a final event to the pending one it saw.
         if (const auto id = ledger::PendingIdOf(event)) body["pendingId"] = ledger::PendingIdText(*id);
         if (!final) body["source"] = notice.source;
-        out.push_back({fmt::format("{}.{}", kind.topic, TopicKind(event)), body.dump()});
+        out.push_back({TopicOf(notice.type, event), body.dump()});
     }
     return out;
 }
@@ -89,8 +94,7 @@ using Skipped = std::map<std::string, uint32_t>;
 
 void CountSkipped(Skipped& skipped, const ledger::LedgerNotice& notice)
 {
-    const char* prefix = PublishedKindOf(notice.type).topic;
-    for (const auto& event : notice.events) ++skipped[fmt::format("{}.{}", prefix, TopicKind(event))];
+    for (const auto& event : notice.events) ++skipped[TopicOf(notice.type, event)];
 }
 
 } // namespace
