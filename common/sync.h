@@ -23,6 +23,8 @@
 #define SHARED_LOCK_FUNCTION(...) BITACORA_TSA(acquire_shared_capability(__VA_ARGS__))
 #define SHARED_UNLOCK_FUNCTION(...) BITACORA_TSA(release_shared_capability(__VA_ARGS__))
 #define SHARED_LOCKS_REQUIRED(...) BITACORA_TSA(requires_shared_capability(__VA_ARGS__))
+#define LOCK_RETURNED(x) BITACORA_TSA(lock_returned(x))
+#define NO_THREAD_SAFETY_ANALYSIS BITACORA_TSA(no_thread_safety_analysis)
 
 namespace bitacora {
 

@@ -116,9 +116,10 @@ std::string EncodeCursor(const Cursor& cursor)
     return keys::U64(cursor.block_number) + std::string(cursor.block_hash.begin(), cursor.block_hash.end());
 }
 
-// Runs a body that may throw LedgerReadError and returns the failure as its error.
+// Runs a body that may throw LedgerReadError and returns the failure as its error. It
+// calls the body at once, so the lock its caller holds covers what the body requires.
 template <typename F>
-auto ReadErrorsAsResult(F&& body) -> decltype(body())
+NO_THREAD_SAFETY_ANALYSIS auto ReadErrorsAsResult(F&& body) -> decltype(body())
 {
     try {
         return body();
@@ -186,31 +187,36 @@ std::string_view LedgerHealthName(LedgerHealth::State state)
 }
 
 struct Ledger::Impl {
+    // Exclusive for writes, shared for reads: API workers read in parallel.
+    mutable SharedMutex mutex;
+    // Set while opening, before the ledger is shared, and constant after.
     std::filesystem::path path;
     LedgerOptions options;
     std::unique_ptr<rocksdb::DB> db;
-    std::vector<rocksdb::ColumnFamilyHandle*> handles;
     rocksdb::ColumnFamilyHandle* meta{nullptr};
     rocksdb::ColumnFamilyHandle* events{nullptr};
     rocksdb::ColumnFamilyHandle* merkle{nullptr};
-    rocksdb::ColumnFamilyHandle* proj{nullptr};
     rocksdb::ColumnFamilyHandle* anchors{nullptr};
-    MerkleFrontier frontier;
     std::unique_ptr<CheckpointSigner> signer;
-    std::map<std::string, std::vector<PendingBlock>> pending;
-    std::vector<std::vector<Hash256>> upper_nodes; // [level - kCachedLevelMin][index]
+    mutable HealthState health; // its own lock
+    std::atomic<int64_t> root_time_ms{UnixNowMs()}; // the open, then every append
+
+    std::vector<rocksdb::ColumnFamilyHandle*> handles GUARDED_BY(mutex);
+    rocksdb::ColumnFamilyHandle* proj GUARDED_BY(mutex){nullptr}; // a rebuild swaps it
+    MerkleFrontier frontier GUARDED_BY(mutex);
+    std::map<std::string, std::vector<PendingBlock>> pending GUARDED_BY(mutex);
+    std::vector<std::vector<Hash256>> upper_nodes GUARDED_BY(mutex); // [level - kCachedLevelMin][index]
     // Set by the first failed write (a full disk, an I/O error). RocksDB must not be
     // written again after that (its own assertions abort on it); reads still work,
     // and a restart once the disk is fixed recovers from the WAL.
-    std::string write_error;
-    bool background_paused{false}; // StopBackgroundWrites ran
-    std::unique_ptr<LayeredState> overlay; // final projections plus pending events
+    std::string write_error GUARDED_BY(mutex);
+    bool background_paused GUARDED_BY(mutex){false}; // StopBackgroundWrites ran
+    std::unique_ptr<LayeredState> overlay GUARDED_BY(mutex); // final projections plus pending events
     // What was acknowledged, signed and anchored (null when opened read-only without one).
-    std::unique_ptr<HighWaterFile> mark;
-    std::optional<HighWater> read_only_mark; // the mark as read, for a read-only ledger
-    mutable HealthState health;
-    uint64_t projection_generation{0}; // bumped by every rebuild (it swaps the family)
-    std::atomic<int64_t> root_time_ms{UnixNowMs()}; // the open, then every append
+    std::unique_ptr<HighWaterFile> mark GUARDED_BY(mutex);
+    std::optional<HighWater> read_only_mark GUARDED_BY(mutex); // the mark as read, for a read-only ledger
+    uint64_t projection_generation GUARDED_BY(mutex){0}; // bumped by every rebuild (it swaps the family)
+    LedgerListener listener GUARDED_BY(mutex);
 
     ~Impl()
     {
@@ -249,14 +255,15 @@ struct Ledger::Impl {
         if (!it.status().ok()) ReadFailed(fmt::format("reading {} failed: {}", what, it.status().ToString()));
     }
 
-    Hash256 RootAt(uint64_t tree_size) const
+    Hash256 RootAt(uint64_t tree_size) const SHARED_LOCKS_REQUIRED(mutex)
     {
         return tree_size == frontier.size() ? frontier.Root() : MerkleFrontier::Load(Nodes(), tree_size).Root();
     }
 
-    NodeReader Nodes() const
+    NodeReader Nodes() const SHARED_LOCKS_REQUIRED(mutex)
     {
-        return [this](unsigned level, uint64_t index) {
+        // Called back while the caller still holds the lock (MerkleFrontier::Load, proofs).
+        return [this](unsigned level, uint64_t index) SHARED_LOCKS_REQUIRED(mutex) {
             if (level >= kCachedLevelMin) {
                 const auto& nodes = upper_nodes.at(level - kCachedLevelMin);
                 if (index < nodes.size()) return nodes[index];
@@ -278,9 +285,10 @@ struct Ledger::Impl {
         };
     }
 
-    LayeredState::BaseReader ProjectionReader() const
+    LayeredState::BaseReader ProjectionReader() const SHARED_LOCKS_REQUIRED(mutex)
     {
-        return [this](const std::string& key) { return Get(proj, key); };
+        // Called back by a LayeredState while the caller still holds the lock.
+        return [this](const std::string& key) SHARED_LOCKS_REQUIRED(mutex) { return Get(proj, key); };
     }
 
     struct PreparedAppend {
@@ -292,7 +300,7 @@ struct Ledger::Impl {
     // The batch of an append: leaves, the nodes they complete, projections, cursors and
     // the anchor record. Reads the projections (a read error throws).
     Status PrepareAppend(const std::vector<Event>& new_events, const std::vector<Cursor>& cursors,
-                         const AnchorRecord* anchor, PreparedAppend& out) const
+                         const AnchorRecord* anchor, PreparedAppend& out) const SHARED_LOCKS_REQUIRED(mutex)
     {
         LayeredState state(ProjectionReader());
         const uint64_t first_index = out.frontier.size();
@@ -327,7 +335,7 @@ struct Ledger::Impl {
     // and compactions stop too: on a full disk they fail and retry (a compaction every
     // second), and closing the database waited on them for good while the disk stayed
     // full (test_fault_fs hung so once in CI).
-    void StopBackgroundWrites()
+    void StopBackgroundWrites() EXCLUSIVE_LOCKS_REQUIRED(mutex)
     {
         if (background_paused || db == nullptr) return;
         background_paused = db->PauseBackgroundWork().ok();
@@ -335,7 +343,7 @@ struct Ledger::Impl {
 
     // Writes the mark after an fsynced batch: the log up to the frontier, and the anchor.
     // A failure makes the ledger read-only: it could not vouch for what it appends next.
-    Status MarkSynced(const AnchorRecord* anchor)
+    Status MarkSynced(const AnchorRecord* anchor) EXCLUSIVE_LOCKS_REQUIRED(mutex)
     {
         HighWater next = mark->current();
         next.synced = {frontier.size(), frontier.Root()};
@@ -346,7 +354,7 @@ struct Ledger::Impl {
         return WriteMark(next);
     }
 
-    Status WriteMark(const HighWater& next)
+    Status WriteMark(const HighWater& next) EXCLUSIVE_LOCKS_REQUIRED(mutex)
     {
         if (auto written = mark->Write(next); !written) {
             write_error = written.error();
@@ -360,7 +368,7 @@ struct Ledger::Impl {
 
     // SHA-256 over every stored projection entry in key order, read at `snapshot` (null:
     // now). The caller holds the ledger's lock: a rebuild swaps the family.
-    Result<Hash256> StoredStateHash(const rocksdb::Snapshot* snapshot) const
+    Result<Hash256> StoredStateHash(const rocksdb::Snapshot* snapshot) const SHARED_LOCKS_REQUIRED(mutex)
     {
         const rocksdb::Snapshot* own = snapshot ? nullptr : db->GetSnapshot();
         rocksdb::ReadOptions read_options;
@@ -456,7 +464,7 @@ struct Ledger::Impl {
     }
 
     // The in-memory copy of the upper Merkle levels (kCachedLevelMin and above).
-    Status LoadUpperNodes()
+    Status LoadUpperNodes() EXCLUSIVE_LOCKS_REQUIRED(mutex)
     {
         upper_nodes.assign(64 - kCachedLevelMin, {});
         std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), merkle));
@@ -475,7 +483,7 @@ struct Ledger::Impl {
     }
 
     // What the log lost against the mark, one sentence per marked tree; empty: nothing.
-    std::vector<std::string> LostAgainst(const HighWater& high) const
+    std::vector<std::string> LostAgainst(const HighWater& high) const SHARED_LOCKS_REQUIRED(mutex)
     {
         const std::vector<std::pair<std::string, MarkedTree>> marked = {
             {"the last fsynced append", high.synced},
@@ -501,7 +509,7 @@ struct Ledger::Impl {
 
     // Checks the log against its high-water mark and opens the mark for writing, or
     // starts one (a new ledger, or one from before marks existed).
-    Status OpenMark(bool created)
+    Status OpenMark(bool created) EXCLUSIVE_LOCKS_REQUIRED(mutex)
     {
         const auto file = path / kHighWaterFileName;
         auto read = HighWaterFile::Read(file);
@@ -546,6 +554,7 @@ struct Ledger::Impl {
 };
 
 Ledger::Ledger(std::unique_ptr<Impl> impl) : m_impl(std::move(impl)) {}
+SharedMutex& Ledger::LockRef() const LOCK_RETURNED(m_impl->mutex) { return m_impl->mutex; }
 Ledger::~Ledger() = default;
 
 namespace {
@@ -774,9 +783,10 @@ Result<std::unique_ptr<Ledger>> Ledger::Open(const std::filesystem::path& dir, c
     impl->path = dir;
     impl->options = options;
     rocksdb::DB* raw = nullptr;
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
     const auto status = options.read_only
-                            ? rocksdb::DB::OpenForReadOnly(db_options, dir.string(), descriptors, &impl->handles, &raw)
-                            : rocksdb::DB::Open(db_options, dir.string(), descriptors, &impl->handles, &raw);
+                            ? rocksdb::DB::OpenForReadOnly(db_options, dir.string(), descriptors, &handles, &raw)
+                            : rocksdb::DB::Open(db_options, dir.string(), descriptors, &handles, &raw);
     if (!status.ok()) {
         return Error{fmt::format("cannot open database {}: {}{}", dir.string(), status.ToString(),
                                  status.IsCorruption() ? "; the database is damaged: restore the ledger directory "
@@ -784,11 +794,15 @@ Result<std::unique_ptr<Ledger>> Ledger::Open(const std::filesystem::path& dir, c
                                                        : "")};
     }
     impl->db.reset(raw);
-    impl->meta = impl->handles[1];
-    impl->events = impl->handles[2];
-    impl->merkle = impl->handles[3];
-    impl->proj = impl->handles[4];
-    impl->anchors = impl->handles[5];
+    {
+        LOCK(impl->mutex); // not shared yet: for the annotations of handles and proj
+        impl->handles = std::move(handles);
+        impl->meta = impl->handles[1];
+        impl->events = impl->handles[2];
+        impl->merkle = impl->handles[3];
+        impl->proj = impl->handles[4];
+        impl->anchors = impl->handles[5];
+    }
     LogDebug(log::Category::Db, "RocksDB {} opened: {} column families, block cache {} MiB", dir.string(),
              families.size(), options.cache_mib);
     auto ledger = std::unique_ptr<Ledger>(new Ledger(std::move(impl)));
@@ -807,44 +821,44 @@ Result<std::unique_ptr<Ledger>> Ledger::Open(const std::filesystem::path& dir, c
 
 Status Ledger::Load()
 {
-    Impl& m = *m_impl;
-    const std::filesystem::path& dir = m.path;
-    const auto stored = m.Get(m.meta, std::string(keys::kSchemaVersion));
-    auto version = InitSchema(*m.db, m.meta, stored, dir, m.options.read_only);
+    LOCK(m_impl->mutex); // not shared yet: for the annotations
+    const std::filesystem::path& dir = m_impl->path;
+    const auto stored = m_impl->Get(m_impl->meta, std::string(keys::kSchemaVersion));
+    auto version = InitSchema(*m_impl->db, m_impl->meta, stored, dir, m_impl->options.read_only);
     if (!version) return Error{version.error()};
     m_schema_version = *version;
-    if (auto loaded = m.LoadUpperNodes(); !loaded) return loaded;
-    const auto tree_size = m.Get(m.meta, std::string(keys::kTreeSize));
-    m.frontier = MerkleFrontier::Load(m.Nodes(), tree_size ? keys::ParseU64(*tree_size) : 0);
+    if (auto loaded = m_impl->LoadUpperNodes(); !loaded) return loaded;
+    const auto tree_size = m_impl->Get(m_impl->meta, std::string(keys::kTreeSize));
+    m_impl->frontier = MerkleFrontier::Load(m_impl->Nodes(), tree_size ? keys::ParseU64(*tree_size) : 0);
     if (stored) {
         LogInfo("Opened database {} (schema version {}, {} events, root {})", dir.string(), m_schema_version,
-                m.frontier.size(), HexEncode0x(m.frontier.Root()));
+                m_impl->frontier.size(), HexEncode0x(m_impl->frontier.Root()));
     }
-    if (auto marked = m.OpenMark(!stored); !marked) return marked;
-    if (m.options.read_only) return {};
+    if (auto marked = m_impl->OpenMark(!stored); !marked) return marked;
+    if (m_impl->options.read_only) return {};
 
-    if (!m.options.checkpoint_key_path.empty()) {
-        auto signer = CheckpointSigner::LoadOrCreate(m.options.checkpoint_key_path);
+    if (!m_impl->options.checkpoint_key_path.empty()) {
+        auto signer = CheckpointSigner::LoadOrCreate(m_impl->options.checkpoint_key_path);
         if (!signer) return Error{signer.error()};
-        m.signer = std::move(signer.value());
+        m_impl->signer = std::move(signer.value());
     }
-    if (m.Get(m.meta, std::string(kRebuildMarker))) {
+    if (m_impl->Get(m_impl->meta, std::string(kRebuildMarker))) {
         LogWarning("A projection rebuild was interrupted; rebuilding again");
-        if (auto rebuilt = RebuildProjections(); !rebuilt) return rebuilt;
+        if (auto rebuilt = RebuildProjectionsLocked(); !rebuilt) return rebuilt;
     }
     // Projections of an older layout (fewer indexes) are recomputed from the log.
-    const auto projection_version = m.Get(m.meta, std::string(keys::kProjectionVersion));
+    const auto projection_version = m_impl->Get(m_impl->meta, std::string(keys::kProjectionVersion));
     const uint32_t stored_projection = projection_version ? static_cast<uint32_t>(std::stoul(*projection_version)) : 0;
     if (stored_projection < kProjectionVersion) {
-        if (m.frontier.size() > 0) {
+        if (m_impl->frontier.size() > 0) {
             LogInfo("Projections are version {}, this release writes version {}: rebuilding them from the log",
                     stored_projection, kProjectionVersion);
-            if (auto rebuilt = RebuildProjections(); !rebuilt) return rebuilt;
+            if (auto rebuilt = RebuildProjectionsLocked(); !rebuilt) return rebuilt;
         }
         rocksdb::WriteOptions write_options;
         write_options.sync = true;
         const auto written =
-            m.db->Put(write_options, m.meta, std::string(keys::kProjectionVersion), std::to_string(kProjectionVersion));
+            m_impl->db->Put(write_options, m_impl->meta, std::string(keys::kProjectionVersion), std::to_string(kProjectionVersion));
         if (!written.ok()) return Error{fmt::format("cannot record the projection version: {}", written.ToString())};
     }
     return {};
@@ -852,17 +866,16 @@ Status Ledger::Load()
 
 Result<AppendResult> Ledger::Append(const std::vector<Event>& events, const std::vector<Cursor>& cursors)
 {
-    LOCK(m_mutex);
+    LOCK(m_impl->mutex);
     return AppendLocked(events, cursors);
 }
 
 Result<AppendResult> Ledger::AppendLocked(const std::vector<Event>& events, const std::vector<Cursor>& cursors,
                                           const AnchorRecord* anchor)
 {
-    Impl& m = *m_impl;
-    if (m.options.read_only) return Error{"the ledger is open read-only", ErrorKind::ReadOnly};
-    if (!m.write_error.empty()) {
-        return Error{fmt::format("ledger is read-only after a write error ({}); fix the disk and restart", m.write_error),
+    if (m_impl->options.read_only) return Error{"the ledger is open read-only", ErrorKind::ReadOnly};
+    if (!m_impl->write_error.empty()) {
+        return Error{fmt::format("ledger is read-only after a write error ({}); fix the disk and restart", m_impl->write_error),
                      ErrorKind::ReadOnly};
     }
     if (events.size() > kAppendEventsMax) {
@@ -878,44 +891,44 @@ Result<AppendResult> Ledger::AppendLocked(const std::vector<Event>& events, cons
     }
 
     Impl::PreparedAppend prepared;
-    prepared.frontier = m.frontier; // committed only once the batch is durable
+    prepared.frontier = m_impl->frontier; // committed only once the batch is durable
     const uint64_t first_index = prepared.frontier.size();
-    if (auto built = ReadErrorsAsResult([&]() -> Status { return m.PrepareAppend(events, cursors, anchor, prepared); });
+    if (auto built = ReadErrorsAsResult([&]() SHARED_LOCKS_REQUIRED(m_impl->mutex) -> Status { return m_impl->PrepareAppend(events, cursors, anchor, prepared); });
         !built) {
         return Error{fmt::format("ledger append failed: {}", built.error()), built.error_kind()};
     }
     rocksdb::WriteOptions write_options;
-    write_options.sync = m.options.sync_every_append || anchor != nullptr ||
+    write_options.sync = m_impl->options.sync_every_append || anchor != nullptr ||
                          std::any_of(events.begin(), events.end(), [](const Event& e) { return !IsOnChain(e.kind()); });
-    const auto status = m.db->Write(write_options, &prepared.batch);
+    const auto status = m_impl->db->Write(write_options, &prepared.batch);
     if (!status.ok()) {
         // Nothing was applied: the in-memory frontier still matches the database.
-        m.write_error = status.ToString();
-        m.health.SetReadOnly(fmt::format("an append failed: {}", status.ToString()));
-        m.StopBackgroundWrites();
+        m_impl->write_error = status.ToString();
+        m_impl->health.SetReadOnly(fmt::format("an append failed: {}", status.ToString()));
+        m_impl->StopBackgroundWrites();
         LogError("Ledger append of {} events failed: {}; the ledger is read-only until restarted", events.size(),
                  status.ToString());
         return Error{fmt::format("ledger append failed: {}", status.ToString()), ErrorKind::Io};
     }
-    m.frontier = std::move(prepared.frontier);
-    m.root_time_ms = UnixNowMs();
+    m_impl->frontier = std::move(prepared.frontier);
+    m_impl->root_time_ms = UnixNowMs();
     for (const auto& node : prepared.upper) {
-        auto& nodes = m.upper_nodes[node.level - kCachedLevelMin];
+        auto& nodes = m_impl->upper_nodes[node.level - kCachedLevelMin];
         assert(nodes.size() == node.index);
         nodes.push_back(node.hash);
     }
     // The batch is durable; the mark follows it (a crash between leaves an older mark).
-    const Status marked = write_options.sync ? m.MarkSynced(anchor) : Status{};
-    LogDebug(log::Category::Ledger, "Appended {} events at {}; size {}", events.size(), first_index, m.frontier.size());
-    if (m_listener && !events.empty()) {
-        m_listener(LedgerNotice{.type = LedgerNotice::Type::Appended, .first_index = first_index, .events = events});
+    const Status marked = write_options.sync ? m_impl->MarkSynced(anchor) : Status{};
+    LogDebug(log::Category::Ledger, "Appended {} events at {}; size {}", events.size(), first_index, m_impl->frontier.size());
+    if (m_impl->listener && !events.empty()) {
+        m_impl->listener(LedgerNotice{.type = LedgerNotice::Type::Appended, .first_index = first_index, .events = events});
     }
-    if (!m.pending.empty() && !events.empty()) RebuildOverlayLocked();
+    if (!m_impl->pending.empty() && !events.empty()) RebuildOverlayLocked();
     if (!marked) {
         return Error{fmt::format("events {} to {} were written, but {}; the ledger is read-only until restarted",
-                                 first_index, m.frontier.size(), marked.error())};
+                                 first_index, m_impl->frontier.size(), marked.error())};
     }
-    return AppendResult{first_index, m.frontier.size(), m.frontier.Root()};
+    return AppendResult{first_index, m_impl->frontier.size(), m_impl->frontier.Root()};
 }
 
 Result<uint64_t> Ledger::AppendOffchain(const OffchainEvent& event)
@@ -929,9 +942,9 @@ Result<uint64_t> Ledger::AppendOffchain(const OffchainEvent& event)
     if (!VerifySchnorr(event.submitter, OffchainSigningHash(event), event.signature)) {
         return Error{"off-chain event signature does not verify for its submitter key", kInvalid};
     }
-    LOCK(m_mutex);
+    LOCK(m_impl->mutex);
     // A failed read must not pass for an unused key: that would append the event twice.
-    auto existing = ReadErrorsAsResult([&]() -> Result<std::optional<uint64_t>> {
+    auto existing = ReadErrorsAsResult([&]() SHARED_LOCKS_REQUIRED(m_impl->mutex) -> Result<std::optional<uint64_t>> {
         LayeredState final_state(m_impl->ProjectionReader());
         const auto index = ReadIdempotencyKey(final_state, event.idempotency_key);
         if (!index) return std::optional<uint64_t>{};
@@ -954,13 +967,13 @@ Result<uint64_t> Ledger::AppendOffchain(const OffchainEvent& event)
 
 uint64_t Ledger::size() const
 {
-    READ_LOCK(m_mutex);
+    READ_LOCK(m_impl->mutex);
     return m_impl->frontier.size();
 }
 
 Hash256 Ledger::root() const
 {
-    READ_LOCK(m_mutex);
+    READ_LOCK(m_impl->mutex);
     return m_impl->frontier.Root();
 }
 
@@ -970,17 +983,17 @@ int64_t Ledger::root_time_ms() const { return m_impl->root_time_ms.load(); }
 
 std::optional<HighWater> Ledger::high_water() const
 {
-    READ_LOCK(m_mutex);
+    READ_LOCK(m_impl->mutex);
     return m_impl->mark ? std::optional(m_impl->mark->current()) : m_impl->read_only_mark;
 }
 
 Result<Hash256> Ledger::RootAt(uint64_t tree_size) const
 {
-    READ_LOCK(m_mutex);
+    READ_LOCK(m_impl->mutex);
     if (tree_size > m_impl->frontier.size()) {
         return Error{fmt::format("tree size {} is beyond the log's {}", tree_size, m_impl->frontier.size())};
     }
-    return ReadErrorsAsResult([&]() -> Result<Hash256> { return m_impl->RootAt(tree_size); });
+    return ReadErrorsAsResult([&]() SHARED_LOCKS_REQUIRED(m_impl->mutex) -> Result<Hash256> { return m_impl->RootAt(tree_size); });
 }
 
 std::optional<Cursor> Ledger::GetCursor(const std::string& source) const
@@ -1004,12 +1017,12 @@ Result<Bytes> Ledger::GetLeaf(uint64_t index) const
 
 Result<InclusionProof> Ledger::ProveInclusion(uint64_t index, uint64_t tree_size) const
 {
-    READ_LOCK(m_mutex);
+    READ_LOCK(m_impl->mutex);
     if (tree_size > m_impl->frontier.size()) {
         return Error{fmt::format("tree size {} is beyond the log's {}", tree_size, m_impl->frontier.size())};
     }
     if (index >= tree_size) return Error{fmt::format("index {} is not below tree size {}", index, tree_size)};
-    return ReadErrorsAsResult([&]() -> Result<InclusionProof> {
+    return ReadErrorsAsResult([&]() SHARED_LOCKS_REQUIRED(m_impl->mutex) -> Result<InclusionProof> {
         InclusionProof proof;
         proof.index = index;
         proof.tree_size = tree_size;
@@ -1024,36 +1037,35 @@ Result<InclusionProof> Ledger::ProveInclusion(uint64_t index, uint64_t tree_size
 
 Result<std::vector<Hash256>> Ledger::ProveConsistency(uint64_t old_size, uint64_t new_size) const
 {
-    READ_LOCK(m_mutex);
+    READ_LOCK(m_impl->mutex);
     if (old_size > new_size) return Error{fmt::format("old size {} exceeds new size {}", old_size, new_size)};
     if (new_size > m_impl->frontier.size()) {
         return Error{fmt::format("tree size {} is beyond the log's {}", new_size, m_impl->frontier.size())};
     }
-    return ReadErrorsAsResult([&]() -> Result<std::vector<Hash256>> {
+    return ReadErrorsAsResult([&]() SHARED_LOCKS_REQUIRED(m_impl->mutex) -> Result<std::vector<Hash256>> {
         return MerkleConsistencyPath(m_impl->Nodes(), old_size, new_size);
     });
 }
 
 Status Ledger::RecordCheckpointLocked(uint64_t tree_size, const Hash256& root, uint64_t timestamp) const
 {
-    Impl& m = *m_impl;
-    if (!m.mark) return Error{"the ledger is open read-only"};
-    HighWater next = m.mark->current();
+    if (!m_impl->mark) return Error{"the ledger is open read-only"};
+    HighWater next = m_impl->mark->current();
     if (tree_size <= next.checkpoint.size && tree_size <= next.synced.size) return {}; // already vouched for
     if (tree_size > next.synced.size) {
         // Never sign what a power cut could take back: everything appended so far goes
         // to disk first (unsynced on-chain batches included), then the mark.
-        if (!m.write_error.empty()) return Error{fmt::format("ledger is read-only after a write error ({})", m.write_error), ErrorKind::ReadOnly};
-        if (const auto synced = m.db->SyncWAL(); !synced.ok()) {
+        if (!m_impl->write_error.empty()) return Error{fmt::format("ledger is read-only after a write error ({})", m_impl->write_error), ErrorKind::ReadOnly};
+        if (const auto synced = m_impl->db->SyncWAL(); !synced.ok()) {
             return Error{fmt::format("cannot sync the log before signing: {}", synced.ToString())};
         }
-        next.synced = {m.frontier.size(), m.frontier.Root()};
+        next.synced = {m_impl->frontier.size(), m_impl->frontier.Root()};
     }
     if (tree_size > next.checkpoint.size) {
         next.checkpoint = {tree_size, root};
         next.checkpoint_time = timestamp;
     }
-    return m.WriteMark(next);
+    return m_impl->WriteMark(next);
 }
 
 Result<Checkpoint> Ledger::SignCheckpoint(uint64_t timestamp) const
@@ -1063,12 +1075,12 @@ Result<Checkpoint> Ledger::SignCheckpoint(uint64_t timestamp) const
 
 Result<Checkpoint> Ledger::SignCheckpointAt(uint64_t tree_size, uint64_t timestamp) const
 {
-    LOCK(m_mutex);
+    LOCK(m_impl->mutex);
     if (!m_impl->signer) return Error{"no checkpoint key configured"};
     if (tree_size > m_impl->frontier.size()) {
         return Error{fmt::format("tree size {} is beyond the log's {}", tree_size, m_impl->frontier.size())};
     }
-    auto root = ReadErrorsAsResult([&]() -> Result<Hash256> { return m_impl->RootAt(tree_size); });
+    auto root = ReadErrorsAsResult([&]() SHARED_LOCKS_REQUIRED(m_impl->mutex) -> Result<Hash256> { return m_impl->RootAt(tree_size); });
     if (!root) return Error{root.error()};
     if (auto recorded = RecordCheckpointLocked(tree_size, *root, timestamp); !recorded) {
         return Error{fmt::format("cannot sign a checkpoint: {}", recorded.error())};
@@ -1085,7 +1097,7 @@ Result<AppendResult> Ledger::PutAnchor(const AnchorRecord& record, const std::ve
     for (const auto& event : events) {
         if (event.kind() != EventKind::Anchor) return Error{"PutAnchor appends anchor events only"};
     }
-    LOCK(m_mutex);
+    LOCK(m_impl->mutex);
     return AppendLocked(events, cursors, &record);
 }
 
@@ -1155,7 +1167,7 @@ Result<ConsistencyReport> Ledger::CheckConsistency() const
     uint64_t generation = 0;
     std::optional<HighWater> mark;
     {
-        READ_LOCK(m_mutex); // no append in flight: the snapshot holds exactly the frontier's log
+        READ_LOCK(m_impl->mutex); // no append in flight: the snapshot holds exactly the frontier's log
         snapshot = m_impl->db->GetSnapshot();
         report.tree_size = m_impl->frontier.size();
         report.root = m_impl->frontier.Root();
@@ -1168,7 +1180,7 @@ Result<ConsistencyReport> Ledger::CheckConsistency() const
     auto checked = ReadErrorsAsResult([&]() -> Status { return m_impl->CheckLog(snapshot, mark, derived, report); });
     if (checked) {
         report.derived_state_hash = DerivedStateHash(derived.writes());
-        READ_LOCK(m_mutex);
+        READ_LOCK(m_impl->mutex);
         if (m_impl->projection_generation != generation) {
             checked = Error{"the projections were rebuilt during the check; run it again"};
         } else if (auto stored = m_impl->StoredStateHash(snapshot); !stored) {
@@ -1286,12 +1298,11 @@ Result<BackupResult> ReadBackBackup(const std::filesystem::path& copy_dir, const
 
 Result<BackupResult> Ledger::Backup(const std::filesystem::path& dir, bool include_key) const
 {
-    Impl& m = *m_impl;
     if (auto prepared = PrepareBackupDir(dir); !prepared) return Error{prepared.error()};
     // Read before the checkpoint: every mark then covers a prefix of what the copy holds.
     const std::optional<HighWater> before = high_water();
     rocksdb::Checkpoint* raw = nullptr;
-    if (const auto s = rocksdb::Checkpoint::Create(m.db.get(), &raw); !s.ok()) {
+    if (const auto s = rocksdb::Checkpoint::Create(m_impl->db.get(), &raw); !s.ok()) {
         return Error{fmt::format("cannot start a checkpoint: {}", s.ToString())};
     }
     const std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
@@ -1308,7 +1319,7 @@ Result<BackupResult> Ledger::Backup(const std::filesystem::path& dir, bool inclu
     if (const auto key = checkpoint_public_key()) {
         result->checkpoint_public_key = key;
         if (include_key) {
-            if (auto copied = CopySecretFile(m.options.checkpoint_key_path, dir / "checkpoint.key"); !copied) {
+            if (auto copied = CopySecretFile(m_impl->options.checkpoint_key_path, dir / "checkpoint.key"); !copied) {
                 return Error{copied.error()};
             }
             result->key_included = true;
@@ -1340,7 +1351,7 @@ private:
 
 std::optional<OrderRecord> Ledger::GetOrder(const UInt256& order_id, bool include_pending)
 {
-    READ_LOCK(m_mutex);
+    READ_LOCK(m_impl->mutex);
     if (include_pending && m_impl->overlay) return ReadOrder(*m_impl->overlay, order_id);
     FinalView view(m_impl->ProjectionReader());
     return ReadOrder(view, order_id);
@@ -1348,7 +1359,7 @@ std::optional<OrderRecord> Ledger::GetOrder(const UInt256& order_id, bool includ
 
 std::optional<VaultPosition> Ledger::GetPosition(const Address& owner, bool include_pending)
 {
-    READ_LOCK(m_mutex);
+    READ_LOCK(m_impl->mutex);
     if (include_pending && m_impl->overlay) return ReadPosition(*m_impl->overlay, owner);
     FinalView view(m_impl->ProjectionReader());
     return ReadPosition(view, owner);
@@ -1356,7 +1367,7 @@ std::optional<VaultPosition> Ledger::GetPosition(const Address& owner, bool incl
 
 std::optional<uint8_t> Ledger::GetReputation(const Address& seller, bool include_pending)
 {
-    READ_LOCK(m_mutex);
+    READ_LOCK(m_impl->mutex);
     if (include_pending && m_impl->overlay) return ReadReputation(*m_impl->overlay, seller);
     FinalView view(m_impl->ProjectionReader());
     return ReadReputation(view, seller);
@@ -1364,7 +1375,7 @@ std::optional<uint8_t> Ledger::GetReputation(const Address& seller, bool include
 
 Totals Ledger::GetTotals(bool include_pending)
 {
-    READ_LOCK(m_mutex);
+    READ_LOCK(m_impl->mutex);
     if (include_pending && m_impl->overlay) return ReadTotals(*m_impl->overlay);
     FinalView view(m_impl->ProjectionReader());
     return ReadTotals(view);
@@ -1372,14 +1383,14 @@ Totals Ledger::GetTotals(bool include_pending)
 
 Result<Hash256> Ledger::StateHash() const
 {
-    LOCK(m_mutex); // a rebuild swaps the projections' column family
+    LOCK(m_impl->mutex); // a rebuild swaps the projections' column family
     return m_impl->StoredStateHash(nullptr);
 }
 
 std::vector<UInt256> Ledger::OrdersByParty(bool by_seller, const Address& party, const std::optional<UInt256>& after,
                                            size_t limit) const
 {
-    READ_LOCK(m_mutex); // a rebuild swaps the projections' column family
+    READ_LOCK(m_impl->mutex); // a rebuild swaps the projections' column family
     const std::string_view prefix_tag = by_seller ? keys::kOrdersBySellerPrefix : keys::kOrdersByBuyerPrefix;
     const std::string prefix = std::string(prefix_tag) + std::string(party.begin(), party.end());
     const std::string start = after ? keys::OrderByParty(prefix_tag, party, *after) : prefix;
@@ -1399,7 +1410,7 @@ std::vector<UInt256> Ledger::OrdersByParty(bool by_seller, const Address& party,
 
 std::vector<uint64_t> Ledger::AccountEvents(const Address& account, std::optional<uint64_t> after, size_t limit) const
 {
-    READ_LOCK(m_mutex);
+    READ_LOCK(m_impl->mutex);
     const std::string prefix = std::string(keys::kAccountEventsPrefix) + std::string(account.begin(), account.end());
     const std::string start = after ? keys::AccountEvent(account, *after) : prefix;
     std::vector<uint64_t> out;
@@ -1417,7 +1428,7 @@ std::vector<uint64_t> Ledger::AccountEvents(const Address& account, std::optiona
 
 std::vector<OrderRecord> Ledger::OrdersAfter(const std::optional<UInt256>& after, size_t limit) const
 {
-    READ_LOCK(m_mutex);
+    READ_LOCK(m_impl->mutex);
     const std::string start = after ? keys::Order(*after) : std::string("o");
     std::vector<OrderRecord> out;
     std::unique_ptr<rocksdb::Iterator> it(m_impl->db->NewIterator(rocksdb::ReadOptions(), m_impl->proj));
@@ -1434,11 +1445,10 @@ std::vector<OrderRecord> Ledger::OrdersAfter(const std::optional<UInt256>& after
 
 Status Ledger::RebuildProjections()
 {
-    LOCK(m_mutex);
-    Impl& m = *m_impl;
-    if (m.options.read_only) return Error{"the ledger is open read-only"};
-    if (!m.write_error.empty()) return Error{fmt::format("ledger is read-only after a write error ({})", m.write_error), ErrorKind::ReadOnly};
-    ++m.projection_generation;
+    LOCK(m_impl->mutex);
+    if (m_impl->options.read_only) return Error{"the ledger is open read-only"};
+    if (!m_impl->write_error.empty()) return Error{fmt::format("ledger is read-only after a write error ({})", m_impl->write_error), ErrorKind::ReadOnly};
+    ++m_impl->projection_generation;
     try {
         return RebuildProjectionsLocked();
     } catch (const LedgerReadError& e) {
@@ -1448,39 +1458,38 @@ Status Ledger::RebuildProjections()
 
 Status Ledger::RebuildProjectionsLocked()
 {
-    Impl& m = *m_impl;
     rocksdb::WriteOptions write_options;
     write_options.sync = true;
     // The marker makes an interrupted rebuild restart at the next Open(). Dropping the
     // family is faster than a range delete, whose tombstone every later read would meet.
-    if (const auto s = m.db->Put(write_options, m.meta, std::string(kRebuildMarker), "1"); !s.ok()) {
+    if (const auto s = m_impl->db->Put(write_options, m_impl->meta, std::string(kRebuildMarker), "1"); !s.ok()) {
         return Error{fmt::format("rebuild failed: {}", s.ToString())};
     }
     {
         rocksdb::ColumnFamilyDescriptor descriptor;
-        if (const auto s = m.proj->GetDescriptor(&descriptor); !s.ok()) return Error{fmt::format("rebuild failed: {}", s.ToString())};
-        if (const auto s = m.db->DropColumnFamily(m.proj); !s.ok()) return Error{fmt::format("rebuild failed: {}", s.ToString())};
+        if (const auto s = m_impl->proj->GetDescriptor(&descriptor); !s.ok()) return Error{fmt::format("rebuild failed: {}", s.ToString())};
+        if (const auto s = m_impl->db->DropColumnFamily(m_impl->proj); !s.ok()) return Error{fmt::format("rebuild failed: {}", s.ToString())};
         rocksdb::ColumnFamilyHandle* fresh = nullptr;
-        if (const auto s = m.db->CreateColumnFamily(descriptor.options, descriptor.name, &fresh); !s.ok()) {
+        if (const auto s = m_impl->db->CreateColumnFamily(descriptor.options, descriptor.name, &fresh); !s.ok()) {
             return Error{fmt::format("rebuild failed: {}", s.ToString())};
         }
-        auto it = std::find(m.handles.begin(), m.handles.end(), m.proj);
-        m.db->DestroyColumnFamilyHandle(m.proj);
+        auto it = std::find(m_impl->handles.begin(), m_impl->handles.end(), m_impl->proj);
+        m_impl->db->DestroyColumnFamilyHandle(m_impl->proj);
         *it = fresh;
-        m.proj = fresh;
+        m_impl->proj = fresh;
     }
 
-    const uint64_t total = m.frontier.size();
+    const uint64_t total = m_impl->frontier.size();
     LogInfo("Rebuilding projections from {} events", total);
     WrittenKeys written(total);
-    const auto reader = m.ProjectionReader();
+    const auto reader = m_impl->ProjectionReader();
     // Reading and decoding the next chunk of the log overlaps applying this one.
-    auto load = [&m](uint64_t begin, uint64_t end) -> Result<std::vector<Event>> {
+    auto load = [this](uint64_t begin, uint64_t end) -> Result<std::vector<Event>> {
         std::vector<Event> chunk;
         chunk.reserve(end - begin);
         rocksdb::ReadOptions read_options;
         read_options.fill_cache = false; // one pass over the log; keep the cache for live reads
-        std::unique_ptr<rocksdb::Iterator> it(m.db->NewIterator(read_options, m.events));
+        std::unique_ptr<rocksdb::Iterator> it(m_impl->db->NewIterator(read_options, m_impl->events));
         uint64_t index = begin;
         for (it->Seek(keys::Event(begin)); it->Valid() && index < end; it->Next(), ++index) {
             if (keys::ParseU64(it->key().ToStringView()) != index) return Error{fmt::format("event {} is missing", index)};
@@ -1509,35 +1518,34 @@ Status Ledger::RebuildProjectionsLocked()
         ApplyEvents(chunk, begin, state);
         rocksdb::WriteBatch batch;
         for (const auto& [key, value] : state.writes()) {
-            batch.Put(m.proj, key, value);
+            batch.Put(m_impl->proj, key, value);
             written.Add(key);
         }
         // No WAL: until the marker is cleared below, a crash restarts the rebuild anyway.
         rocksdb::WriteOptions chunk_options;
         chunk_options.disableWAL = true;
-        if (const auto s = m.db->Write(chunk_options, &batch); !s.ok()) return Error{fmt::format("rebuild failed: {}", s.ToString())};
+        if (const auto s = m_impl->db->Write(chunk_options, &batch); !s.ok()) return Error{fmt::format("rebuild failed: {}", s.ToString())};
     }
     // The projections reach their SST files before the marker goes.
-    if (const auto s = m.db->Flush(rocksdb::FlushOptions(), m.proj); !s.ok()) {
+    if (const auto s = m_impl->db->Flush(rocksdb::FlushOptions(), m_impl->proj); !s.ok()) {
         return Error{fmt::format("rebuild failed: {}", s.ToString())};
     }
-    if (const auto s = m.db->Delete(write_options, m.meta, std::string(kRebuildMarker)); !s.ok()) {
+    if (const auto s = m_impl->db->Delete(write_options, m_impl->meta, std::string(kRebuildMarker)); !s.ok()) {
         return Error{fmt::format("rebuild failed: {}", s.ToString())};
     }
-    if (!m.pending.empty()) RebuildOverlayLocked();
+    if (!m_impl->pending.empty()) RebuildOverlayLocked();
     LogInfo("Rebuilt projections from {} events", total);
     return {};
 }
 
 void Ledger::RebuildOverlayLocked()
 {
-    Impl& m = *m_impl;
-    m.overlay.reset();
-    if (m.pending.empty()) return;
-    auto overlay = std::make_unique<LayeredState>(m.ProjectionReader());
+    m_impl->overlay.reset();
+    if (m_impl->pending.empty()) return;
+    auto overlay = std::make_unique<LayeredState>(m_impl->ProjectionReader());
     try {
         // Pending events get no index (they may never be final): orders name them by id.
-        for (const auto& [source, blocks] : m.pending) {
+        for (const auto& [source, blocks] : m_impl->pending) {
             for (const auto& block : blocks) ApplyPendingEvents(block.events, *overlay);
         }
     } catch (const LedgerReadError& e) {
@@ -1545,35 +1553,34 @@ void Ledger::RebuildOverlayLocked()
         LogWarning("The pending overlay could not be built ({}); pending events are not shown", e.what());
         return;
     }
-    m.overlay = std::move(overlay);
+    m_impl->overlay = std::move(overlay);
 }
 
 Status Ledger::AddPendingBlock(const std::string& source, PendingBlock block)
 {
-    LOCK(m_mutex);
-    Impl& m = *m_impl;
-    auto& blocks = m.pending[source];
+    LOCK(m_impl->mutex);
+    auto& blocks = m_impl->pending[source];
     if (!blocks.empty() && block.number != blocks.back().number + 1) {
         return Error{fmt::format("pending block {} of {} does not follow block {}", block.number, source,
                                  blocks.back().number)};
     }
-    if (blocks.size() >= m.options.pending_blocks_max) {
+    if (blocks.size() >= m_impl->options.pending_blocks_max) {
         return Error{fmt::format("pending overlay of {} is full ({} blocks)", source, blocks.size())};
     }
-    if (block.events.size() > m.options.pending_events_per_block_max) {
+    if (block.events.size() > m_impl->options.pending_events_per_block_max) {
         return Error{fmt::format("pending block {} has {} events, over the limit", block.number, block.events.size())};
     }
     for (const auto& event : block.events) {
         if (!event.origin) return Error{"pending events must come from a chain"};
     }
     blocks.push_back(std::move(block));
-    if (m_listener && !blocks.back().events.empty()) {
-        m_listener(LedgerNotice{.type = LedgerNotice::Type::Pending, .source = source, .events = blocks.back().events});
+    if (m_impl->listener && !blocks.back().events.empty()) {
+        m_impl->listener(LedgerNotice{.type = LedgerNotice::Type::Pending, .source = source, .events = blocks.back().events});
     }
-    if (m.overlay && m.pending.size() == 1) {
+    if (m_impl->overlay && m_impl->pending.size() == 1) {
         // The common case, one chain extending its tip: apply only the new block.
         try {
-            ApplyPendingEvents(blocks.back().events, *m.overlay);
+            ApplyPendingEvents(blocks.back().events, *m_impl->overlay);
         } catch (const LedgerReadError&) {
             RebuildOverlayLocked(); // half-applied: start over (or go without an overlay)
         }
@@ -1585,14 +1592,13 @@ Status Ledger::AddPendingBlock(const std::string& source, PendingBlock block)
 
 Result<AppendResult> Ledger::FinalizePending(const std::string& source, uint64_t block_number)
 {
-    LOCK(m_mutex);
-    Impl& m = *m_impl;
-    auto it = m.pending.find(source);
-    if (it == m.pending.end() || it->second.empty() || it->second.front().number > block_number) {
+    LOCK(m_impl->mutex);
+    auto it = m_impl->pending.find(source);
+    if (it == m_impl->pending.end() || it->second.empty() || it->second.front().number > block_number) {
         return Error{fmt::format("no pending block of {} at or below {}", source, block_number)};
     }
     auto& blocks = it->second;
-    AppendResult last{.first_index = m.frontier.size(), .tree_size = m.frontier.size(), .root = m.frontier.Root()};
+    AppendResult last{.first_index = m_impl->frontier.size(), .tree_size = m_impl->frontier.size(), .root = m_impl->frontier.Root()};
     // One append per run of blocks that fits kAppendEventsMax; each moves the cursor to
     // its last block, so a failure part-way leaves log, cursor and overlay agreeing.
     while (!blocks.empty() && blocks.front().number <= block_number) {
@@ -1619,7 +1625,7 @@ Result<AppendResult> Ledger::FinalizePending(const std::string& source, uint64_t
         last = appended.value();
     }
     if (blocks.empty()) {
-        m.pending.erase(it);
+        m_impl->pending.erase(it);
         RebuildOverlayLocked();
     }
     return last;
@@ -1627,7 +1633,7 @@ Result<AppendResult> Ledger::FinalizePending(const std::string& source, uint64_t
 
 void Ledger::RollbackPending(const std::string& source, uint64_t block_number)
 {
-    LOCK(m_mutex);
+    LOCK(m_impl->mutex);
     auto it = m_impl->pending.find(source);
     if (it == m_impl->pending.end()) return;
     auto& blocks = it->second;
@@ -1639,18 +1645,18 @@ void Ledger::RollbackPending(const std::string& source, uint64_t block_number)
     }
     if (blocks.empty()) m_impl->pending.erase(it);
     RebuildOverlayLocked();
-    if (m_listener && !notice.events.empty()) m_listener(notice);
+    if (m_impl->listener && !notice.events.empty()) m_impl->listener(notice);
 }
 
 void Ledger::SetListener(LedgerListener listener)
 {
-    LOCK(m_mutex);
-    m_listener = std::move(listener);
+    LOCK(m_impl->mutex);
+    m_impl->listener = std::move(listener);
 }
 
 void Ledger::DropFinalizedPending(const std::string& source, uint64_t block_number)
 {
-    LOCK(m_mutex);
+    LOCK(m_impl->mutex);
     auto it = m_impl->pending.find(source);
     if (it == m_impl->pending.end()) return;
     auto& blocks = it->second;
@@ -1663,7 +1669,7 @@ void Ledger::DropFinalizedPending(const std::string& source, uint64_t block_numb
 
 std::vector<PendingBlock> Ledger::GetPending(const std::string& source) const
 {
-    READ_LOCK(m_mutex);
+    READ_LOCK(m_impl->mutex);
     auto it = m_impl->pending.find(source);
     if (it == m_impl->pending.end()) return {};
     return it->second;

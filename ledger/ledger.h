@@ -164,49 +164,49 @@ public:
     uint32_t schema_version() const { return m_schema_version; }
     LedgerHealth health() const;
     // The high-water mark as last written (none when opened read-only without one).
-    std::optional<HighWater> high_water() const LOCKS_EXCLUDED(m_mutex);
+    std::optional<HighWater> high_water() const LOCKS_EXCLUDED(LockRef());
     // Re-reads every leaf, recomputes the root and every stored Merkle node, checks the
     // high-water mark, re-derives the projections in memory and compares their state
     // hash with the stored one. Reads a snapshot: appends go on meanwhile. A problem
     // found degrades the ledger.
-    Result<ConsistencyReport> CheckConsistency() const LOCKS_EXCLUDED(m_mutex);
+    Result<ConsistencyReport> CheckConsistency() const LOCKS_EXCLUDED(LockRef());
     // A consistent copy of the running ledger (appends go on meanwhile) in `dir`, which
     // must be absolute and absent or empty: dir/ledger is a RocksDB checkpoint (tables
     // hard-linked on the same file system, copied otherwise) with a high-water mark for
     // what it holds, and dir/checkpoint.key (mode 0600) when include_key. The size and
     // root are read back from the copy, so they are exactly what it holds.
-    Result<BackupResult> Backup(const std::filesystem::path& dir, bool include_key) const LOCKS_EXCLUDED(m_mutex);
+    Result<BackupResult> Backup(const std::filesystem::path& dir, bool include_key) const LOCKS_EXCLUDED(LockRef());
 
     // --- the final log ---
     // Appends events in order and moves the given cursors, atomically.
     Result<AppendResult> Append(const std::vector<Event>& events, const std::vector<Cursor>& cursors = {})
-        LOCKS_EXCLUDED(m_mutex);
+        LOCKS_EXCLUDED(LockRef());
     // Appends a signed off-chain event once per idempotency key; a retry returns the
     // index it got the first time. The signature must verify for `submitter`.
-    Result<uint64_t> AppendOffchain(const OffchainEvent& event) LOCKS_EXCLUDED(m_mutex);
+    Result<uint64_t> AppendOffchain(const OffchainEvent& event) LOCKS_EXCLUDED(LockRef());
 
-    uint64_t size() const LOCKS_EXCLUDED(m_mutex);
-    Hash256 root() const LOCKS_EXCLUDED(m_mutex);
+    uint64_t size() const LOCKS_EXCLUDED(LockRef());
+    Hash256 root() const LOCKS_EXCLUDED(LockRef());
     // Unix milliseconds of the last append in this process, or of the open: the root's
     // age on /metrics (the log stores no time of its own for every kind of event).
     int64_t root_time_ms() const;
-    Result<Hash256> RootAt(uint64_t tree_size) const LOCKS_EXCLUDED(m_mutex);
+    Result<Hash256> RootAt(uint64_t tree_size) const LOCKS_EXCLUDED(LockRef());
     std::optional<Cursor> GetCursor(const std::string& source) const;
-    Result<Bytes> GetLeaf(uint64_t index) const LOCKS_EXCLUDED(m_mutex);
-    Result<InclusionProof> ProveInclusion(uint64_t index, uint64_t tree_size) const LOCKS_EXCLUDED(m_mutex);
-    Result<std::vector<Hash256>> ProveConsistency(uint64_t old_size, uint64_t new_size) const LOCKS_EXCLUDED(m_mutex);
+    Result<Bytes> GetLeaf(uint64_t index) const LOCKS_EXCLUDED(LockRef());
+    Result<InclusionProof> ProveInclusion(uint64_t index, uint64_t tree_size) const LOCKS_EXCLUDED(LockRef());
+    Result<std::vector<Hash256>> ProveConsistency(uint64_t old_size, uint64_t new_size) const LOCKS_EXCLUDED(LockRef());
 
     // Signs (size, root, now) with the operator key.
-    Result<Checkpoint> SignCheckpoint(uint64_t timestamp) const LOCKS_EXCLUDED(m_mutex);
+    Result<Checkpoint> SignCheckpoint(uint64_t timestamp) const LOCKS_EXCLUDED(LockRef());
     // Signs an earlier (size, root) of the log, e.g. an anchored one.
-    Result<Checkpoint> SignCheckpointAt(uint64_t tree_size, uint64_t timestamp) const LOCKS_EXCLUDED(m_mutex);
+    Result<Checkpoint> SignCheckpointAt(uint64_t tree_size, uint64_t timestamp) const LOCKS_EXCLUDED(LockRef());
     std::optional<XOnlyPubKey> checkpoint_public_key() const;
 
     // --- anchors (ledger/anchors.h) ---
     // Writes the anchor's record, appends its lifecycle events and moves the cursors in
     // one fsynced batch: the record never disagrees with the log.
     Result<AppendResult> PutAnchor(const AnchorRecord& record, const std::vector<Event>& events,
-                                   const std::vector<Cursor>& cursors = {}) LOCKS_EXCLUDED(m_mutex);
+                                   const std::vector<Cursor>& cursors = {}) LOCKS_EXCLUDED(LockRef());
     std::optional<AnchorRecord> GetAnchor(uint64_t id) const;
     // Anchors with id > after_id, ascending, at most limit.
     std::vector<AnchorRecord> ListAnchors(uint64_t after_id, size_t limit) const;
@@ -216,10 +216,10 @@ public:
     std::optional<AnchorRecord> AnchorCovering(uint64_t index) const;
 
     // --- projections (final, or final plus the pending overlay) ---
-    std::optional<OrderRecord> GetOrder(const UInt256& order_id, bool include_pending) LOCKS_EXCLUDED(m_mutex);
-    std::optional<VaultPosition> GetPosition(const Address& owner, bool include_pending) LOCKS_EXCLUDED(m_mutex);
-    std::optional<uint8_t> GetReputation(const Address& seller, bool include_pending) LOCKS_EXCLUDED(m_mutex);
-    Totals GetTotals(bool include_pending) LOCKS_EXCLUDED(m_mutex);
+    std::optional<OrderRecord> GetOrder(const UInt256& order_id, bool include_pending) LOCKS_EXCLUDED(LockRef());
+    std::optional<VaultPosition> GetPosition(const Address& owner, bool include_pending) LOCKS_EXCLUDED(LockRef());
+    std::optional<uint8_t> GetReputation(const Address& seller, bool include_pending) LOCKS_EXCLUDED(LockRef());
+    Totals GetTotals(bool include_pending) LOCKS_EXCLUDED(LockRef());
     // Orders (final view) by seller or buyer, in order-id order, after `after` (exclusive),
     // at most `limit`: the ids. Stable under appends: new orders have higher ids.
     std::vector<UInt256> OrdersByParty(bool by_seller, const Address& party, const std::optional<UInt256>& after,
@@ -232,43 +232,45 @@ public:
     // SHA-256 over every projection entry in key order: equal states, equal hashes.
     Result<Hash256> StateHash() const;
     // Recomputes every projection from the log (bitacorad -rebuild).
-    Status RebuildProjections() LOCKS_EXCLUDED(m_mutex);
+    Status RebuildProjections() LOCKS_EXCLUDED(LockRef());
 
     // --- the pending overlay (volatile: refetched from the chain after a restart) ---
     // Adds the next unfinalized block of a source; it must extend the last one.
-    Status AddPendingBlock(const std::string& source, PendingBlock block) LOCKS_EXCLUDED(m_mutex);
+    Status AddPendingBlock(const std::string& source, PendingBlock block) LOCKS_EXCLUDED(LockRef());
     // Drops pending blocks above block_number (a reorg back to that ancestor).
-    void RollbackPending(const std::string& source, uint64_t block_number) LOCKS_EXCLUDED(m_mutex);
+    void RollbackPending(const std::string& source, uint64_t block_number) LOCKS_EXCLUDED(LockRef());
     // Appends the pending blocks of `source` up to block_number to the final log, moves
     // the source's cursor to that block and drops them from the overlay, all under one
     // lock, so that no reader sees their events twice or not at all.
-    Result<AppendResult> FinalizePending(const std::string& source, uint64_t block_number) LOCKS_EXCLUDED(m_mutex);
+    Result<AppendResult> FinalizePending(const std::string& source, uint64_t block_number) LOCKS_EXCLUDED(LockRef());
     // Drops pending blocks at or below block_number (they were appended as final).
-    void DropFinalizedPending(const std::string& source, uint64_t block_number) LOCKS_EXCLUDED(m_mutex);
-    std::vector<PendingBlock> GetPending(const std::string& source) const LOCKS_EXCLUDED(m_mutex);
+    void DropFinalizedPending(const std::string& source, uint64_t block_number) LOCKS_EXCLUDED(LockRef());
+    std::vector<PendingBlock> GetPending(const std::string& source) const LOCKS_EXCLUDED(LockRef());
 
     // Called under the ledger's lock after every append and rollback, in log order; it
     // must only hand the notice on (a bounded queue), never call back into the ledger.
-    void SetListener(LedgerListener listener) LOCKS_EXCLUDED(m_mutex);
+    void SetListener(LedgerListener listener) LOCKS_EXCLUDED(LockRef());
 
 private:
     struct Impl;
     explicit Ledger(std::unique_ptr<Impl> impl);
     // Open()'s second half: schema, tree, high-water mark, key, projection upkeep.
-    Status Load() LOCKS_EXCLUDED(m_mutex);
-    void RebuildOverlayLocked() EXCLUSIVE_LOCKS_REQUIRED(m_mutex);
-    Status RebuildProjectionsLocked() EXCLUSIVE_LOCKS_REQUIRED(m_mutex);
+    Status Load() LOCKS_EXCLUDED(LockRef());
+    void RebuildOverlayLocked() EXCLUSIVE_LOCKS_REQUIRED(LockRef());
+    Status RebuildProjectionsLocked() EXCLUSIVE_LOCKS_REQUIRED(LockRef());
     // Makes the log durable up to (size, root) and records a checkpoint of it in the mark.
     Status RecordCheckpointLocked(uint64_t tree_size, const Hash256& root, uint64_t timestamp) const
-        EXCLUSIVE_LOCKS_REQUIRED(m_mutex);
+        EXCLUSIVE_LOCKS_REQUIRED(LockRef());
     Result<AppendResult> AppendLocked(const std::vector<Event>& events, const std::vector<Cursor>& cursors,
-                                      const AnchorRecord* anchor = nullptr) EXCLUSIVE_LOCKS_REQUIRED(m_mutex);
+                                      const AnchorRecord* anchor = nullptr) EXCLUSIVE_LOCKS_REQUIRED(LockRef());
+
+    // The lock of everything in Impl (exclusive for writes, shared for reads: API workers
+    // read in parallel). It lives in Impl, beside what it guards, so that -Wthread-safety
+    // checks each field; this names it for the annotations above.
+    SharedMutex& LockRef() const;
 
     std::unique_ptr<Impl> m_impl;
-    uint32_t m_schema_version{0};
-    // Exclusive for writes, shared for reads: API workers read in parallel.
-    mutable SharedMutex m_mutex;
-    LedgerListener m_listener GUARDED_BY(m_mutex);
+    uint32_t m_schema_version{0}; // set by Load, before the ledger is shared
 };
 
 } // namespace bitacora::ledger
