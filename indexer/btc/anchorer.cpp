@@ -1,5 +1,7 @@
 #include "indexer/btc/anchorer.h"
 
+#include "indexer/btc/anchor_core.h"
+
 #include "common/logging.h"
 #include "common/mutation.h"
 
@@ -16,14 +18,26 @@ using ledger::AnchorState;
 
 constexpr size_t kRecentAnchorsMax = 16; // how far back a reorg or a status looks
 
-} // namespace
 
-double BumpedFeeRate(double configured_sat_vb, uint32_t bump)
+anchor::Policy PolicyOf(const AnchorerOptions& o)
 {
-    const double rate = configured_sat_vb * (1.0 + 0.5 * bump);
-    // The small tolerance keeps an exact 1.65 (as 1.6500000000000001) from rounding up to 1.651.
-    return std::ceil(rate * 1000.0 - 1e-6) / 1000.0;
+    return anchor::Policy{.enabled = o.enabled,
+                          .interval_s = o.interval_s,
+                          .fee_rate_sat_vb = o.fee_rate_sat_vb,
+                          .conf_target = o.conf_target,
+                          .bump_after_blocks = o.bump_after_blocks,
+                          .bumps_max = o.bumps_max,
+                          .final_confirmations = o.final_confirmations};
 }
+
+nlohmann::json FeeOptions(const anchor::FeeChoice& fee, nlohmann::json options)
+{
+    if (fee.fee_rate_sat_vb) options["fee_rate"] = *fee.fee_rate_sat_vb;
+    if (fee.conf_target) options["conf_target"] = *fee.conf_target;
+    return options;
+}
+
+} // namespace
 
 uint64_t Anchorer::UnixNowSeconds() const
 {
@@ -31,7 +45,7 @@ uint64_t Anchorer::UnixNowSeconds() const
 }
 
 Anchorer::Anchorer(ledger::Ledger& ledger, BitcoindRpc& rpc, AnchorerOptions options)
-    : m_ledger(ledger), m_rpc(rpc), m_options(options), m_started_s(UnixNowSeconds())
+    : m_ledger(ledger), m_rpc(rpc), m_options(options), m_policy(PolicyOf(options)), m_started_s(UnixNowSeconds())
 {
     RefreshStatus();
 }
@@ -123,108 +137,108 @@ void Anchorer::RefreshStatus()
     m_status.latest_final = std::move(latest_final);
 }
 
-// The first automatic anchor: once every follower caught up, so that it commits to the
-// chains' history rather than to whatever a moment after start-up held; but at the
-// latest one interval after start, so that a follower that cannot catch up does not
-// leave the off-chain events and what was followed unanchored.
-bool Anchorer::FirstAnchorDue(bool sources_synced, uint64_t now_s)
+std::optional<AnchorRecord> Anchorer::LastGood(const std::optional<AnchorRecord>& latest) const
 {
-    if (sources_synced || now_s >= m_started_s + m_options.interval_s) return true;
-    if (!m_first_wait_logged) {
-        LogInfo("The first anchor waits until the followers have caught up (at most {} s, -anchorinterval)",
-                m_options.interval_s);
-        m_first_wait_logged = true;
+    std::optional<AnchorRecord> last_good;
+    if (!latest) return last_good;
+    const uint64_t from = latest->id > kRecentAnchorsMax ? latest->id - kRecentAnchorsMax : 0;
+    for (auto& record : m_ledger.ListAnchors(from, kRecentAnchorsMax + 1)) {
+        if (record.state != AnchorState::Abandoned) last_good = record;
     }
-    return false;
+    return last_good;
 }
 
 void Anchorer::Step(uint64_t tip_height, bool sources_synced)
 {
-    const uint64_t now = UnixNowSeconds();
     const uint64_t ticket = m_requested_ticket.load();
-    const bool requested = ticket > m_handled_ticket.load();
-    auto finish_request = [&](std::string outcome) {
-        if (!requested) return;
-        {
-            LOCK(m_status_mutex);
-            m_request_outcome = std::move(outcome);
-            m_handled_ticket = ticket;
-        }
-        m_handled_cv.notify_all();
-    };
-    auto latest = m_ledger.LatestAnchor();
-    if (latest && latest->active()) {
-        if (latest->state == AnchorState::Confirmed) {
-            const uint64_t early = sim::Mutated(sim::Mutation::AnchorFinalEarly) ? 1 : 0;
-            if (latest->proof && tip_height + 1 + early >= latest->proof->block_height + m_options.final_confirmations) {
-                latest->state = AnchorState::Final;
-                if (Save(*latest, 3)) {
-                    LOCK(m_status_mutex);
-                    ++m_status.anchors_final;
-                }
-                LogInfo("Anchor {} final: tree size {} root {} in block {} ({} confirmations)", latest->id,
-                        latest->tree_size, HexEncode0x(latest->root), latest->proof->block_height,
-                        tip_height + 1 - latest->proof->block_height);
-            }
-            finish_request(fmt::format("anchor {} is confirmed and not final yet; it covers tree size {}", latest->id,
-                                       latest->tree_size));
-            return;
-        }
-        if (now < m_retry_at_s && !requested) return;
-        if (m_first_step && latest->state == AnchorState::Broadcast &&
-            sim::Mutated(sim::Mutation::AnchorResignsAfterCrash)) {
-            latest->state = AnchorState::Planned; // the broken variant: a second transaction for one anchor
-        }
-        m_first_step = false;
-        if (latest->state == AnchorState::Planned) SignPlanned(*latest);
-        latest = m_ledger.LatestAnchor();
-        if (latest->state == AnchorState::Signed) Broadcast(*latest, tip_height);
-        latest = m_ledger.LatestAnchor();
-        if (latest->state == AnchorState::Broadcast) WatchBroadcast(*latest, tip_height);
-        latest = m_ledger.LatestAnchor();
-        std::string last_error;
-        {
-            LOCK(m_status_mutex);
-            last_error = m_status.last_error;
-        }
-        finish_request(latest->state == AnchorState::Planned
-                           ? fmt::format("anchor {} could not be sent: {}", latest->id, last_error)
-                           : fmt::format("anchor {} is {}", latest->id, ledger::AnchorStateName(latest->state)));
-        return;
+    anchor::StepFacts facts;
+    facts.requested = ticket > m_handled_ticket.load();
+    facts.latest = m_ledger.LatestAnchor();
+    facts.tip_height = tip_height;
+    facts.now_s = UnixNowSeconds();
+    facts.retry_at_s = m_retry_at_s;
+    facts.started_s = m_started_s;
+    facts.sources_synced = sources_synced;
+    if (!facts.latest || !facts.latest->active()) {
+        facts.last_good = LastGood(facts.latest);
+        facts.log_size = m_ledger.size();
+        facts.log_events = facts.log_size - m_ledger.GetTotals(false).anchor_events;
     }
-    if (!m_options.enabled && !requested) return;
-    if (now < m_retry_at_s && !requested) return;
-    // The last anchor that counts: abandoned ones anchored nothing.
-    std::optional<AnchorRecord> last_good;
-    if (latest) {
-        const uint64_t from = latest->id > kRecentAnchorsMax ? latest->id - kRecentAnchorsMax : 0;
-        for (auto& record : m_ledger.ListAnchors(from, kRecentAnchorsMax + 1)) {
-            if (record.state != AnchorState::Abandoned) last_good = record;
+    auto action = anchor::DecideStep(m_policy, facts);
+    std::optional<std::string> outcome = Perform(action, tip_height);
+    if (!facts.requested) return;
+    if (!outcome) outcome = action.outcome;
+    {
+        LOCK(m_status_mutex);
+        m_request_outcome = std::move(*outcome);
+        m_handled_ticket = ticket;
+    }
+    m_handled_cv.notify_all();
+}
+
+// Carries out a step's action; returns what a waiting request is told (nullopt: the
+// action's own outcome).
+std::optional<std::string> Anchorer::Perform(anchor::StepAction& action, uint64_t tip_height)
+{
+    using Kind = anchor::StepAction::Kind;
+    switch (action.kind) {
+    case Kind::Wait:
+    case Kind::NothingToAnchor: return std::nullopt;
+    case Kind::WaitFollowers:
+        if (!m_first_wait_logged) {
+            LogInfo("The first anchor waits until the followers have caught up (at most {} s, -anchorinterval)",
+                    m_options.interval_s);
+            m_first_wait_logged = true;
         }
+        return std::nullopt;
+    case Kind::MarkFinal: MarkFinal(action.record, tip_height); return fmt::format("anchor {} is final", action.record.id);
+    case Kind::Continue: return Continue(std::move(action.record), tip_height);
+    case Kind::Plan: return PlanAndSend(std::move(action.record), tip_height);
     }
-    const uint64_t size = m_ledger.size();
-    const uint64_t log_events = size - m_ledger.GetTotals(false).anchor_events;
-    if (log_events == 0 || (last_good && log_events <= last_good->log_events_at_plan)) {
-        finish_request(last_good ? fmt::format("nothing to anchor: no event since anchor {} (tree size {})", last_good->id,
-                                               last_good->tree_size)
-                                 : std::string("nothing to anchor: the log is empty"));
-        return;
+    return std::nullopt;
+}
+
+void Anchorer::MarkFinal(const AnchorRecord& record, uint64_t tip_height)
+{
+    if (Save(record, 3)) {
+        LOCK(m_status_mutex);
+        ++m_status.anchors_final;
     }
-    if (!requested && last_good && now < last_good->planned_time + m_options.interval_s) return;
-    if (!requested && !last_good && !FirstAnchorDue(sources_synced, now)) return;
-    auto root = m_ledger.RootAt(size);
-    if (!root) return;
-    AnchorRecord record;
-    record.id = latest ? latest->id + 1 : 1;
-    record.state = AnchorState::Planned;
-    record.tree_size = size;
+    LogInfo("Anchor {} final: tree size {} root {} in block {} ({} confirmations)", record.id, record.tree_size,
+            HexEncode0x(record.root), record.proof->block_height, tip_height + 1 - record.proof->block_height);
+}
+
+std::string Anchorer::LastError() const
+{
+    LOCK(m_status_mutex);
+    return m_status.last_error;
+}
+
+// Signs, sends and watches the active anchor, each as far as it gets this step.
+std::string Anchorer::Continue(AnchorRecord latest, uint64_t tip_height)
+{
+    if (m_first_step && latest.state == AnchorState::Broadcast && sim::Mutated(sim::Mutation::AnchorResignsAfterCrash)) {
+        latest.state = AnchorState::Planned; // the broken variant: a second transaction for one anchor
+    }
+    m_first_step = false;
+    if (latest.state == AnchorState::Planned) SignPlanned(latest);
+    auto current = m_ledger.GetAnchor(latest.id);
+    if (current && current->state == AnchorState::Signed) Broadcast(*current, tip_height);
+    current = m_ledger.GetAnchor(latest.id);
+    if (current && current->state == AnchorState::Broadcast) WatchBroadcast(*current, tip_height);
+    current = m_ledger.GetAnchor(latest.id);
+    if (!current) return fmt::format("anchor {} cannot be read back", latest.id);
+    return current->state == AnchorState::Planned
+               ? fmt::format("anchor {} could not be sent: {}", current->id, LastError())
+               : fmt::format("anchor {} is {}", current->id, ledger::AnchorStateName(current->state));
+}
+
+std::string Anchorer::PlanAndSend(AnchorRecord record, uint64_t tip_height)
+{
+    auto root = m_ledger.RootAt(record.tree_size);
+    if (!root) return fmt::format("cannot read the log's root: {}", root.error());
     record.root = *root;
-    record.log_events_at_plan = log_events;
-    record.planned_time = now;
-    if (!Save(record, std::nullopt)) {
-        finish_request("cannot persist the anchor's plan");
-        return;
-    }
+    if (!Save(record, std::nullopt)) return "cannot persist the anchor's plan";
     {
         LOCK(m_status_mutex);
         ++m_status.anchors_planned;
@@ -235,14 +249,9 @@ void Anchorer::Step(uint64_t tip_height, bool sources_synced)
         Broadcast(*signed_record, tip_height);
     }
     const auto outcome = m_ledger.GetAnchor(record.id);
-    std::string last_error;
-    {
-        LOCK(m_status_mutex);
-        last_error = m_status.last_error;
-    }
-    finish_request(outcome && outcome->state == AnchorState::Broadcast
-                       ? std::string()
-                       : fmt::format("anchor {} planned but not sent yet: {}", record.id, last_error));
+    return outcome && outcome->state == AnchorState::Broadcast
+               ? std::string()
+               : fmt::format("anchor {} planned but not sent yet: {}", record.id, LastError());
 }
 
 void Anchorer::SignPlanned(AnchorRecord record)
@@ -254,12 +263,7 @@ void Anchorer::SignPlanned(AnchorRecord record)
         NoteError(raw ? BtcError{BtcError::Kind::Malformed, 0, 0, "not a hex string"} : raw.error(), "createrawtransaction");
         return;
     }
-    nlohmann::json options{{"replaceable", true}};
-    if (m_options.fee_rate_sat_vb) {
-        options["fee_rate"] = *m_options.fee_rate_sat_vb;
-    } else {
-        options["conf_target"] = m_options.conf_target;
-    }
+    const auto options = FeeOptions(anchor::FundingFee(m_policy), {{"replaceable", true}});
     auto funded = m_rpc.WalletCall("fundrawtransaction", {*raw, options});
     const auto funded_hex = funded ? AnswerMember<std::string>(*funded, "hex") : std::nullopt;
     if (!funded_hex) {
@@ -273,28 +277,14 @@ void Anchorer::SignPlanned(AnchorRecord record)
                   "signrawtransactionwithwallet");
         return;
     }
-    if (!AnswerMember<bool>(*signed_tx, "complete").value_or(false)) {
-        NoteError(BtcError{BtcError::Kind::Rpc, 0, 0, "the wallet could not sign every input (locked or watch-only?)"},
-                  "signrawtransactionwithwallet");
+    const bool complete = AnswerMember<bool>(*signed_tx, "complete").value_or(false);
+    auto checked = anchor::CheckSigned(*signed_hex, complete, payload);
+    if (!checked) {
+        NoteError(BtcError{BtcError::Kind::Malformed, 0, 0, checked.error()}, "signrawtransactionwithwallet");
         return;
     }
-    const auto bytes = HexDecode(*signed_hex);
-    const auto tx = bytes ? ParseTransaction(*bytes) : Result<Transaction>(Error{"not hex"});
-    if (!tx) {
-        NoteError(BtcError{BtcError::Kind::Malformed, 0, 0, tx.error()}, "signed transaction");
-        return;
-    }
-    const bool has_payload = std::any_of(tx->outputs.begin(), tx->outputs.end(), [&](const TxOut& out) {
-        const auto data = OpReturnData(out.script);
-        return data && std::equal(data->begin(), data->end(), payload.begin(), payload.end());
-    });
-    if (!has_payload) {
-        NoteError(BtcError{BtcError::Kind::Malformed, 0, 0, "the funded transaction lost the OP_RETURN payload"},
-                  "fundrawtransaction");
-        return;
-    }
-    record.signed_tx = *bytes;
-    record.txids = {tx->txid};
+    record.signed_tx = std::move(checked->tx);
+    record.txids = {checked->txid};
     record.state = AnchorState::Signed;
     record.note.clear();
     Save(record, std::nullopt);
@@ -303,17 +293,15 @@ void Anchorer::SignPlanned(AnchorRecord record)
 void Anchorer::Broadcast(AnchorRecord record, uint64_t tip_height)
 {
     auto sent = m_rpc.Call("sendrawtransaction", {HexEncode(record.signed_tx)});
-    if (!sent) {
-        const auto& e = sent.error();
-        if (e.kind == BtcError::Kind::Rpc && e.code == kRpcVerifyAlreadyInChain) {
-            LogInfo("Anchor {}: transaction {} is already in a block", record.id, HashToDisplay(record.txids.back()));
-        } else if (e.kind == BtcError::Kind::Rpc && (e.code == kRpcVerifyError || e.code == kRpcVerifyRejected)) {
-            Abandon(record, "the node rejected the signed transaction: " + e.ToString());
-            return;
-        } else {
-            NoteError(e, fmt::format("anchor {} sendrawtransaction", record.id));
-            return;
-        }
+    switch (anchor::ClassifySend(sent ? nullptr : &sent.error())) {
+    case anchor::SendOutcome::Accepted: break;
+    case anchor::SendOutcome::AlreadyInChain:
+        LogInfo("Anchor {}: transaction {} is already in a block", record.id, HashToDisplay(record.txids.back()));
+        break;
+    case anchor::SendOutcome::Rejected:
+        Abandon(record, "the node rejected the signed transaction: " + sent.error().ToString());
+        return;
+    case anchor::SendOutcome::Failed: NoteError(sent.error(), fmt::format("anchor {} sendrawtransaction", record.id)); return;
     }
     record.state = AnchorState::Broadcast;
     record.broadcast_height = tip_height;
@@ -329,67 +317,78 @@ void Anchorer::Broadcast(AnchorRecord record, uint64_t tip_height)
     }
 }
 
+// A transaction of ours, as the wallet has it: nullopt (and the error noted) when it
+// could not be asked or answered without its hex.
+std::optional<anchor::SignedAnchor> Anchorer::WalletTransaction(const std::string& txid, const std::string& during)
+{
+    auto tx = m_rpc.WalletCall("gettransaction", {txid});
+    const auto id = HashFromDisplay(txid);
+    const auto hex = tx ? AnswerMember<std::string>(*tx, "hex") : std::nullopt;
+    const auto bytes = hex ? HexDecode(*hex) : std::nullopt;
+    if (!id || !bytes) {
+        NoteError(tx ? BtcError{BtcError::Kind::Malformed, 0, 0, "no hex"} : tx.error(), during);
+        return std::nullopt;
+    }
+    return anchor::SignedAnchor{*bytes, *id};
+}
+
 void Anchorer::WatchBroadcast(AnchorRecord record, uint64_t tip_height)
 {
     // The wallet and the mempool are asked once per new best block (and after a restart).
     if (tip_height == m_last_checked_tip) return;
     const std::string txid = HashToDisplay(record.txids.back());
     auto tx = m_rpc.WalletCall("gettransaction", {txid});
-    if (!tx) {
-        if (!tx.error().not_found()) {
-            NoteError(tx.error(), fmt::format("anchor {} gettransaction", record.id));
-            return;
-        }
-        m_last_checked_tip = tip_height;
-        // Unknown to this wallet (another wallet, or a wiped one): make sure the node has it.
-        Resend(record);
+    if (!tx && !tx.error().not_found()) {
+        NoteError(tx.error(), fmt::format("anchor {} gettransaction", record.id));
         return;
     }
     m_last_checked_tip = tip_height;
-    const auto replaced_by = AnswerMember<std::string>(*tx, "replaced_by_txid");
-    if (replaced_by && record.txids.size() < AnchorRecord::kTxidsMax) {
-        // A fee bump we made but did not record (a crash right after bumpfee).
-        const std::string replacement = *replaced_by;
-        auto next = m_rpc.WalletCall("gettransaction", {replacement});
-        const auto id = HashFromDisplay(replacement);
-        const auto hex = next ? AnswerMember<std::string>(*next, "hex") : std::nullopt;
-        if (id && hex) {
-            if (const auto bytes = HexDecode(*hex)) {
-                record.signed_tx = *bytes;
-                record.txids.push_back(*id);
-                LogInfo("Anchor {}: adopting replacement {} of {}", record.id, replacement, txid);
-                Save(record, 1);
-                return;
-            }
-        }
+    anchor::WalletTxFacts facts;
+    facts.known = static_cast<bool>(tx);
+    if (tx) {
+        if (const auto replaced = AnswerMember<std::string>(*tx, "replaced_by_txid")) facts.replaced_by = HashFromDisplay(*replaced);
+        facts.confirmations = AnswerMember<int64_t>(*tx, "confirmations").value_or(0);
     }
-    const int64_t confirmations = AnswerMember<int64_t>(*tx, "confirmations").value_or(0);
-    if (confirmations < 0) {
+    switch (anchor::AfterWalletTx(record, facts)) {
+    case anchor::WatchAction::Wait: return;
+    case anchor::WatchAction::Resend: Resend(record); return; // unknown to this wallet: make sure the node has it
+    case anchor::WatchAction::Abandon:
         Abandon(record, fmt::format("transaction {} conflicts with a confirmed transaction", txid));
         return;
+    case anchor::WatchAction::AdoptReplacement: AdoptReplacement(std::move(record), *facts.replaced_by); return;
+    case anchor::WatchAction::CheckMempool: break;
     }
-    if (confirmations > 0) return; // the follower stores it when it processes that block
     auto entry = m_rpc.Call("getmempoolentry", {txid});
-    if (!entry) {
-        if (!entry.error().not_found()) {
-            NoteError(entry.error(), "getmempoolentry");
-            return;
-        }
+    if (!entry && !entry.error().not_found()) {
+        NoteError(entry.error(), "getmempoolentry");
+        return;
+    }
+    switch (anchor::AfterMempool(m_policy, record, tip_height, static_cast<bool>(entry))) {
+    case anchor::MempoolAction::Wait: return;
+    case anchor::MempoolAction::Resend:
         LogWarning("Anchor {}: transaction {} left the mempool; sending it again", record.id, txid);
         Resend(record);
         return;
+    case anchor::MempoolAction::Bump: BumpFee(std::move(record), tip_height); return;
     }
-    if (tip_height < record.broadcast_height + m_options.bump_after_blocks || record.fee_bumps >= m_options.bumps_max ||
-        record.txids.size() >= AnchorRecord::kTxidsMax) {
-        return;
-    }
-    nlohmann::json options = nlohmann::json::object();
-    if (m_options.fee_rate_sat_vb) {
-        // Each bump raises the rate by half again of the configured one (bitcoind requires an increase).
-        options["fee_rate"] = BumpedFeeRate(*m_options.fee_rate_sat_vb, record.fee_bumps + 1);
-    } else {
-        options["conf_target"] = std::max(1u, m_options.conf_target / 2);
-    }
+}
+
+// A fee bump we made but did not record (a crash right after bumpfee).
+void Anchorer::AdoptReplacement(AnchorRecord record, const Hash256& replacement)
+{
+    const std::string txid = HashToDisplay(replacement);
+    auto next = WalletTransaction(txid, fmt::format("anchor {} gettransaction of its replacement", record.id));
+    if (!next) return;
+    LogInfo("Anchor {}: adopting replacement {} of {}", record.id, txid, HashToDisplay(record.txids.back()));
+    record.signed_tx = std::move(next->tx);
+    record.txids.push_back(next->txid);
+    Save(record, 1);
+}
+
+void Anchorer::BumpFee(AnchorRecord record, uint64_t tip_height)
+{
+    const std::string txid = HashToDisplay(record.txids.back());
+    const auto options = FeeOptions(anchor::BumpFee(m_policy, record.fee_bumps + 1), nlohmann::json::object());
     auto bumped = m_rpc.WalletCall("bumpfee", {txid, options});
     const auto bumped_txid = bumped ? AnswerMember<std::string>(*bumped, "txid") : std::nullopt;
     if (!bumped_txid) {
@@ -397,37 +396,27 @@ void Anchorer::WatchBroadcast(AnchorRecord record, uint64_t tip_height)
                   fmt::format("anchor {} bumpfee", record.id));
         return;
     }
-    const std::string replacement = *bumped_txid;
-    auto next = m_rpc.WalletCall("gettransaction", {replacement});
-    const auto id = HashFromDisplay(replacement);
-    const auto next_hex = next ? AnswerMember<std::string>(*next, "hex") : std::nullopt;
-    const auto bytes = next_hex ? HexDecode(*next_hex) : std::nullopt;
-    if (!id || !bytes) {
-        NoteError(next ? BtcError{BtcError::Kind::Malformed, 0, 0, "no hex"} : next.error(), "gettransaction after bumpfee");
-        return;
-    }
-    record.signed_tx = *bytes;
-    record.txids.push_back(*id);
-    ++record.fee_bumps;
-    record.broadcast_height = tip_height;
-    if (Save(record, 1)) {
+    auto next = WalletTransaction(*bumped_txid, "gettransaction after bumpfee");
+    if (!next) return;
+    const uint64_t id = record.id;
+    if (Save(anchor::Bumped(std::move(record), std::move(*next), tip_height), 1)) {
         LOCK(m_status_mutex);
         ++m_status.fee_bumps;
     }
-    LogInfo("Anchor {}: not in a block after {} blocks; fee bumped, {} replaces {}", record.id, m_options.bump_after_blocks,
-            replacement, txid);
+    LogInfo("Anchor {}: not in a block after {} blocks; fee bumped, {} replaces {}", id, m_options.bump_after_blocks,
+            *bumped_txid, txid);
 }
 
 void Anchorer::Resend(const AnchorRecord& record)
 {
     auto sent = m_rpc.Call("sendrawtransaction", {HexEncode(record.signed_tx)});
-    if (sent) return;
-    const auto& e = sent.error();
-    if (e.kind == BtcError::Kind::Rpc && e.code == kRpcVerifyAlreadyInChain) return;
-    if (e.kind == BtcError::Kind::Rpc && (e.code == kRpcVerifyError || e.code == kRpcVerifyRejected)) {
-        Abandon(record, "the transaction cannot return to the mempool: " + e.ToString());
-    } else {
-        NoteError(e, fmt::format("anchor {} sendrawtransaction", record.id));
+    switch (anchor::ClassifySend(sent ? nullptr : &sent.error())) {
+    case anchor::SendOutcome::Accepted:
+    case anchor::SendOutcome::AlreadyInChain: return;
+    case anchor::SendOutcome::Rejected:
+        Abandon(record, "the transaction cannot return to the mempool: " + sent.error().ToString());
+        return;
+    case anchor::SendOutcome::Failed: NoteError(sent.error(), fmt::format("anchor {} sendrawtransaction", record.id)); return;
     }
 }
 
@@ -455,71 +444,43 @@ bool Anchorer::OnBlockConnected(uint64_t height, const Hash256& hash, const Bloc
         }
         return false;
     }
-    const auto payload = ledger::AnchorPayload(latest->tree_size, latest->root);
-    for (size_t i = 0; i < block->txs.size(); ++i) {
-        const auto& tx = block->txs[i];
-        for (size_t o = 0; o < tx.outputs.size(); ++o) {
-            const auto data = OpReturnData(tx.outputs[o].script);
-            if (!data || !std::equal(data->begin(), data->end(), payload.begin(), payload.end())) continue;
-            const auto at = std::search(tx.stripped.begin(), tx.stripped.end(), payload.begin(), payload.end());
-            std::vector<Hash256> txids;
-            txids.reserve(block->txs.size());
-            for (const auto& t : block->txs) txids.push_back(t.txid);
-            ledger::AnchorProofMaterial proof;
-            proof.block_height = height;
-            proof.block_hash = hash;
-            proof.header = block->header_bytes;
-            proof.tx = tx.stripped;
-            proof.txid = tx.txid;
-            proof.output_index = static_cast<uint32_t>(o);
-            proof.payload_offset = static_cast<uint32_t>(at - tx.stripped.begin());
-            proof.tx_index = static_cast<uint32_t>(i);
-            proof.branch = MerkleBranch(txids, i);
-            latest->proof = std::move(proof);
-            latest->state = AnchorState::Confirmed;
-            if (std::find(latest->txids.begin(), latest->txids.end(), tx.txid) == latest->txids.end() &&
-                latest->txids.size() < AnchorRecord::kTxidsMax) {
-                latest->txids.push_back(tx.txid);
-            }
-            if (!Save(*latest, 2, {cursor})) return false;
-            {
-                LOCK(m_status_mutex);
-                ++m_status.anchors_confirmed;
-            }
-            LogInfo("Anchor {} confirmed: txid {} in block {} {}; proof material stored", latest->id,
-                    HashToDisplay(tx.txid), height, HashToDisplay(hash));
-            return true;
-        }
+    auto proof = anchor::FindInBlock(*block, height, hash, ledger::AnchorPayload(latest->tree_size, latest->root));
+    if (!proof) return false;
+    const Hash256 txid = proof->txid;
+    const uint64_t id = latest->id;
+    if (!Save(anchor::Confirmed(std::move(*latest), std::move(*proof)), 2, {cursor})) return false;
+    {
+        LOCK(m_status_mutex);
+        ++m_status.anchors_confirmed;
     }
-    return false;
+    LogInfo("Anchor {} confirmed: txid {} in block {} {}; proof material stored", id, HashToDisplay(txid),
+            height, HashToDisplay(hash));
+    return true;
 }
 
 void Anchorer::OnBlockDisconnected(uint64_t height, const Hash256& hash)
 {
     auto latest = m_ledger.LatestAnchor();
-    if (!latest || sim::Mutated(sim::Mutation::AnchorKeepsProof)) return;
+    if (!latest) return;
     const uint64_t from = latest->id > kRecentAnchorsMax ? latest->id - kRecentAnchorsMax : 0;
     for (auto& record : m_ledger.ListAnchors(from, kRecentAnchorsMax + 1)) {
-        if (!record.proof || record.proof->block_hash != hash) continue;
+        const auto action = anchor::OnDisconnect(record, record.id == latest->id, hash);
+        if (action == anchor::DisconnectAction::None) continue;
         if (record.state == AnchorState::Final) {
             LogError("Anchor {}: a reorg deeper than {} confirmations took its block {}", record.id,
                      m_options.final_confirmations, height);
         }
-        if (record.id == latest->id) {
-            // Back to waiting: the transaction is back in the mempool, or will be re-sent.
-            record.proof.reset();
-            record.state = AnchorState::Broadcast;
-            record.broadcast_height = height > 0 ? height - 1 : 0;
-            m_last_checked_tip = UINT64_MAX;
-            LogWarning("Anchor {}: block {} {} was disconnected; its proof material is dropped until the "
-                       "transaction is in a block again",
-                       record.id, height, HashToDisplay(hash));
-            if (Save(record, 4)) {
-                LOCK(m_status_mutex);
-                ++m_status.anchors_dropped;
-            }
-        } else {
+        if (action == anchor::DisconnectAction::Abandon) {
             Abandon(record, fmt::format("a reorg took its block {} after a newer anchor was made", height));
+            continue;
+        }
+        m_last_checked_tip = UINT64_MAX;
+        LogWarning("Anchor {}: block {} {} was disconnected; its proof material is dropped until the "
+                   "transaction is in a block again",
+                   record.id, height, HashToDisplay(hash));
+        if (Save(anchor::Unconfirmed(std::move(record), height), 4)) {
+            LOCK(m_status_mutex);
+            ++m_status.anchors_dropped;
         }
     }
 }

@@ -4,11 +4,13 @@
 // stores the proof material when the block connects and marks the anchor final after
 // N confirmations. Each state is persisted before the step that leaves it, so a crash
 // at any point neither loses nor duplicates an anchor. Runs on the Bitcoin follower's
-// thread; RequestNow() may be called from any thread.
+// thread; RequestNow() may be called from any thread. The decisions are anchor_core.h's;
+// this class is their driver.
 #pragma once
 
 #include "common/clock.h"
 #include "common/sync.h"
+#include "indexer/btc/anchor_core.h"
 #include "indexer/btc/bitcoind_rpc.h"
 #include "indexer/btc/block.h"
 #include "ledger/ledger.h"
@@ -34,11 +36,6 @@ struct AnchorerOptions {
     TimeSource* clock{nullptr};             // the intervals' clock; null: the system's (the simulator's own)
 };
 
-// The fee rate of the k-th bump (k >= 1) of an anchor funded at `configured` sat/vB: half
-// the configured rate again per bump, rounded up to the 0.001 sat/vB bitcoind takes (a
-// fee_rate with more decimals is refused with -3 "Invalid amount").
-double BumpedFeeRate(double configured_sat_vb, uint32_t bump);
-
 struct AnchorerStatus {
     uint64_t anchors_planned{0};
     uint64_t anchors_broadcast{0};
@@ -63,8 +60,8 @@ public:
         LOCKS_EXCLUDED(m_status_mutex);
     void OnBlockDisconnected(uint64_t height, const Hash256& hash) LOCKS_EXCLUDED(m_status_mutex);
     // One step of the state machine at this best height. `sources_synced`: every follower
-    // has caught up with its chain; the first automatic anchor waits for it (see Plan's
-    // rule in Step), so that it covers the chains' history, not a moment of start-up.
+    // has caught up with its chain; the first automatic anchor waits for it (see
+    // anchor::DecideStep), so that it covers the chains' history, not a moment of start-up.
     void Step(uint64_t tip_height, bool sources_synced) LOCKS_EXCLUDED(m_status_mutex);
 
     // admin_anchorNow: anchor at the next step even if the interval has not passed.
@@ -78,11 +75,20 @@ public:
     std::string last_request_outcome() const LOCKS_EXCLUDED(m_status_mutex);
 
 private:
-    void Plan(uint64_t now_s);
-    bool FirstAnchorDue(bool sources_synced, uint64_t now_s);
+    // The driver of anchor_core.h's decisions: it asks the ledger and the node, performs
+    // what a decision returns and persists each state before the next.
+    std::optional<std::string> Perform(anchor::StepAction& action, uint64_t tip_height) LOCKS_EXCLUDED(m_status_mutex);
+    std::optional<ledger::AnchorRecord> LastGood(const std::optional<ledger::AnchorRecord>& latest) const;
+    void MarkFinal(const ledger::AnchorRecord& record, uint64_t tip_height) LOCKS_EXCLUDED(m_status_mutex);
+    std::string Continue(ledger::AnchorRecord latest, uint64_t tip_height) LOCKS_EXCLUDED(m_status_mutex);
+    std::string PlanAndSend(ledger::AnchorRecord record, uint64_t tip_height) LOCKS_EXCLUDED(m_status_mutex);
     void SignPlanned(ledger::AnchorRecord record) LOCKS_EXCLUDED(m_status_mutex);
     void Broadcast(ledger::AnchorRecord record, uint64_t tip_height) LOCKS_EXCLUDED(m_status_mutex);
     void WatchBroadcast(ledger::AnchorRecord record, uint64_t tip_height) LOCKS_EXCLUDED(m_status_mutex);
+    void AdoptReplacement(ledger::AnchorRecord record, const Hash256& replacement) LOCKS_EXCLUDED(m_status_mutex);
+    void BumpFee(ledger::AnchorRecord record, uint64_t tip_height) LOCKS_EXCLUDED(m_status_mutex);
+    std::optional<anchor::SignedAnchor> WalletTransaction(const std::string& txid, const std::string& during)
+        LOCKS_EXCLUDED(m_status_mutex);
     void Abandon(ledger::AnchorRecord record, const std::string& why) LOCKS_EXCLUDED(m_status_mutex);
     // Sends the recorded transaction again (idempotent); abandons it if it cannot return.
     void Resend(const ledger::AnchorRecord& record) LOCKS_EXCLUDED(m_status_mutex);
@@ -90,12 +96,14 @@ private:
               const std::vector<ledger::Cursor>& cursors = {}) LOCKS_EXCLUDED(m_status_mutex);
     void NoteError(const BtcError& error, const std::string& during) LOCKS_EXCLUDED(m_status_mutex);
     void RefreshStatus() LOCKS_EXCLUDED(m_status_mutex);
+    std::string LastError() const LOCKS_EXCLUDED(m_status_mutex);
     ledger::Event LifecycleEvent(const ledger::AnchorRecord& record, uint8_t state) const;
     uint64_t UnixNowSeconds() const;
 
     ledger::Ledger& m_ledger;
     BitcoindRpc& m_rpc;
     const AnchorerOptions m_options;
+    const anchor::Policy m_policy;
     uint64_t m_retry_at_s{0};
     const uint64_t m_started_s;
     bool m_first_wait_logged{false};

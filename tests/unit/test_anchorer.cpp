@@ -105,17 +105,6 @@ struct Fixture {
 
 } // namespace
 
-TEST_CASE("bump rates keep to the 0.001 sat/vB bitcoind takes")
-{
-    CHECK(btc::BumpedFeeRate(1.1, 1) == doctest::Approx(1.65).epsilon(1e-12));
-    CHECK(json(btc::BumpedFeeRate(1.1, 1)).dump() == "1.65");
-    CHECK(json(btc::BumpedFeeRate(1.1, 2)).dump() == "2.2");
-    CHECK(json(btc::BumpedFeeRate(1.1, 3)).dump() == "2.75");
-    CHECK(json(btc::BumpedFeeRate(0.1, 1)).dump() == "0.15");
-    CHECK(json(btc::BumpedFeeRate(1.001, 1)).dump() == "1.502"); // 1.5015, rounded up: still a rise
-    for (uint32_t k = 1; k < 10; ++k) CHECK(btc::BumpedFeeRate(1.1, k + 1) > btc::BumpedFeeRate(1.1, k));
-}
-
 TEST_CASE("a lingering anchor at 1.1 sat/vB is bumped twice, then confirms and becomes final")
 {
     Fixture f(1.1);
