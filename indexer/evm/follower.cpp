@@ -578,16 +578,22 @@ struct EvmFollower::Impl {
 
     std::optional<BlockHeader> NodeFinal(const BlockHeader& head)
     {
-        if (sim::Mutated(sim::Mutation::AppendBeforeFinality)) return head;
-        switch (options.finality) {
-        case FinalityRule::Finalized: return HeaderByTag(*client, "finalized");
-        case FinalityRule::Safe: return HeaderByTag(*client, "safe");
-        case FinalityRule::Depth:
-            if (head.number < options.finality_depth) return BlockHeader{};
-            if (options.finality_depth == 0) return head;
-            return HeaderByTag(*client, BlockTag(head.number - options.finality_depth));
+        const FinalQuery query = DecideFinalQuery(options.finality, options.finality_depth, head.number);
+        switch (query.kind) {
+        case FinalQuery::Kind::Tag: return HeaderByTag(*client, std::string(query.tag));
+        case FinalQuery::Kind::Number: return HeaderByTag(*client, BlockTag(query.number));
+        case FinalQuery::Kind::Head: return head;
+        case FinalQuery::Kind::Nothing: return BlockHeader{};
         }
         return std::nullopt;
+    }
+
+    FinalView View(const std::vector<PendingRef>& pending) const
+    {
+        return FinalView{.final_number = FinalNumber(),
+                         .final_hash = FinalHash(),
+                         .start_block = options.start_block,
+                         .pending = pending};
     }
 
     Next Step()
@@ -602,37 +608,21 @@ struct EvmFollower::Impl {
             s.head_block = head->number;
             s.node_final_block = node_final->number;
         });
-
-        // 0. The node's final block at our final height must be ours.
-        if (cursor && node_final->number == cursor->block_number && node_final->hash != cursor->block_hash) {
-            return CheckFinalBlock() ? Next::Now : Next::Retry;
+        const std::vector<PendingRef> pending = PendingRefs();
+        FinalDecision decision = DecideOnFinal(View(pending), node_final->number, node_final->hash);
+        if (decision.kind == FinalDecision::Kind::AskTip) {
+            auto header = HeaderByTag(*client, BlockTag(pending.back().number));
+            if (!header) return Next::Retry;
+            decision = DecideOnFinalTip(View(pending), header->hash);
         }
-
-        // 1. Finality moved: promote pending blocks, or catch up over final ranges.
-        if (node_final->number > FinalNumber() && node_final->number >= options.start_block) {
-            if (!unfinal.empty()) {
-                const BlockRef& tip = unfinal.back();
-                Hash256 node_hash{};
-                uint64_t up_to = 0;
-                if (node_final->number <= tip.number) {
-                    up_to = node_final->number;
-                    node_hash = node_final->hash;
-                } else {
-                    // The node finalized past our tip: is our tip in its chain?
-                    auto header = HeaderByTag(*client, BlockTag(tip.number));
-                    if (!header) return Next::Retry;
-                    up_to = tip.number;
-                    node_hash = header->hash;
-                }
-                const BlockRef& ours = unfinal[up_to - unfinal.front().number];
-                if (ours.hash != node_hash) return HandleReorg(up_to - 1) ? Next::Now : Next::Retry;
-                if (!Finalize(up_to)) return Next::Retry;
-                return Next::Now;
-            }
-            return CatchUp(*node_final) ? Next::Now : Next::Retry;
+        switch (decision.kind) {
+        case FinalDecision::Kind::CheckFinalBlock: return CheckFinalBlock() ? Next::Now : Next::Retry;
+        case FinalDecision::Kind::Finalize: return Finalize(decision.up_to) ? Next::Now : Next::Retry;
+        case FinalDecision::Kind::FindAncestor: return HandleReorg(decision.search_max) ? Next::Now : Next::Retry;
+        case FinalDecision::Kind::CatchUp: return CatchUp(*node_final) ? Next::Now : Next::Retry;
+        case FinalDecision::Kind::AskTip: break; // answered above
+        case FinalDecision::Kind::Follow: break;
         }
-
-        // 2. Follow the unfinalized blocks up to the head.
         return ExtendPending(*head);
     }
 

@@ -16,6 +16,7 @@
 #include "common/sha256.h"
 #include "indexer/evm/chain.h"
 #include "indexer/evm/json_rpc_client.h"
+#include "indexer/evm/pending_chain.h"
 #include "ledger/ledger.h"
 
 #include <atomic>
@@ -32,8 +33,6 @@
 namespace bitacora::evm {
 
 inline constexpr std::string_view kCursorSource = "evm";
-
-enum class FinalityRule { Finalized, Safe, Depth };
 
 // What is checked of a node's answers beyond hashes and parents (-evmverify). Each mode
 // includes the checks of the ones before it, except that quorum does not fetch receipts.

@@ -1,6 +1,59 @@
 #include "indexer/evm/pending_chain.h"
 
+#include "common/mutation.h"
+
+#include <cassert>
+
 namespace bitacora::evm {
+namespace {
+
+// Our pending block at `up_to` against the node's final block there.
+FinalDecision CompareFinal(const FinalView& view, uint64_t up_to, const Hash256& node_hash)
+{
+    using Kind = FinalDecision::Kind;
+    assert(!view.pending.empty() && up_to >= view.pending.front().number && up_to <= view.pending.back().number);
+    if (view.pending[up_to - view.pending.front().number].hash != node_hash) {
+        return {.kind = Kind::FindAncestor, .search_max = up_to - 1};
+    }
+    return {.kind = Kind::Finalize, .up_to = up_to};
+}
+
+} // namespace
+
+FinalQuery DecideFinalQuery(FinalityRule rule, uint64_t depth, uint64_t head_number)
+{
+    using Kind = FinalQuery::Kind;
+    if (sim::Mutated(sim::Mutation::AppendBeforeFinality)) return {.kind = Kind::Head};
+    switch (rule) {
+    case FinalityRule::Finalized: return {.kind = Kind::Tag, .tag = "finalized"};
+    case FinalityRule::Safe: return {.kind = Kind::Tag, .tag = "safe"};
+    case FinalityRule::Depth:
+        if (head_number < depth) return {.kind = Kind::Nothing};
+        if (depth == 0) return {.kind = Kind::Head};
+        return {.kind = Kind::Number, .number = head_number - depth};
+    }
+    return {.kind = Kind::Nothing};
+}
+
+FinalDecision DecideOnFinal(const FinalView& view, uint64_t node_final_number, const Hash256& node_final_hash)
+{
+    using Kind = FinalDecision::Kind;
+    // Invariant: the pending blocks are the ones right above the final block.
+    assert(view.pending.empty() || view.pending.front().number == view.final_number + 1);
+    if (view.final_hash && node_final_number == view.final_number && node_final_hash != *view.final_hash) {
+        return {.kind = Kind::CheckFinalBlock};
+    }
+    if (node_final_number <= view.final_number || node_final_number < view.start_block) return {.kind = Kind::Follow};
+    if (view.pending.empty()) return {.kind = Kind::CatchUp};
+    if (node_final_number > view.pending.back().number) return {.kind = Kind::AskTip};
+    return CompareFinal(view, node_final_number, node_final_hash);
+}
+
+FinalDecision DecideOnFinalTip(const FinalView& view, const Hash256& node_hash_at_tip)
+{
+    assert(!view.pending.empty());
+    return CompareFinal(view, view.pending.back().number, node_hash_at_tip);
+}
 
 HeadDecision DecideOnHead(std::span<const PendingRef> ours, uint64_t head_number, const Hash256& head_hash)
 {

@@ -1,6 +1,7 @@
-// Decisions about the pending overlay's chain: what the node's head says of the blocks we
-// hold, and which of them is the common ancestor after a reorg. Observations in, actions
-// out: no I/O here (the follower fetches, these decide), so the cases are unit-tested.
+// Decisions about the pending overlay's chain: which block the node calls final and what
+// that does to the blocks we hold, what the node's head says of them, and which of them is
+// the common ancestor after a reorg. Observations in, actions out: no I/O here (the
+// follower fetches, these decide), so the cases are unit-tested.
 #pragma once
 
 #include "common/sha256.h"
@@ -9,8 +10,27 @@
 #include <map>
 #include <optional>
 #include <span>
+#include <string_view>
 
 namespace bitacora::evm {
+
+// How a block becomes final (-evmfinality): the node's "finalized" or "safe" tag, or a
+// number of blocks below its head.
+enum class FinalityRule { Finalized, Safe, Depth };
+
+// How to ask the node for its final block, given its head.
+struct FinalQuery {
+    enum class Kind {
+        Tag,     // the header of block tag `tag`
+        Number,  // the header at height `number`
+        Head,    // the head itself (a depth of 0)
+        Nothing, // the chain is shorter than the depth: nothing is final yet
+    };
+    Kind kind{Kind::Tag};
+    std::string_view tag;
+    uint64_t number{0};
+};
+FinalQuery DecideFinalQuery(FinalityRule rule, uint64_t depth, uint64_t head_number);
 
 // One block of the pending overlay, in height order without gaps.
 struct PendingRef {
@@ -32,6 +52,34 @@ struct HeadDecision {
     uint64_t ancestor{0};
     uint64_t search_max{0};
 };
+
+// What we hold: the final block (the ledger's cursor) and the pending blocks above it.
+struct FinalView {
+    uint64_t final_number{0};          // start_block - 1 before any block is final
+    std::optional<Hash256> final_hash; // nullopt before any block is final
+    uint64_t start_block{0};
+    std::span<const PendingRef> pending; // final_number + 1, final_number + 2, ...
+};
+
+struct FinalDecision {
+    enum class Kind {
+        CheckFinalBlock, // the node has another block at our final height: confirm it, or stop
+        Finalize,        // our pending blocks up to `up_to` are the node's: make them final
+        AskTip,          // the node finalised past our tip: ask its hash at our tip's height
+        FindAncestor,    // our pending block at the final height is not the node's: reorg,
+                         // the common ancestor at or below `search_max`
+        CatchUp,         // we hold no pending block: catch up over final ranges to the node's
+        Follow,          // finality did not move: follow the unfinalised blocks to the head
+    };
+    Kind kind{Kind::Follow};
+    uint64_t up_to{0};
+    uint64_t search_max{0};
+};
+
+// On each poll, from the node's final block (its number and hash).
+FinalDecision DecideOnFinal(const FinalView& view, uint64_t node_final_number, const Hash256& node_final_hash);
+// After AskTip: the node's hash at our pending tip's height (a final height for it).
+FinalDecision DecideOnFinalTip(const FinalView& view, const Hash256& node_hash_at_tip);
 
 // On each poll, from the node's head. A head at our tip with another hash replaced our
 // tip; a head past our tip is checked when its blocks are fetched (they must link to our

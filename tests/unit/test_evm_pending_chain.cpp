@@ -99,3 +99,46 @@ TEST_CASE("the common ancestor: the highest block the node has with our hash, ne
     CHECK_FALSE(CommonAncestor(ours, 156, {}).has_value());
     CHECK_FALSE(CommonAncestor(ours, 156, {{151, H(151, 'b')}}).has_value());
 }
+
+TEST_CASE("the final block is asked by tag, or at a depth below the head")
+{
+    using Q = FinalQuery::Kind;
+    CHECK(DecideFinalQuery(FinalityRule::Finalized, 0, 500).tag == "finalized");
+    CHECK(DecideFinalQuery(FinalityRule::Safe, 0, 500).tag == "safe");
+    const auto deep = DecideFinalQuery(FinalityRule::Depth, 64, 500);
+    CHECK(deep.kind == Q::Number);
+    CHECK(deep.number == 436);
+    CHECK(DecideFinalQuery(FinalityRule::Depth, 64, 64).number == 0);
+    CHECK(DecideFinalQuery(FinalityRule::Depth, 64, 63).kind == Q::Nothing);
+    CHECK(DecideFinalQuery(FinalityRule::Depth, 0, 63).kind == Q::Head);
+}
+
+TEST_CASE("finality moving over our pending blocks finalises them when the node has the same blocks")
+{
+    using F = FinalDecision::Kind;
+    const auto ours = Ours(); // 151..156 above our final block 150
+    const FinalView view{.final_number = 150, .final_hash = H(150, 'a'), .start_block = 10, .pending = ours};
+    CHECK(DecideOnFinal(view, 150, H(150, 'a')).kind == F::Follow); // finality did not move
+    CHECK(DecideOnFinal(view, 149, H(149, 'z')).kind == F::Follow); // a node behind: not a reason to act
+    CHECK(DecideOnFinal(view, 150, H(150, 'b')).kind == F::CheckFinalBlock);
+    auto decision = DecideOnFinal(view, 153, H(153, 'a'));
+    CHECK(decision.kind == F::Finalize);
+    CHECK(decision.up_to == 153);
+    decision = DecideOnFinal(view, 153, H(153, 'b')); // our 153 was replaced before it became final
+    CHECK(decision.kind == F::FindAncestor);
+    CHECK(decision.search_max == 152);
+    CHECK(DecideOnFinal(view, 170, H(170, 'a')).kind == F::AskTip); // past our tip: is our tip in its chain?
+    decision = DecideOnFinalTip(view, H(156, 'a'));
+    CHECK(decision.kind == F::Finalize);
+    CHECK(decision.up_to == 156);
+    decision = DecideOnFinalTip(view, H(156, 'b'));
+    CHECK(decision.kind == F::FindAncestor);
+    CHECK(decision.search_max == 155);
+
+    const FinalView empty{.final_number = 150, .final_hash = H(150, 'a'), .start_block = 10, .pending = {}};
+    CHECK(DecideOnFinal(empty, 170, H(170, 'a')).kind == F::CatchUp);
+    // Before the start block nothing is followed; before any final block there is nothing to check.
+    const FinalView fresh{.final_number = 99, .final_hash = std::nullopt, .start_block = 100, .pending = {}};
+    CHECK(DecideOnFinal(fresh, 99, H(99, 'x')).kind == F::Follow);
+    CHECK(DecideOnFinal(fresh, 100, H(100, 'x')).kind == F::CatchUp);
+}
