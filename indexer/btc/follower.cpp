@@ -114,18 +114,17 @@ bool BtcFollower::Initialize()
         return false;
     }
     if (const auto cursor = m_ledger.GetCursor(kBtcSource)) {
-        m_window.push_back({cursor->block_number, cursor->block_hash});
+        m_window.Reset({cursor->block_number, cursor->block_hash});
         LogInfo("Bitcoin: resuming after block {} {}", cursor->block_number, HashToDisplay(cursor->block_hash));
     } else {
-        int64_t start = m_options.start_height;
         const uint64_t count = AnswerMember<uint64_t>(*info, "blocks").value_or(0);
-        if (start < 0) start = static_cast<int64_t>(count) + 1;
-        start = std::max<int64_t>(start, 1);
-        const uint64_t base = static_cast<uint64_t>(start - 1);
-        if (base > count) {
-            NoteError(fmt::format("-btcstartheight={} is above the node's chain ({} blocks); waiting", start, count));
+        const auto start_base = StartBase(m_options.start_height, count);
+        if (!start_base) {
+            NoteError(fmt::format("-btcstartheight={} is above the node's chain ({} blocks); waiting",
+                                  m_options.start_height, count));
             return false;
         }
+        const uint64_t base = *start_base;
         auto hash = m_rpc.Call("getblockhash", {base});
         const auto parsed = hash ? HashResult(*hash) : std::nullopt;
         if (!parsed) {
@@ -137,7 +136,7 @@ bool BtcFollower::Initialize()
             NoteError("cannot record the start block: " + saved.error());
             return false;
         }
-        m_window.push_back({base, *parsed});
+        m_window.Reset({base, *parsed});
         LogInfo("Bitcoin: following from block {} (after {} {})", base + 1, base, HashToDisplay(*parsed));
     }
     if (m_options.use_zmq) {
@@ -167,19 +166,17 @@ bool BtcFollower::Initialize()
     }
     m_initialized = true;
     LOCK(m_status_mutex);
-    m_status.tip_height = m_window.back().height;
-    m_status.tip_hash = m_window.back().hash;
+    m_status.tip_height = m_window.tip().height;
+    m_status.tip_hash = m_window.tip().hash;
     return true;
 }
 
-bool BtcFollower::Disconnect(const Tip& tip)
+bool BtcFollower::Disconnect(const ChainTip& tip)
 {
     // The parent comes from our window, or from the node: bitcoind keeps the headers of
     // stale blocks, so the walk works after a restart too.
-    Tip parent;
-    if (m_window.size() >= 2) {
-        parent = m_window[m_window.size() - 2];
-    } else {
+    std::optional<ChainTip> parent = m_window.Parent();
+    if (!parent) {
         auto header = m_rpc.Call("getblockheader", {HashToDisplay(tip.hash), true});
         const auto prev = header && header->contains("previousblockhash") ? HashResult((*header)["previousblockhash"])
                                                                           : std::nullopt;
@@ -188,15 +185,14 @@ bool BtcFollower::Disconnect(const Tip& tip)
                                   header ? "no previousblockhash" : header.error().ToString()));
             return false;
         }
-        parent = {tip.height - 1, *prev};
+        parent = ChainTip{tip.height - 1, *prev};
     }
     if (m_anchorer) m_anchorer->OnBlockDisconnected(tip.height, tip.hash);
-    if (auto saved = m_ledger.Append({}, {ledger::Cursor{kBtcSource, parent.height, parent.hash}}); !saved) {
+    if (auto saved = m_ledger.Append({}, {ledger::Cursor{kBtcSource, parent->height, parent->hash}}); !saved) {
         NoteError("cannot move the btc cursor back: " + saved.error());
         return false;
     }
-    m_window.pop_back();
-    if (m_window.empty()) m_window.push_back(parent);
+    m_window.Disconnect(*parent);
     LogInfo("Bitcoin: block {} {} disconnected (reorg)", tip.height, HashToDisplay(tip.hash));
     LOCK(m_status_mutex);
     ++m_status.blocks_disconnected;
@@ -215,10 +211,10 @@ bool BtcFollower::SyncOnce()
         return false;
     }
     NoteNodeBest(*best_hash);
-    if (*best_hash == m_window.back().hash) {
+    if (*best_hash == m_window.tip().hash) {
         LOCK(m_status_mutex);
         m_status.state = "synced";
-        m_status.node_height = m_window.back().height;
+        m_status.node_height = m_window.tip().height;
         return true;
     }
     auto header = m_rpc.Call("getblockheader", {HashToDisplay(*best_hash), true});
@@ -233,20 +229,33 @@ bool BtcFollower::SyncOnce()
         m_status.node_height = best_height;
         m_status.state = "syncing";
     }
-    // Walk back while our tip is not on the best chain.
+    if (!WalkBack(best_height)) return false;
+    for (uint32_t n = 0; n < m_options.blocks_per_step_max && !m_stop && m_window.tip().height < best_height; ++n) {
+        if (!ConnectNext()) return false;
+    }
+    LOCK(m_status_mutex);
+    m_status.tip_height = m_window.tip().height;
+    m_status.tip_hash = m_window.tip().hash;
+    if (m_window.tip().height >= best_height) m_status.state = "synced";
+    return true;
+}
+
+// Disconnects our tips while the node's best chain does not hold them.
+bool BtcFollower::WalkBack(uint64_t best_height)
+{
     bool reorg = false;
     for (uint32_t steps = 0; steps < m_options.window_blocks_max; ++steps) {
-        const Tip tip = m_window.back();
-        bool on_best = false;
-        if (tip.height <= best_height) {
+        const ChainTip tip = m_window.tip();
+        auto walk = m_window.BeforeAsking(best_height);
+        if (walk == ChainWindow::Walk::Ask) {
             auto at = m_rpc.Call("getblockhash", {tip.height});
             if (!at && !(at.error().kind == BtcError::Kind::Rpc && at.error().code == kRpcInvalidParameter)) {
                 NoteError("getblockhash: " + at.error().ToString());
                 return false;
             }
-            on_best = at && HashResult(*at) == tip.hash;
+            walk = m_window.AfterAsking(at ? HashResult(*at) : std::nullopt);
         }
-        if (on_best) break;
+        if (walk == ChainWindow::Walk::OnBest) break;
         reorg = true;
         if (!Disconnect(tip)) return false;
     }
@@ -254,76 +263,80 @@ bool BtcFollower::SyncOnce()
         LOCK(m_status_mutex);
         ++m_status.reorgs;
     }
-    // Connect forward.
-    for (uint32_t n = 0; n < m_options.blocks_per_step_max && !m_stop && m_window.back().height < best_height; ++n) {
-        const Tip tip = m_window.back();
-        const uint64_t height = tip.height + 1;
-        auto at = m_rpc.Call("getblockhash", {height});
-        const auto hash = at ? HashResult(*at) : std::nullopt;
-        if (!hash) {
-            // The chain shrank under us (a reorg in progress): the next pass sorts it out.
-            if (!at) NoteError("getblockhash: " + at.error().ToString());
-            return false;
+    return true;
+}
+
+// The block after our tip, read and parsed (or only its header, when it was pruned):
+// nullopt with the error noted when it cannot be.
+std::optional<BtcFollower::FetchedBlock> BtcFollower::FetchBlock(uint64_t height, const Hash256& hash)
+{
+    auto raw = m_rpc.Call("getblock", {HashToDisplay(hash), 0});
+    if (raw && raw->is_string()) {
+        const auto bytes = HexDecode(raw->get<std::string>());
+        auto parsed = bytes ? ParseBlock(*bytes) : Result<Block>(Error{"not hex"});
+        if (!parsed) {
+            NoteError(fmt::format("block {} {} from the node does not parse: {}", height, HashToDisplay(hash), parsed.error()));
+            return std::nullopt;
         }
-        auto raw = m_rpc.Call("getblock", {HashToDisplay(*hash), 0});
-        std::optional<Block> block;
-        Hash256 prev{};
-        if (raw && raw->is_string()) {
-            const auto bytes = HexDecode(raw->get<std::string>());
-            auto parsed = bytes ? ParseBlock(*bytes) : Result<Block>(Error{"not hex"});
-            if (!parsed) {
-                NoteError(fmt::format("block {} {} from the node does not parse: {}", height, HashToDisplay(*hash),
-                                      parsed.error()));
-                return false;
-            }
-            if (parsed->header.hash != *hash) {
-                NoteError(fmt::format("block {}: the node's block hashes to {}, not {}", height,
-                                      HashToDisplay(parsed->header.hash), HashToDisplay(*hash)));
-                return false;
-            }
-            prev = parsed->header.prev_hash;
-            block = std::move(*parsed);
-        } else if (!raw && raw.error().pruned()) {
-            // Gone before we read it: follow its header, and let the anchorer know.
-            auto header_hex = m_rpc.Call("getblockheader", {HashToDisplay(*hash), false});
-            const auto bytes = header_hex && header_hex->is_string() ? HexDecode(header_hex->get<std::string>()) : std::nullopt;
-            const auto parsed = bytes ? ParseHeader(*bytes) : Result<BlockHeader>(Error{"no header"});
-            if (!parsed || parsed->hash != *hash) {
-                NoteError(fmt::format("header of pruned block {} unavailable", height));
-                return false;
-            }
-            prev = parsed->prev_hash;
-            LogWarning("Bitcoin: block {} {} was pruned before bitacorad read it; following its header", height,
-                       HashToDisplay(*hash));
-            LOCK(m_status_mutex);
-            ++m_status.blocks_pruned_unread;
-        } else {
-            NoteError(fmt::format("getblock {}: {}", height, raw ? "not a hex string" : raw.error().ToString()));
-            return false;
+        if (parsed->header.hash != hash) {
+            NoteError(fmt::format("block {}: the node's block hashes to {}, not {}", height,
+                                  HashToDisplay(parsed->header.hash), HashToDisplay(hash)));
+            return std::nullopt;
         }
-        if (prev != tip.hash) {
-            // A reorg happened between our calls; walk back on the next pass.
-            LogDebug(log::Category::Btc, "Block {} does not extend our tip {}; resyncing", height, HashToDisplay(tip.hash));
-            return false;
-        }
-        const ledger::Cursor cursor{kBtcSource, height, *hash};
-        const bool written = m_anchorer && m_anchorer->OnBlockConnected(height, *hash, block ? &*block : nullptr, cursor);
-        if (!written) {
-            if (auto saved = m_ledger.Append({}, {cursor}); !saved) {
-                NoteError("cannot move the btc cursor: " + saved.error());
-                return false;
-            }
-        }
-        m_window.push_back({height, *hash});
-        while (m_window.size() > m_options.window_blocks_max) m_window.pop_front();
-        NoteConnected(height, *hash, TakeAnnounced(*hash));
-        LogDebug(log::Category::Btc, "Block {} {} processed ({} transactions)", height, HashToDisplay(*hash),
-                 block ? block->txs.size() : 0);
+        const Hash256 prev = parsed->header.prev_hash;
+        return FetchedBlock{prev, std::move(*parsed)};
     }
+    if (raw || !raw.error().pruned()) {
+        NoteError(fmt::format("getblock {}: {}", height, raw ? "not a hex string" : raw.error().ToString()));
+        return std::nullopt;
+    }
+    // Gone before we read it: follow its header, and let the anchorer know.
+    auto header_hex = m_rpc.Call("getblockheader", {HashToDisplay(hash), false});
+    const auto bytes = header_hex && header_hex->is_string() ? HexDecode(header_hex->get<std::string>()) : std::nullopt;
+    const auto parsed = bytes ? ParseHeader(*bytes) : Result<BlockHeader>(Error{"no header"});
+    if (!parsed || parsed->hash != hash) {
+        NoteError(fmt::format("header of pruned block {} unavailable", height));
+        return std::nullopt;
+    }
+    LogWarning("Bitcoin: block {} {} was pruned before bitacorad read it; following its header", height,
+               HashToDisplay(hash));
     LOCK(m_status_mutex);
-    m_status.tip_height = m_window.back().height;
-    m_status.tip_hash = m_window.back().hash;
-    if (m_window.back().height >= best_height) m_status.state = "synced";
+    ++m_status.blocks_pruned_unread;
+    return FetchedBlock{parsed->prev_hash, std::nullopt};
+}
+
+// Connects the block after our tip; false: not now (an error, or the chain moved).
+bool BtcFollower::ConnectNext()
+{
+    const ChainTip tip = m_window.tip();
+    const uint64_t height = tip.height + 1;
+    auto at = m_rpc.Call("getblockhash", {height});
+    const auto hash = at ? HashResult(*at) : std::nullopt;
+    if (!hash) {
+        // The chain shrank under us (a reorg in progress): the next pass sorts it out.
+        if (!at) NoteError("getblockhash: " + at.error().ToString());
+        return false;
+    }
+    auto fetched = FetchBlock(height, *hash);
+    if (!fetched) return false;
+    if (!m_window.Extends(fetched->prev)) {
+        // A reorg happened between our calls; walk back on the next pass.
+        LogDebug(log::Category::Btc, "Block {} does not extend our tip {}; resyncing", height, HashToDisplay(tip.hash));
+        return false;
+    }
+    const Block* block = fetched->block ? &*fetched->block : nullptr;
+    const ledger::Cursor cursor{kBtcSource, height, *hash};
+    const bool written = m_anchorer && m_anchorer->OnBlockConnected(height, *hash, block, cursor);
+    if (!written) {
+        if (auto saved = m_ledger.Append({}, {cursor}); !saved) {
+            NoteError("cannot move the btc cursor: " + saved.error());
+            return false;
+        }
+    }
+    m_window.Connect({height, *hash});
+    NoteConnected(height, *hash, TakeAnnounced(*hash));
+    LogDebug(log::Category::Btc, "Block {} {} processed ({} transactions)", height, HashToDisplay(*hash),
+             block ? block->txs.size() : 0);
     return true;
 }
 

@@ -9,6 +9,7 @@
 #include "indexer/btc/anchorer.h"
 #include "indexer/btc/bitcoind_rpc.h"
 #include "indexer/btc/block.h"
+#include "indexer/btc/chain_window.h"
 #include "indexer/btc/zmq_subscriber.h"
 #include "ledger/ledger.h"
 
@@ -91,16 +92,19 @@ public:
     std::optional<uint64_t> tip_height() const LOCKS_EXCLUDED(m_status_mutex);
 
 private:
-    struct Tip {
-        uint64_t height{0};
-        Hash256 hash{};
+    struct FetchedBlock {
+        Hash256 prev{};
+        std::optional<Block> block; // nullopt: pruned before we read it (its header only)
     };
     void Run() LOCKS_EXCLUDED(m_wake_mutex, m_status_mutex);
     void Loop() LOCKS_EXCLUDED(m_wake_mutex, m_status_mutex);
     // Until Wake(), Stop() or `wait`, whichever comes first.
     void WaitForWake(std::chrono::milliseconds wait) LOCKS_EXCLUDED(m_wake_mutex);
     bool Initialize() LOCKS_EXCLUDED(m_status_mutex);
-    bool Disconnect(const Tip& tip) LOCKS_EXCLUDED(m_status_mutex);
+    bool Disconnect(const ChainTip& tip) LOCKS_EXCLUDED(m_status_mutex);
+    bool WalkBack(uint64_t best_height) LOCKS_EXCLUDED(m_status_mutex);
+    std::optional<FetchedBlock> FetchBlock(uint64_t height, const Hash256& hash) LOCKS_EXCLUDED(m_status_mutex);
+    bool ConnectNext() LOCKS_EXCLUDED(m_wake_mutex, m_status_mutex);
     void NoteError(const std::string& what) LOCKS_EXCLUDED(m_status_mutex);
     // The node's best block as just seen; stamps the time when it changed.
     void NoteNodeBest(const Hash256& best) LOCKS_EXCLUDED(m_status_mutex);
@@ -116,7 +120,7 @@ private:
     Anchorer* m_anchorer;
     const BtcFollowerOptions m_options;
     // The follower's thread only (or the caller of SyncOnce, without the thread).
-    std::deque<Tip> m_window; // the processed chain's last blocks, tip last
+    ChainWindow m_window{m_options.window_blocks_max}; // the processed chain's last blocks
     bool m_initialized{false};
     uint32_t m_backoff_ms{0};
 
