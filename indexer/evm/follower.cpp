@@ -779,45 +779,54 @@ struct EvmFollower::Impl {
     // Adds the blocks after our tip, up to the head, to the pending overlay.
     Next ExtendPending(const BlockHeader& head)
     {
-        const uint64_t from = (unfinal.empty() ? FinalNumber() : unfinal.back().number) + 1;
-        const uint64_t limit = FinalNumber() + options.pending_blocks_max;
-        const uint64_t to = std::min({head.number, limit, from + options.header_batch_max - 1});
+        const uint64_t tip_number = unfinal.empty() ? FinalNumber() : unfinal.back().number;
+        const BlockRange range = NextPendingRange(tip_number, FinalNumber(), head.number, options.pending_blocks_max,
+                                                  options.header_batch_max);
         if (auto next = CheckHead(head)) return *next;
-        if (from > to) {
+        if (range.empty()) {
             UpdateStatus([](FollowerStatus& s) { s.state = FollowerStatus::State::Following; });
             return Next::Poll;
         }
         std::vector<uint64_t> numbers;
-        for (uint64_t n = from; n <= to; ++n) numbers.push_back(n);
+        for (uint64_t n = range.from; n <= range.to; ++n) numbers.push_back(n);
         auto headers = HeadersByNumber(*client, parser, numbers, /*prefix_ok=*/true);
         if (!headers) return Next::Retry;
         const auto fetched_at = Clock::now();
-
-        // Headers must link to our tip and to each other; a break is a reorg (at our tip)
-        // or the node moving under us (inside the batch: keep the linked prefix).
-        std::optional<Hash256> parent = unfinal.empty() ? FinalHash() : std::optional<Hash256>(unfinal.back().hash);
-        std::vector<BlockHeader> linked;
-        for (uint64_t n = from; n <= to; ++n) {
+        // The headers up to the first the node did not answer (or that failed verification:
+        // asked again next time); they must link to our tip and to each other.
+        std::vector<BlockHeader> batch;
+        std::vector<HeaderLink> links;
+        for (uint64_t n = range.from; n <= range.to; ++n) {
             const auto found = headers->find(n);
-            if (found == headers->end()) break; // the rest failed verification: asked again next time
-            const BlockHeader& header = found->second;
-            if (parent && header.parent_hash != *parent && !sim::Mutated(sim::Mutation::SkipParentCheck)) {
-                if (linked.empty()) {
-                    if (unfinal.empty()) {
-                        // Our final tip is not the parent of the next block: the chain
-                        // changed below the final block, or the node moved; check.
-                        CheckFinalBlock();
-                        return Next::Retry;
-                    }
-                    return HandleReorg(unfinal.back().number) ? Next::Now : Next::Retry;
-                }
-                break;
-            }
-            linked.push_back(header);
-            parent = header.hash;
+            if (found == headers->end()) break;
+            batch.push_back(found->second);
+            links.push_back({found->second.number, found->second.hash, found->second.parent_hash});
         }
+        const std::optional<Hash256> parent = unfinal.empty() ? FinalHash() : std::optional(unfinal.back().hash);
+        const LinkDecision link = LinkToTip(parent, unfinal.empty(), links);
+        switch (link.kind) {
+        case LinkDecision::Kind::FinalMoved:
+            // The chain changed below the final block, or the node moved: check.
+            CheckFinalBlock();
+            return Next::Retry;
+        case LinkDecision::Kind::TipReplaced: return HandleReorg(unfinal.back().number) ? Next::Now : Next::Retry;
+        case LinkDecision::Kind::Linked: break;
+        }
+        batch.resize(link.linked);
+        if (auto next = AddPendingBlocks(batch, fetched_at)) return *next;
+        PublishPending();
+        if (range.to < std::min(head.number, FinalNumber() + options.pending_blocks_max) ||
+            headers->size() < numbers.size()) {
+            return Next::Now;
+        }
+        UpdateStatus([](FollowerStatus& s) { s.state = FollowerStatus::State::Following; });
+        return Next::Poll;
+    }
 
-        // The logs of exactly these blocks: eth_getLogs by blockHash (EIP-234).
+    // The logs of exactly these linked blocks (eth_getLogs by blockHash, EIP-234), each
+    // block checked and added to the overlay; nullopt when all were added.
+    std::optional<Next> AddPendingBlocks(const std::vector<BlockHeader>& linked, Clock::time_point fetched_at)
+    {
         std::vector<RpcRequest> requests;
         for (const auto& header : linked) {
             requests.push_back({"eth_getLogs", json::array({json{{"blockHash", HexEncode0x(header.hash)},
@@ -831,51 +840,55 @@ struct EvmFollower::Impl {
             return Next::Retry;
         }
         for (size_t i = 0; i < linked.size(); ++i) {
-            const BlockHeader& header = linked[i];
             auto& result = results.value()[i];
             if (!result) {
                 // Typically "unknown block": it was reorged away since the headers came.
-                LogDebug(log::Category::Evm, "logs of block {} not available: {}", header.number, result.error().ToString());
+                LogDebug(log::Category::Evm, "logs of block {} not available: {}", linked[i].number,
+                         result.error().ToString());
                 return i == 0 ? Next::Retry : Next::Now;
             }
-            auto logs = ParseLogs(result.value(), options.logs_per_request_max);
-            if (!logs) {
-                NoteInconsistent(fmt::format("logs of block {}: {}", header.number, logs.error()));
-                return Next::Retry;
-            }
-            ledger::PendingBlock block{header.number, header.hash, {}};
-            uint64_t raw = 0;
-            if (auto error = DecodeBlockLogs(*logs, header, block.events, raw)) {
-                NoteInconsistent(*error);
-                return Next::Retry;
-            }
-            if (!VerifyBlocks(*client, {BlockLogs{&header, std::span<const Log>(*logs)}})) return Next::Retry;
-            NotePassed(header.number, header.number);
-            Sha256Hasher hasher;
-            for (const auto& event : block.events) hasher.Update(Sha256(ledger::EncodeEvent(event)));
-            const BlockRef ref{header.number, header.hash, hasher.Finalize(), block.events.size()};
-            const uint64_t events = block.events.size();
-            if (auto status = ledger.AddPendingBlock(std::string(kCursorSource), std::move(block)); !status) {
-                LogError("EVM: cannot add pending block {}: {}", header.number, status.error());
-                ResyncWithLedger();
-                return Next::Retry;
-            }
-            unfinal.push_back(ref);
-            AssertContiguous();
-            const double latency_ms = std::chrono::duration<double, std::milli>(Clock::now() - fetched_at).count();
-            LOCK(status_mutex);
-            if (this->latency_ms.size() >= kLatencySamplesMax) this->latency_ms[latency_next] = latency_ms;
-            else this->latency_ms.push_back(latency_ms);
-            latency_next = (latency_next + 1) % kLatencySamplesMax;
-            ++status.visible_latency_count;
-            status.visible_latency_seconds_sum += latency_ms / 1e3;
-            status.events_pending += events;
-            status.raw_logs += raw;
+            if (!AddPendingBlock(linked[i], result.value(), fetched_at)) return Next::Retry;
         }
-        PublishPending();
-        if (to < std::min(head.number, limit) || headers->size() < numbers.size()) return Next::Now;
-        UpdateStatus([](FollowerStatus& s) { s.state = FollowerStatus::State::Following; });
-        return Next::Poll;
+        return std::nullopt;
+    }
+
+    // One block's logs checked against its header and -evmverify, then into the overlay.
+    bool AddPendingBlock(const BlockHeader& header, const json& answer, Clock::time_point fetched_at)
+    {
+        auto logs = ParseLogs(answer, options.logs_per_request_max);
+        if (!logs) {
+            NoteInconsistent(fmt::format("logs of block {}: {}", header.number, logs.error()));
+            return false;
+        }
+        ledger::PendingBlock block{header.number, header.hash, {}};
+        uint64_t raw = 0;
+        if (auto error = DecodeBlockLogs(*logs, header, block.events, raw)) {
+            NoteInconsistent(*error);
+            return false;
+        }
+        if (!VerifyBlocks(*client, {BlockLogs{&header, std::span<const Log>(*logs)}})) return false;
+        NotePassed(header.number, header.number);
+        Sha256Hasher hasher;
+        for (const auto& event : block.events) hasher.Update(Sha256(ledger::EncodeEvent(event)));
+        const BlockRef ref{header.number, header.hash, hasher.Finalize(), block.events.size()};
+        const uint64_t events = block.events.size();
+        if (auto status = ledger.AddPendingBlock(std::string(kCursorSource), std::move(block)); !status) {
+            LogError("EVM: cannot add pending block {}: {}", header.number, status.error());
+            ResyncWithLedger();
+            return false;
+        }
+        unfinal.push_back(ref);
+        AssertContiguous();
+        const double latency_ms = std::chrono::duration<double, std::milli>(Clock::now() - fetched_at).count();
+        LOCK(status_mutex);
+        if (this->latency_ms.size() >= kLatencySamplesMax) this->latency_ms[latency_next] = latency_ms;
+        else this->latency_ms.push_back(latency_ms);
+        latency_next = (latency_next + 1) % kLatencySamplesMax;
+        ++status.visible_latency_count;
+        status.visible_latency_seconds_sum += latency_ms / 1e3;
+        status.events_pending += events;
+        status.raw_logs += raw;
+        return true;
     }
 
     // Logs of one block, checked against its header and ordered by log index.

@@ -2,6 +2,7 @@
 
 #include "common/mutation.h"
 
+#include <algorithm>
 #include <cassert>
 
 namespace bitacora::evm {
@@ -53,6 +54,31 @@ FinalDecision DecideOnFinalTip(const FinalView& view, const Hash256& node_hash_a
 {
     assert(!view.pending.empty());
     return CompareFinal(view, view.pending.back().number, node_hash_at_tip);
+}
+
+BlockRange NextPendingRange(uint64_t tip_number, uint64_t final_number, uint64_t head_number,
+                            uint64_t pending_blocks_max, uint64_t batch_max)
+{
+    assert(tip_number >= final_number && batch_max > 0);
+    const uint64_t from = tip_number + 1;
+    const uint64_t limit = final_number + pending_blocks_max;
+    return BlockRange{from, std::min({head_number, limit, from + batch_max - 1})};
+}
+
+LinkDecision LinkToTip(const std::optional<Hash256>& parent, bool pending_empty, std::span<const HeaderLink> headers)
+{
+    std::optional<Hash256> expected = parent;
+    size_t linked = 0;
+    for (const auto& header : headers) {
+        assert(linked == 0 || header.number == headers[linked - 1].number + 1);
+        if (expected && header.parent_hash != *expected && !sim::Mutated(sim::Mutation::SkipParentCheck)) {
+            if (linked > 0) break;
+            return {.kind = pending_empty ? LinkDecision::Kind::FinalMoved : LinkDecision::Kind::TipReplaced};
+        }
+        expected = header.hash;
+        ++linked;
+    }
+    return {.kind = LinkDecision::Kind::Linked, .linked = linked};
 }
 
 HeadDecision DecideOnHead(std::span<const PendingRef> ours, uint64_t head_number, const Hash256& head_hash)

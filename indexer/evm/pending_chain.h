@@ -81,6 +81,37 @@ FinalDecision DecideOnFinal(const FinalView& view, uint64_t node_final_number, c
 // After AskTip: the node's hash at our pending tip's height (a final height for it).
 FinalDecision DecideOnFinalTip(const FinalView& view, const Hash256& node_hash_at_tip);
 
+// The heights to fetch after our tip (the pending tip, or the final block when nothing is
+// pending): up to the head, the overlay's limit above the final block, and one batch.
+struct BlockRange {
+    uint64_t from{0};
+    uint64_t to{0};
+    bool empty() const { return from > to; }
+};
+BlockRange NextPendingRange(uint64_t tip_number, uint64_t final_number, uint64_t head_number,
+                            uint64_t pending_blocks_max, uint64_t batch_max);
+
+// A fetched header, as linkage sees it.
+struct HeaderLink {
+    uint64_t number{0};
+    Hash256 hash{};
+    Hash256 parent_hash{};
+};
+
+struct LinkDecision {
+    enum class Kind {
+        Linked,      // the first `linked` headers extend our tip, each its predecessor (a
+                     // break later in the batch is the node moving: the rest is asked again)
+        TipReplaced, // the first does not link to our pending tip: a reorg at our tip
+        FinalMoved,  // nothing is pending and the first does not link to our final block
+    };
+    Kind kind{Kind::Linked};
+    size_t linked{0};
+};
+// `parent`: our tip's hash (nullopt before any block: anything links). `headers`: the
+// heights after our tip, in order, as far as the node answered them without a gap.
+LinkDecision LinkToTip(const std::optional<Hash256>& parent, bool pending_empty, std::span<const HeaderLink> headers);
+
 // On each poll, from the node's head. A head at our tip with another hash replaced our
 // tip; a head past our tip is checked when its blocks are fetched (they must link to our
 // tip); a head below our tip asks for the block at our tip's height (DecideOnTip), so

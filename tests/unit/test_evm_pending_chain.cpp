@@ -142,3 +142,37 @@ TEST_CASE("finality moving over our pending blocks finalises them when the node 
     CHECK(DecideOnFinal(fresh, 99, H(99, 'x')).kind == F::Follow);
     CHECK(DecideOnFinal(fresh, 100, H(100, 'x')).kind == F::CatchUp);
 }
+
+TEST_CASE("the next heights to fetch stop at the head, the overlay's limit and one batch")
+{
+    auto range = NextPendingRange(156, 150, 500, 1'000, 50);
+    CHECK(range.from == 157);
+    CHECK(range.to == 206); // one batch
+    range = NextPendingRange(156, 150, 160, 1'000, 50);
+    CHECK(range.to == 160); // the head
+    range = NextPendingRange(156, 150, 500, 8, 50);
+    CHECK(range.to == 158); // the overlay holds at most 8 blocks above the final one
+    CHECK(NextPendingRange(156, 150, 156, 1'000, 50).empty());
+    CHECK(NextPendingRange(158, 150, 500, 8, 50).empty());
+}
+
+TEST_CASE("fetched headers must link to our tip and to each other")
+{
+    using L = LinkDecision::Kind;
+    std::vector<HeaderLink> headers;
+    for (uint64_t n = 157; n <= 160; ++n) headers.push_back({n, H(n, 'a'), H(n - 1, 'a')});
+    auto link = LinkToTip(H(156, 'a'), false, headers);
+    CHECK(link.kind == L::Linked);
+    CHECK(link.linked == 4);
+    // The node moved inside the batch: the linked prefix is kept, the rest asked again.
+    headers[2] = {159, H(159, 'b'), H(158, 'b')};
+    link = LinkToTip(H(156, 'a'), false, headers);
+    CHECK(link.kind == L::Linked);
+    CHECK(link.linked == 2);
+    // Our tip was replaced: a reorg; with nothing pending, our final block is checked.
+    CHECK(LinkToTip(H(156, 'b'), false, headers).kind == L::TipReplaced);
+    CHECK(LinkToTip(H(156, 'b'), true, headers).kind == L::FinalMoved);
+    // Before any final block, the first header links to anything.
+    CHECK(LinkToTip(std::nullopt, true, std::span(headers).first(2)).linked == 2);
+    CHECK(LinkToTip(H(156, 'a'), false, {}).linked == 0);
+}
