@@ -1,6 +1,7 @@
 #include "rpc/methods.h"
 
 #include "common/hex.h"
+#include "ledger/order_query.h"
 #include "rpc/ledger_json.h"
 #include "rpc/offchain.h"
 #include "rpc/schemas.h"
@@ -152,6 +153,33 @@ uint64_t FirstIndexOfBlock(const ledger::Ledger& ledger, uint64_t low, uint64_t 
     return low;
 }
 
+// escrow_getOrders' filter object: {seller?, buyer?, state?, expiryFrom?, expiryTo?}.
+ledger::OrderQuery OrderFilter(const json& filter)
+{
+    ledger::OrderQuery query;
+    for (const auto& [key, value] : filter.items()) {
+        if (key == "seller" || key == "buyer") {
+            ledger::Address address{};
+            if (!value.is_string() || value.get<std::string>().size() != 42 || !HexDecodeExact(value.get<std::string>(), address)) {
+                throw RpcException{kInvalidParams, fmt::format("filter.{} must be an address", key)};
+            }
+            (key == "seller" ? query.seller : query.buyer) = address;
+        } else if (key == "state") {
+            for (int code = 1; code <= 5; ++code) {
+                const auto state = static_cast<ledger::OrderState>(code);
+                if (value == ledger::OrderStateName(state)) query.state = state;
+            }
+            if (!query.state) throw RpcException{kInvalidParams, "filter.state is not an order state"};
+        } else if (key == "expiryFrom" || key == "expiryTo") {
+            if (!value.is_number_unsigned()) throw RpcException{kInvalidParams, fmt::format("filter.{} must be unix seconds", key)};
+            (key == "expiryFrom" ? query.expiry_from : query.expiry_to) = value.get<uint64_t>();
+        } else {
+            throw RpcException{kInvalidParams, fmt::format("unknown filter '{}'", key)};
+        }
+    }
+    return query;
+}
+
 const ParamSpec kIncludePending{"includePending", ParamType::Bool, false,
                                 "true (default): include unfinalized blocks and say \"pending\" where they change the record"};
 
@@ -242,107 +270,29 @@ MethodSpec EscrowGetOrders(Dispatcher&, const MethodContext& context)
             .result = "{orders: [order with status], nextCursor: string or null (null: no more)}",
             .result_schema = SchemaRef("OrderPage"),
             .handler = [&ledger = *context.ledger](const Params& p) -> json {
-                const json filter = p.Has(0) ? p[0] : json::object();
-                std::optional<ledger::Address> seller, buyer;
-                std::optional<std::string> state;
-                std::optional<uint64_t> expiry_from, expiry_to;
-                for (const auto& [key, value] : filter.items()) {
-                    if (key == "seller" || key == "buyer") {
-                        ledger::Address address{};
-                        if (!value.is_string() || value.get<std::string>().size() != 42 ||
-                            !HexDecodeExact(value.get<std::string>(), address)) {
-                            throw RpcException{kInvalidParams, fmt::format("filter.{} must be an address", key)};
-                        }
-                        (key == "seller" ? seller : buyer) = address;
-                    } else if (key == "state") {
-                        bool known = false;
-                        for (int code = 1; code <= 5; ++code) {
-                            known = known || value == ledger::OrderStateName(static_cast<ledger::OrderState>(code));
-                        }
-                        if (!known) throw RpcException{kInvalidParams, "filter.state is not an order state"};
-                        state = value.get<std::string>();
-                    } else if (key == "expiryFrom" || key == "expiryTo") {
-                        if (!value.is_number_unsigned()) throw RpcException{kInvalidParams, fmt::format("filter.{} must be unix seconds", key)};
-                        (key == "expiryFrom" ? expiry_from : expiry_to) = value.get<uint64_t>();
-                    } else {
-                        throw RpcException{kInvalidParams, fmt::format("unknown filter '{}'", key)};
-                    }
-                }
+                ledger::OrderQuery query = OrderFilter(p.Has(0) ? p[0] : json::object());
                 // The cursor is the first order id not given yet: one after a final order.
-                std::optional<UInt256> after;
                 if (p.Has(1)) {
                     const auto from = UInt256::FromDecimal(p.String(1));
-                    after = from ? from->CheckedSub(UInt256(1)) : std::nullopt;
-                    if (!after || !ledger.GetOrder(*after, false)) {
+                    query.after = from ? from->CheckedSub(UInt256(1)) : std::nullopt;
+                    if (!query.after || !ledger.GetOrder(*query.after, false)) {
                         throw RpcException{kInvalidParams, "cursor is not one this method returned"};
                     }
                 }
-                const uint64_t limit = LimitParam(p, 2);
-                const bool include_pending = p.Bool(3, false);
-                auto matches = [&](const ledger::OrderRecord& o) {
-                    return (!seller || o.seller == *seller) && (!buyer || o.buyer == *buyer) &&
-                           (!state || ledger::OrderStateName(o.state) == *state) &&
-                           (!expiry_from || o.expiry >= *expiry_from) && (!expiry_to || o.expiry <= *expiry_to);
-                };
-                // At most kScanMax orders are looked at per call; the cursor says where to go on.
+                query.limit = LimitParam(p, 2);
+                query.include_pending = p.Bool(3, false);
+                query.scan_max = kScanMax;
+                query.pending_only_max = kPageMax;
                 json orders = json::array();
-                std::optional<UInt256> last;
-                size_t scanned = 0;
-                bool exhausted = false;
-                bool full = false; // the answer reached its byte budget
                 ListBudget budget(p);
-                while (orders.size() < limit && scanned < kScanMax && !exhausted && !full) {
-                    const size_t batch = std::min<size_t>(kScanMax - scanned, 256);
-                    std::vector<ledger::OrderRecord> candidates;
-                    if (seller || buyer) {
-                        for (const auto& id : ledger.OrdersByParty(seller.has_value(), seller ? *seller : *buyer,
-                                                                  last ? last : after, batch)) {
-                            if (auto order = ledger.GetOrder(id, false)) candidates.push_back(std::move(*order));
-                        }
-                    } else {
-                        candidates = ledger.OrdersAfter(last ? last : after, batch);
-                    }
-                    exhausted = candidates.size() < batch;
-                    for (const auto& order : candidates) {
-                        std::optional<ledger::OrderRecord> pending_view;
-                        if (include_pending) pending_view = ledger.GetOrder(order.order_id, true);
-                        const auto& shown = pending_view ? *pending_view : order;
-                        if (matches(shown)) {
-                            json item = OrderJson(shown);
-                            item["status"] = pending_view && pending_view->Encode() != order.Encode() ? "pending" : "final";
-                            if (!budget.Take(item, orders.size())) {
-                                full = true; // the cursor stays before this order
-                                break;
-                            }
-                            orders.push_back(std::move(item));
-                        }
-                        ++scanned;
-                        last = order.order_id;
-                        if (orders.size() == limit) break;
-                    }
-                }
-                const bool more = full || !exhausted || (last && orders.size() == limit);
-                if (!more && include_pending) {
-                    // The orders that exist only in unfinalized blocks, after the final ones (higher ids).
-                    std::vector<UInt256> created;
-                    for (const auto& block : ledger.GetPending("evm")) {
-                        for (const auto& event : block.events) {
-                            if (const auto* e = std::get_if<ledger::OrderCreated>(&event.body)) created.push_back(e->order_id);
-                        }
-                    }
-                    std::sort(created.begin(), created.end());
-                    for (const auto& id : created) {
-                        if (orders.size() >= kPageMax) break; // bounded; they become final (and paged) soon
-                        if ((after && !(*after < id)) || ledger.GetOrder(id, false)) continue;
-                        const auto order = ledger.GetOrder(id, true);
-                        if (!order || !matches(*order)) continue;
-                        json item = OrderJson(*order);
-                        item["status"] = "pending";
-                        if (!budget.Take(item, orders.size())) break; // bounded; they become final (and paged) soon
-                        orders.push_back(std::move(item));
-                    }
-                }
-                const auto next = more && last ? last->CheckedAdd(UInt256(1)) : std::nullopt;
+                const auto result = ledger::QueryOrders(ledger, query, [&](const ledger::OrderRecord& order, bool pending) {
+                    json item = OrderJson(order);
+                    item["status"] = pending ? "pending" : "final";
+                    if (!budget.Take(item, orders.size())) return false;
+                    orders.push_back(std::move(item));
+                    return true;
+                });
+                const auto next = result.more && result.last_scanned ? result.last_scanned->CheckedAdd(UInt256(1)) : std::nullopt;
                 return {{"orders", orders}, {"nextCursor", next ? json(next->ToDecimal()) : json(nullptr)}};
             }};
 }
