@@ -1,23 +1,13 @@
 // The Bitcoin follower's decisions (indexer/btc/chain_window.h): where a first start
 // begins, whether our tip is on the node's best chain, and the window across reorgs.
 #include "indexer/btc/chain_window.h"
+#include "tests/unit/chain_testing.h"
 
 #include <doctest/doctest.h>
 
 using namespace bitacora;
+using bitacora::testing::H;
 using namespace bitacora::btc;
-
-namespace {
-
-Hash256 H(uint64_t height, uint8_t chain)
-{
-    Hash256 out{};
-    out[0] = chain;
-    for (size_t i = 0; i < 8; ++i) out[31 - i] = static_cast<uint8_t>(height >> (8 * i));
-    return out;
-}
-
-} // namespace
 
 TEST_CASE("a first start follows from -btcstartheight, or from the node's tip, and waits for a chain too short")
 {

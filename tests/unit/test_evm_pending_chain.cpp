@@ -2,24 +2,18 @@
 // tip is a shorter chain, seen on the poll that sees the head (issue 13: it was seen
 // only once the new chain grew past the old tip).
 #include "indexer/evm/pending_chain.h"
+#include "tests/unit/chain_testing.h"
 
 #include <doctest/doctest.h>
 
 #include <vector>
 
 using namespace bitacora;
+using bitacora::testing::H;
 using namespace bitacora::evm;
 using Kind = HeadDecision::Kind;
 
 namespace {
-
-Hash256 H(uint64_t number, uint8_t chain)
-{
-    Hash256 out{};
-    out[0] = chain;
-    for (size_t i = 0; i < 8; ++i) out[31 - i] = static_cast<uint8_t>(number >> (8 * i));
-    return out;
-}
 
 // Our overlay: blocks 151..156 of chain 'a'.
 std::vector<PendingRef> Ours()
