@@ -625,7 +625,7 @@ struct EvmFollower::Impl {
         case FinalDecision::Kind::AskTip: break; // answered above
         case FinalDecision::Kind::Follow: break;
         }
-        return ExtendPending(*head);
+        return ExtendPending(*head, pending);
     }
 
     bool Finalize(uint64_t up_to)
@@ -753,10 +753,9 @@ struct EvmFollower::Impl {
 
     // A head at or below our tip: the same chain, or a shorter or other one that replaced
     // ours (seen on this poll). nullopt: go on extending.
-    std::optional<Next> CheckHead(const BlockHeader& head)
+    std::optional<Next> CheckHead(const BlockHeader& head, const std::vector<PendingRef>& ours)
     {
-        if (unfinal.empty()) return std::nullopt;
-        const std::vector<PendingRef> ours = PendingRefs();
+        if (ours.empty()) return std::nullopt;
         HeadDecision decision = DecideOnHead(ours, head.number, head.hash);
         if (decision.kind == HeadDecision::Kind::CheckTip) {
             const auto at_tip = HashIfAny(ours.back().number);
@@ -779,12 +778,13 @@ struct EvmFollower::Impl {
     }
 
     // Adds the blocks after our tip, up to the head, to the pending overlay.
-    Next ExtendPending(const BlockHeader& head)
+    // `pending`: PendingRefs() as Step took it.
+    Next ExtendPending(const BlockHeader& head, const std::vector<PendingRef>& pending)
     {
         const uint64_t tip_number = unfinal.empty() ? FinalNumber() : unfinal.back().number;
         const BlockRange range = NextPendingRange(tip_number, FinalNumber(), head.number, options.pending_blocks_max,
                                                   options.header_batch_max);
-        if (auto next = CheckHead(head)) return *next;
+        if (auto next = CheckHead(head, pending)) return *next;
         if (range.empty()) {
             UpdateStatus([](FollowerStatus& s) { s.state = FollowerStatus::State::Following; });
             return Next::Poll;
@@ -817,10 +817,7 @@ struct EvmFollower::Impl {
         batch.resize(link.linked);
         if (auto next = AddPendingBlocks(batch, fetched_at)) return *next;
         PublishPending();
-        if (range.to < std::min(head.number, FinalNumber() + options.pending_blocks_max) ||
-            headers->size() < numbers.size()) {
-            return Next::Now;
-        }
+        if (range.cut || headers->size() < numbers.size()) return Next::Now;
         UpdateStatus([](FollowerStatus& s) { s.state = FollowerStatus::State::Following; });
         return Next::Poll;
     }

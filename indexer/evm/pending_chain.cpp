@@ -61,8 +61,9 @@ BlockRange NextPendingRange(uint64_t tip_number, uint64_t final_number, uint64_t
 {
     assert(tip_number >= final_number && batch_max > 0);
     const uint64_t from = tip_number + 1;
-    const uint64_t limit = final_number + pending_blocks_max;
-    return BlockRange{from, std::min({head_number, limit, from + batch_max - 1})};
+    const uint64_t end = std::min(head_number, final_number + pending_blocks_max);
+    const uint64_t batch_end = from + batch_max - 1;
+    return BlockRange{.from = from, .to = std::min(end, batch_end), .cut = batch_end < end};
 }
 
 LinkDecision LinkToTip(const std::optional<Hash256>& parent, bool pending_empty, std::span<const HeaderLink> headers)

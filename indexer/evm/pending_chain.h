@@ -86,6 +86,7 @@ FinalDecision DecideOnFinalTip(const FinalView& view, const Hash256& node_hash_a
 struct BlockRange {
     uint64_t from{0};
     uint64_t to{0};
+    bool cut{false}; // the batch ended it before the head or the limit: fetch on at once
     bool empty() const { return from > to; }
 };
 BlockRange NextPendingRange(uint64_t tip_number, uint64_t final_number, uint64_t head_number,

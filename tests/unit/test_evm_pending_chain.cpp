@@ -142,10 +142,14 @@ TEST_CASE("the next heights to fetch stop at the head, the overlay's limit and o
     auto range = NextPendingRange(156, 150, 500, 1'000, 50);
     CHECK(range.from == 157);
     CHECK(range.to == 206); // one batch
+    CHECK(range.cut);
     range = NextPendingRange(156, 150, 160, 1'000, 50);
     CHECK(range.to == 160); // the head
+    CHECK_FALSE(range.cut);
     range = NextPendingRange(156, 150, 500, 8, 50);
     CHECK(range.to == 158); // the overlay holds at most 8 blocks above the final one
+    CHECK_FALSE(range.cut);
+    CHECK_FALSE(NextPendingRange(156, 150, 206, 1'000, 50).cut); // the batch ends at the head
     CHECK(NextPendingRange(156, 150, 156, 1'000, 50).empty());
     CHECK(NextPendingRange(158, 150, 500, 8, 50).empty());
 }
