@@ -211,7 +211,12 @@ struct Ledger::Impl {
     // and a restart once the disk is fixed recovers from the WAL.
     std::string write_error GUARDED_BY(mutex);
     bool background_paused GUARDED_BY(mutex){false}; // StopBackgroundWrites ran
-    std::unique_ptr<LayeredState> overlay GUARDED_BY(mutex); // final projections plus pending events
+    // The pending overlay (final projections plus pending events) is built when a read
+    // first needs it after a change, under its own lock (readers hold `mutex` shared):
+    // finalising blocks one at a time would otherwise re-apply all later ones each time.
+    Mutex overlay_mutex;
+    std::unique_ptr<LayeredState> overlay GUARDED_BY(overlay_mutex);
+    bool overlay_stale GUARDED_BY(overlay_mutex){false};
     // What was acknowledged, signed and anchored (null when opened read-only without one).
     std::unique_ptr<HighWaterFile> mark GUARDED_BY(mutex);
     std::optional<HighWater> read_only_mark GUARDED_BY(mutex); // the mark as read, for a read-only ledger
@@ -289,6 +294,34 @@ struct Ledger::Impl {
     {
         // Called back by a LayeredState while the caller still holds the lock.
         return [this](const std::string& key) SHARED_LOCKS_REQUIRED(mutex) { return Get(proj, key); };
+    }
+
+    // The pending blocks changed: the next pending read rebuilds the overlay.
+    void InvalidateOverlay() EXCLUSIVE_LOCKS_REQUIRED(mutex)
+    {
+        LOCK(overlay_mutex);
+        overlay.reset();
+        overlay_stale = !pending.empty();
+    }
+
+    // The overlay, built first if stale; null when nothing is pending or it could not be
+    // read (then reads show the final state only, and the health says why).
+    LayeredState* Overlay() SHARED_LOCKS_REQUIRED(mutex) EXCLUSIVE_LOCKS_REQUIRED(overlay_mutex)
+    {
+        if (!overlay_stale) return overlay.get();
+        overlay_stale = false;
+        auto built = std::make_unique<LayeredState>(ProjectionReader());
+        try {
+            // Pending events get no index (they may never be final): orders name them by id.
+            for (const auto& [source, blocks] : pending) {
+                for (const auto& block : blocks) ApplyPendingEvents(block.events, *built);
+            }
+        } catch (const LedgerReadError& e) {
+            LogWarning("The pending overlay could not be built ({}); pending events are not shown", e.what());
+            return nullptr;
+        }
+        overlay = std::move(built);
+        return overlay.get();
     }
 
     struct PreparedAppend {
@@ -923,7 +956,7 @@ Result<AppendResult> Ledger::AppendLocked(const std::vector<Event>& events, cons
     if (m_impl->listener && !events.empty()) {
         m_impl->listener(LedgerNotice{.type = LedgerNotice::Type::Appended, .first_index = first_index, .events = events});
     }
-    if (!m_impl->pending.empty() && !events.empty()) RebuildOverlayLocked();
+    if (!m_impl->pending.empty() && !events.empty()) m_impl->InvalidateOverlay();
     if (!marked) {
         return Error{fmt::format("events {} to {} were written, but {}; the ledger is read-only until restarted",
                                  first_index, m_impl->frontier.size(), marked.error())};
@@ -1352,7 +1385,10 @@ private:
 std::optional<OrderRecord> Ledger::GetOrder(const UInt256& order_id, bool include_pending)
 {
     READ_LOCK(m_impl->mutex);
-    if (include_pending && m_impl->overlay) return ReadOrder(*m_impl->overlay, order_id);
+    if (include_pending) {
+        LOCK(m_impl->overlay_mutex);
+        if (auto* overlay = m_impl->Overlay()) return ReadOrder(*overlay, order_id);
+    }
     FinalView view(m_impl->ProjectionReader());
     return ReadOrder(view, order_id);
 }
@@ -1360,7 +1396,10 @@ std::optional<OrderRecord> Ledger::GetOrder(const UInt256& order_id, bool includ
 std::optional<VaultPosition> Ledger::GetPosition(const Address& owner, bool include_pending)
 {
     READ_LOCK(m_impl->mutex);
-    if (include_pending && m_impl->overlay) return ReadPosition(*m_impl->overlay, owner);
+    if (include_pending) {
+        LOCK(m_impl->overlay_mutex);
+        if (auto* overlay = m_impl->Overlay()) return ReadPosition(*overlay, owner);
+    }
     FinalView view(m_impl->ProjectionReader());
     return ReadPosition(view, owner);
 }
@@ -1368,7 +1407,10 @@ std::optional<VaultPosition> Ledger::GetPosition(const Address& owner, bool incl
 std::optional<uint8_t> Ledger::GetReputation(const Address& seller, bool include_pending)
 {
     READ_LOCK(m_impl->mutex);
-    if (include_pending && m_impl->overlay) return ReadReputation(*m_impl->overlay, seller);
+    if (include_pending) {
+        LOCK(m_impl->overlay_mutex);
+        if (auto* overlay = m_impl->Overlay()) return ReadReputation(*overlay, seller);
+    }
     FinalView view(m_impl->ProjectionReader());
     return ReadReputation(view, seller);
 }
@@ -1376,7 +1418,10 @@ std::optional<uint8_t> Ledger::GetReputation(const Address& seller, bool include
 Totals Ledger::GetTotals(bool include_pending)
 {
     READ_LOCK(m_impl->mutex);
-    if (include_pending && m_impl->overlay) return ReadTotals(*m_impl->overlay);
+    if (include_pending) {
+        LOCK(m_impl->overlay_mutex);
+        if (auto* overlay = m_impl->Overlay()) return ReadTotals(*overlay);
+    }
     FinalView view(m_impl->ProjectionReader());
     return ReadTotals(view);
 }
@@ -1533,27 +1578,9 @@ Status Ledger::RebuildProjectionsLocked()
     if (const auto s = m_impl->db->Delete(write_options, m_impl->meta, std::string(kRebuildMarker)); !s.ok()) {
         return Error{fmt::format("rebuild failed: {}", s.ToString())};
     }
-    if (!m_impl->pending.empty()) RebuildOverlayLocked();
+    if (!m_impl->pending.empty()) m_impl->InvalidateOverlay();
     LogInfo("Rebuilt projections from {} events", total);
     return {};
-}
-
-void Ledger::RebuildOverlayLocked()
-{
-    m_impl->overlay.reset();
-    if (m_impl->pending.empty()) return;
-    auto overlay = std::make_unique<LayeredState>(m_impl->ProjectionReader());
-    try {
-        // Pending events get no index (they may never be final): orders name them by id.
-        for (const auto& [source, blocks] : m_impl->pending) {
-            for (const auto& block : blocks) ApplyPendingEvents(block.events, *overlay);
-        }
-    } catch (const LedgerReadError& e) {
-        // Reads then show the final state only; the health says why.
-        LogWarning("The pending overlay could not be built ({}); pending events are not shown", e.what());
-        return;
-    }
-    m_impl->overlay = std::move(overlay);
 }
 
 Status Ledger::AddPendingBlock(const std::string& source, PendingBlock block)
@@ -1577,16 +1604,18 @@ Status Ledger::AddPendingBlock(const std::string& source, PendingBlock block)
     if (m_impl->listener && !blocks.back().events.empty()) {
         m_impl->listener(LedgerNotice{.type = LedgerNotice::Type::Pending, .source = source, .events = blocks.back().events});
     }
+    LOCK(m_impl->overlay_mutex);
     if (m_impl->overlay && m_impl->pending.size() == 1) {
         // The common case, one chain extending its tip: apply only the new block.
         try {
             ApplyPendingEvents(blocks.back().events, *m_impl->overlay);
+            return {};
         } catch (const LedgerReadError&) {
-            RebuildOverlayLocked(); // half-applied: start over (or go without an overlay)
+            // half-applied: start over at the next read
         }
-    } else {
-        RebuildOverlayLocked();
     }
+    m_impl->overlay.reset();
+    m_impl->overlay_stale = true;
     return {};
 }
 
@@ -1619,14 +1648,14 @@ Result<AppendResult> Ledger::FinalizePending(const std::string& source, uint64_t
         if (!appended) {
             blocks.insert(blocks.begin(), std::make_move_iterator(finalized.begin()),
                           std::make_move_iterator(finalized.end()));
-            RebuildOverlayLocked();
+            m_impl->InvalidateOverlay();
             return Error{appended.error()};
         }
         last = appended.value();
     }
     if (blocks.empty()) {
         m_impl->pending.erase(it);
-        RebuildOverlayLocked();
+        m_impl->InvalidateOverlay();
     }
     return last;
 }
@@ -1644,7 +1673,7 @@ void Ledger::RollbackPending(const std::string& source, uint64_t block_number)
         blocks.pop_back();
     }
     if (blocks.empty()) m_impl->pending.erase(it);
-    RebuildOverlayLocked();
+    m_impl->InvalidateOverlay();
     if (m_impl->listener && !notice.events.empty()) m_impl->listener(notice);
 }
 
@@ -1664,7 +1693,7 @@ void Ledger::DropFinalizedPending(const std::string& source, uint64_t block_numb
                                 [&](const PendingBlock& b) { return b.number <= block_number; }),
                  blocks.end());
     if (blocks.empty()) m_impl->pending.erase(it);
-    RebuildOverlayLocked();
+    m_impl->InvalidateOverlay();
 }
 
 std::vector<PendingBlock> Ledger::GetPending(const std::string& source) const

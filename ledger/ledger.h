@@ -256,7 +256,6 @@ private:
     explicit Ledger(std::unique_ptr<Impl> impl);
     // Open()'s second half: schema, tree, high-water mark, key, projection upkeep.
     Status Load() LOCKS_EXCLUDED(LockRef());
-    void RebuildOverlayLocked() EXCLUSIVE_LOCKS_REQUIRED(LockRef());
     Status RebuildProjectionsLocked() EXCLUSIVE_LOCKS_REQUIRED(LockRef());
     // Makes the log durable up to (size, root) and records a checkpoint of it in the mark.
     Status RecordCheckpointLocked(uint64_t tree_size, const Hash256& root, uint64_t timestamp) const

@@ -333,25 +333,54 @@ struct EvmFollower::Impl {
         return std::move(result.value());
     }
 
-    std::optional<BlockHeader> HeaderByTag(JsonRpcClient& rpc, const json& tag)
+    void NoteBatchFailed(const RpcError& error)
     {
-        auto block = CallOrNote(rpc, "eth_getBlockByNumber", json::array({tag, false}));
-        if (!block) return std::nullopt;
-        auto header = ParseBlockHeader(*block);
-        if (!header) {
-            NoteInconsistent(fmt::format("block {}: {}", tag.dump(), header.error()));
+        if (error.kind == RpcError::Kind::Stopped) return;
+        LogWarning("EVM RPC header batch failed: {}", error.ToString());
+        UpdateStatus([&](FollowerStatus& s) { s.error = error.ToString(); });
+    }
+
+    // Headers for block tags ("latest", "finalized") or heights, in one exchange read by
+    // the fast parser (the head and the final block come together); nullopt if any is
+    // missing, is not the height asked for, or fails verification.
+    std::optional<std::vector<BlockHeader>> HeadersByTag(const std::vector<json>& tags)
+    {
+        std::vector<RpcRequest> requests;
+        requests.reserve(tags.size());
+        for (const auto& tag : tags) requests.push_back({"eth_getBlockByNumber", json::array({tag, false})});
+        auto batch = client->BatchRaw(requests);
+        if (!batch) {
+            NoteBatchFailed(batch.error());
             return std::nullopt;
         }
-        if (tag.is_string() && tag.get<std::string>().starts_with("0x") && FormatQuantity(header->number) != tag.get<std::string>()) {
-            NoteInconsistent(fmt::format("asked for block {}, got {}", tag.dump(), header->number));
+        auto headers = parser.ParseHeaderBatch(batch->body, batch->first_id, requests.size());
+        if (!headers) {
+            NoteInconsistent(fmt::format("block {}: {}", tags.front().dump(), headers.error()));
             return std::nullopt;
         }
-        if (auto why = CheckHeaderHash(*header); why && options.verify != VerifyMode::None) {
-            NoteRefused(rpc, header->number, *why, /*header=*/true);
-            return std::nullopt;
+        std::vector<uint64_t> numbers;
+        for (size_t i = 0; i < tags.size(); ++i) {
+            const BlockHeader& header = (*headers)[i];
+            const std::string* tag = tags[i].get_ptr<const std::string*>();
+            if (tag != nullptr && tag->starts_with("0x") && FormatQuantity(header.number) != *tag) {
+                NoteInconsistent(fmt::format("asked for block {}, got {}", *tag, header.number));
+                return std::nullopt;
+            }
+            if (auto why = CheckHeaderHash(header); why && options.verify != VerifyMode::None) {
+                NoteRefused(*client, header.number, *why, /*header=*/true);
+                return std::nullopt;
+            }
+            numbers.push_back(header.number);
         }
-        NoteHeadersPassed(std::span<const uint64_t>(&header->number, 1));
-        return *header;
+        NoteHeadersPassed(numbers);
+        return std::move(headers.value());
+    }
+
+    std::optional<BlockHeader> HeaderByTag(const json& tag)
+    {
+        auto headers = HeadersByTag({tag});
+        if (!headers) return std::nullopt;
+        return headers->front();
     }
 
     // Headers of the given heights, in batches; nullopt if any is missing or wrong, or with
@@ -369,10 +398,7 @@ struct EvmFollower::Impl {
             }
             auto batch = rpc.BatchRaw(requests);
             if (!batch) {
-                if (batch.error().kind != RpcError::Kind::Stopped) {
-                    LogWarning("EVM RPC header batch failed: {}", batch.error().ToString());
-                    UpdateStatus([&](FollowerStatus& s) { s.error = batch.error().ToString(); });
-                }
+                NoteBatchFailed(batch.error());
                 return std::nullopt;
             }
             auto headers = parser.ParseHeaderBatch(batch->body, batch->first_id, requests.size());
@@ -469,7 +495,7 @@ struct EvmFollower::Impl {
         std::optional<Hash256> seen;
         for (int attempt = 0; attempt < 3; ++attempt) {
             if (attempt > 0 && !Sleep(200)) return std::nullopt;
-            auto header = HeaderByTag(*client, BlockTag(number));
+            auto header = HeaderByTag(BlockTag(number));
             if (!header) return std::nullopt;
             if (header->hash == ours) return ours;
             if (seen && *seen != header->hash) return std::nullopt;
@@ -582,8 +608,8 @@ struct EvmFollower::Impl {
     {
         const FinalQuery query = DecideFinalQuery(options.finality, options.finality_depth, head.number);
         switch (query.kind) {
-        case FinalQuery::Kind::Tag: return HeaderByTag(*client, std::string(query.tag));
-        case FinalQuery::Kind::Number: return HeaderByTag(*client, BlockTag(query.number));
+        case FinalQuery::Kind::Tag: return HeaderByTag(std::string(query.tag));
+        case FinalQuery::Kind::Number: return HeaderByTag(BlockTag(query.number));
         case FinalQuery::Kind::Head: return head;
         case FinalQuery::Kind::Nothing: return BlockHeader{};
         }
@@ -598,22 +624,39 @@ struct EvmFollower::Impl {
                          .pending = pending};
     }
 
+    // The node's head and final block. A tag rule does not depend on the head, so both
+    // come in one exchange; a depth rule needs the head's height first.
+    std::optional<std::pair<BlockHeader, BlockHeader>> HeadAndNodeFinal()
+    {
+        const FinalQuery by_tag = DecideFinalQuery(options.finality, options.finality_depth, 0);
+        if (by_tag.kind == FinalQuery::Kind::Tag) {
+            auto headers = HeadersByTag({json("latest"), json(std::string(by_tag.tag))});
+            if (!headers) return std::nullopt;
+            return std::pair{(*headers)[0], (*headers)[1]};
+        }
+        auto head = HeaderByTag("latest");
+        if (!head) return std::nullopt;
+        auto node_final = NodeFinal(*head);
+        if (!node_final) return std::nullopt;
+        return std::pair{*head, *node_final};
+    }
+
     Next Step()
     {
         ThrowIfNoHonestEndpoint();
-        auto head = HeaderByTag(*client, "latest");
-        if (!head) return Next::Retry;
-        auto node_final = NodeFinal(*head);
-        if (!node_final) return Next::Retry;
+        auto tip = HeadAndNodeFinal();
+        if (!tip) return Next::Retry;
+        const BlockHeader& head = tip->first;
+        const BlockHeader& node_final = tip->second;
         UpdateStatus([&](FollowerStatus& s) {
-            if (s.head_block != head->number || s.head_changed_unix_s == 0) s.head_changed_unix_s = clock->UnixSeconds();
-            s.head_block = head->number;
-            s.node_final_block = node_final->number;
+            if (s.head_block != head.number || s.head_changed_unix_s == 0) s.head_changed_unix_s = clock->UnixSeconds();
+            s.head_block = head.number;
+            s.node_final_block = node_final.number;
         });
         const std::vector<PendingRef> pending = PendingRefs();
-        FinalDecision decision = DecideOnFinal(View(pending), node_final->number, node_final->hash);
+        FinalDecision decision = DecideOnFinal(View(pending), node_final.number, node_final.hash);
         if (decision.kind == FinalDecision::Kind::AskTip) {
-            auto header = HeaderByTag(*client, BlockTag(pending.back().number));
+            auto header = HeaderByTag(BlockTag(pending.back().number));
             if (!header) return Next::Retry;
             decision = DecideOnFinalTip(View(pending), header->hash);
         }
@@ -621,11 +664,11 @@ struct EvmFollower::Impl {
         case FinalDecision::Kind::CheckFinalBlock: return CheckFinalBlock() ? Next::Now : Next::Retry;
         case FinalDecision::Kind::Finalize: return Finalize(decision.up_to) ? Next::Now : Next::Retry;
         case FinalDecision::Kind::FindAncestor: return HandleReorg(decision.search_max) ? Next::Now : Next::Retry;
-        case FinalDecision::Kind::CatchUp: return CatchUp(*node_final) ? Next::Now : Next::Retry;
+        case FinalDecision::Kind::CatchUp: return CatchUp(node_final) ? Next::Now : Next::Retry;
         case FinalDecision::Kind::AskTip: break; // answered above
         case FinalDecision::Kind::Follow: break;
         }
-        return ExtendPending(*head, pending);
+        return ExtendPending(head, pending);
     }
 
     bool Finalize(uint64_t up_to)
