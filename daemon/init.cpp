@@ -269,6 +269,228 @@ void RegisterDaemonArgs(ArgsManager& args)
     RegisterRpcArgs(args);
 }
 
+namespace {
+
+// Where this start runs: the data dir, the chain's subdirectory of it, the config file.
+struct Location {
+    fs::path datadir;
+    fs::path netdir;
+    fs::path conf;
+    std::string chain_name;
+    const ChainInfo* chain{nullptr}; // null for a chain name the table does not know
+};
+
+// -datadir, -conf and -chain, every option checked before the data dir is touched (a
+// refused start leaves nothing behind), then the chain's directory made.
+Result<Location> Locate(ArgsManager& args)
+{
+    std::error_code ec;
+    Location where;
+    where.datadir = args.IsSet("datadir") ? fs::path(args.GetString("datadir", "")) : DefaultDataDir();
+    if (args.IsSet("datadir")) {
+        if (auto status = CheckDataDir(where.datadir); !status) return Error{status.error()};
+    } else {
+        fs::create_directories(where.datadir, ec);
+        if (ec) return Error{fmt::format("cannot create data directory {}: {}", where.datadir.string(), ec.message())};
+    }
+    where.conf = AbsoluteIn(where.datadir, args.GetString("conf", "bitacora.conf"));
+    if (auto status = args.ReadConfigFile(where.conf, args.IsSet("conf")); !status) return Error{status.error()};
+    // The config file may name another data dir (useful with -conf=/etc/...).
+    if (args.IsSet("datadir")) {
+        where.datadir = fs::path(args.GetString("datadir", ""));
+        if (auto status = CheckDataDir(where.datadir); !status) return Error{status.error()};
+    }
+    where.datadir = fs::absolute(where.datadir, ec);
+    where.chain_name = args.GetString("chain", "base");
+    args.SelectSection(where.chain_name);
+    where.netdir = where.datadir;
+    for (const auto& chain : Chains()) {
+        if (chain.name != where.chain_name) continue;
+        where.chain = &chain;
+        if (!chain.datadir_subdir.empty()) where.netdir /= chain.datadir_subdir;
+    }
+    if (auto status = ValidateOptions(args, where.chain_name, where.netdir); !status) return Error{status.error()};
+    fs::create_directories(where.netdir, ec);
+    if (ec) return Error{fmt::format("cannot create {}: {}", where.netdir.string(), ec.message())};
+    return where;
+}
+
+Status StartLogging(const ArgsManager& args, const Location& where)
+{
+    auto& logger = log::GetLogger();
+    logger.SetPrintToConsole(args.GetBool("printtoconsole", true));
+    logger.SetRateLimiting(args.GetBool("logratelimit", true));
+    for (const auto& name : args.GetList("debug")) {
+        if (auto category = log::ParseCategory(name)) logger.EnableCategory(*category);
+    }
+    for (const auto& name : args.GetList("debugexclude")) {
+        if (auto category = log::ParseCategory(name)) logger.DisableCategory(*category);
+    }
+    if (!args.IsNegated("debuglogfile")) {
+        const fs::path log_path = AbsoluteIn(where.netdir, args.GetString("debuglogfile", "debug.log"));
+        if (auto status = logger.OpenFile(log_path); !status) return status;
+    }
+    std::error_code ec;
+    LogInfo("Bitácora daemon version v{}", BITACORA_VERSION);
+    LogInfo("Chain: {}", where.chain_name);
+    LogInfo("Data directory: {}", where.netdir.string());
+    LogInfo("Config file: {}{}", where.conf.string(), fs::exists(where.conf, ec) ? "" : " (not found, using defaults)");
+    LogInfo("Debug logging: {}", logger.EnabledCategoriesString());
+    RouteLibeventLog();
+    return {};
+}
+
+// The ledger, rebuilt first under -rebuild (its state hash logged before and after).
+Status OpenLedger(const ArgsManager& args, const Location& where, Node& node)
+{
+    ledger::LedgerOptions ledger_options;
+    ledger_options.cache_mib = static_cast<uint64_t>(args.GetInt("dbcache", kDbCacheMibDefault));
+    ledger_options.checkpoint_key_path = where.netdir / "checkpoint.key";
+    auto opened = ledger::Ledger::Open(where.netdir / "ledger", ledger_options);
+    if (!opened) {
+        LogError("{}", opened.error());
+        return Error{opened.error()};
+    }
+    node.ledger = std::move(opened.value());
+    LogInfo("Checkpoint key: {}", HexEncode0x(*node.ledger->checkpoint_public_key()));
+    if (!args.GetBool("rebuild", false)) return {};
+    const auto before = node.ledger->StateHash();
+    if (auto status = node.ledger->RebuildProjections(); !status) {
+        LogError("Rebuild failed: {}", status.error());
+        return status;
+    }
+    const auto after = node.ledger->StateHash();
+    if (!before || !after) return Error{"cannot compute the state hash"};
+    LogInfo("Projection state hash before rebuild {}, after {}{}", HexEncode0x(*before), HexEncode0x(*after),
+            *before == *after ? "" : " (DIFFERENT: the stored projections did not match the log)");
+    return {};
+}
+
+std::string FinalityName(const evm::FollowerOptions& o)
+{
+    switch (o.finality) {
+    case evm::FinalityRule::Finalized: return "finalized";
+    case evm::FinalityRule::Safe: return "safe";
+    case evm::FinalityRule::Depth: break;
+    }
+    return fmt::format("{} confirmations", o.finality_depth);
+}
+
+Status StartEvmFollower(const ArgsManager& args, const Location& where, Node& node, ApiSources& sources)
+{
+    auto evm_options = EvmOptionsFromArgs(args, where.chain ? where.chain->evm_chain_id : 0, where.netdir);
+    if (!evm_options) return Error{evm_options.error()};
+    if (!evm_options->has_value()) {
+        LogInfo("EVM follower: off (no -evmrpc)");
+        return {};
+    }
+    auto& o = **evm_options;
+    o.rpc.monitor = std::make_shared<UpstreamMonitor>("evm", UpstreamHangAfter(args));
+    sources.evm_upstream = o.rpc.monitor;
+    LogInfo("EVM follower: chain id {}, escrow {}, vault {}, from block {}, finality {}, endpoints {}", o.chain_id,
+            evm::FormatAddress(o.escrow), evm::FormatAddress(o.vault), o.start_block, FinalityName(o), o.rpc.urls.size());
+    node.evm_follower = std::make_unique<evm::EvmFollower>(o, *node.ledger, [](const std::string& why) {
+        g_fatal_error = true;
+        sd_notifyf(0, "STATUS=EVM follower stopped: %s", why.c_str());
+        ::kill(::getpid(), SIGTERM);
+    });
+    node.evm_follower->Start();
+    return {};
+}
+
+Status StartBitcoin(const ArgsManager& args, const Location& where, Node& node, ApiSources& sources)
+{
+    auto btc_config = BtcConfigFromArgs(args, where.chain_name);
+    if (!btc_config) return Error{btc_config.error()};
+    if (!btc_config->has_value()) {
+        LogInfo("Bitcoin follower: off (no -btcrpcconnect)");
+        return {};
+    }
+    auto& c = **btc_config;
+    c.rpc.monitor = std::make_shared<UpstreamMonitor>("btc", UpstreamHangAfter(args));
+    sources.btc_upstream = c.rpc.monitor;
+    node.btc_rpc = std::make_unique<btc::BitcoindRpc>(c.rpc);
+    node.anchorer = std::make_unique<btc::Anchorer>(*node.ledger, *node.btc_rpc, c.anchorer);
+    if (auto* evm = node.evm_follower.get()) {
+        c.follower.others_synced = [evm] { return evm->status().state == evm::FollowerStatus::State::Following; };
+    }
+    node.btc_follower = std::make_unique<btc::BtcFollower>(*node.ledger, *node.btc_rpc, node.anchorer.get(), c.follower);
+    LogInfo("Bitcoin follower: bitcoind at {}{}, {}; anchoring {}", node.btc_rpc->endpoint(),
+            c.rpc.wallet.empty() ? "" : " wallet " + c.rpc.wallet,
+            c.rpc.user.empty() ? "cookie " + c.rpc.cookie_file.string() : "user " + c.rpc.user,
+            c.anchorer.enabled ? fmt::format("every {} s, final at {} confirmations", c.anchorer.interval_s,
+                                             c.anchorer.final_confirmations)
+                               : std::string("on request only (-anchor=0)"));
+    node.btc_follower->Start();
+    return {};
+}
+
+// Everything after the logger: fd limits, pid file, ledger, ZMQ, followers, API.
+Status StartNode(ArgsManager& args, const Location& where, Node& node)
+{
+    // Before anything opens files or sockets: RocksDB, the followers, the RPC server.
+    if (auto status = SizeFileDescriptors(args); !status) {
+        LogError("{}", status.error());
+        return status;
+    }
+    const fs::path pid_file = AbsoluteIn(where.netdir, args.GetString("pid", "bitacorad.pid"));
+    if (auto status = WritePidFile(pid_file); !status) {
+        LogError("{}", status.error());
+        return status;
+    }
+    node.pid_file = pid_file;
+    if (auto status = OpenLedger(args, where, node); !status) return status;
+    auto zmq = StartZmq(args, *node.ledger);
+    if (!zmq) {
+        LogError("{}", zmq.error());
+        return Error{zmq.error()};
+    }
+    node.zmq = std::move(zmq.value());
+    ApiSources sources{.stall_after = UpstreamStallAfter(args), .head_stall = HeadStallBounds(args)};
+    if (auto status = StartEvmFollower(args, where, node, sources); !status) return status;
+    if (auto status = StartBitcoin(args, where, node, sources); !status) return status;
+    sources.evm = node.evm_follower.get();
+    sources.btc = node.btc_follower.get();
+    sources.anchorer = node.anchorer.get();
+    sources.zmq = node.zmq.get();
+    auto api = StartApi(args, where.chain ? where.chain->rpc_port : 0, where.netdir, *node.ledger, sources);
+    if (!api) {
+        LogError("{}", api.error());
+        return Error{api.error()};
+    }
+    node.api = std::move(api.value());
+    if (node.api) LogInfo("RPC server on port {}", node.api->port());
+    return {};
+}
+
+// The main thread only waits for signals and, under WatchdogSec, pings systemd at half
+// the interval; SIGHUP reopens the log file, SIGTERM and SIGINT end the wait.
+void WaitForShutdown(const sigset_t& shutdown_signals)
+{
+    uint64_t watchdog_usec = 0;
+    const bool watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0;
+    LogInfo("Initialization done{}", watchdog ? fmt::format(", watchdog every {} ms", watchdog_usec / 2000) : "");
+    const long wait_ns = watchdog ? static_cast<long>(watchdog_usec / 2 * 1000) : 3600L * 1'000'000'000L;
+    for (;;) {
+        if (watchdog) sd_notify(0, "WATCHDOG=1");
+        const timespec timeout{wait_ns / 1'000'000'000L, wait_ns % 1'000'000'000L};
+        const int sig = sigtimedwait(&shutdown_signals, nullptr, &timeout);
+        if (sig == SIGHUP) {
+            LogInfo("SIGHUP received: reopening the log file");
+            if (auto status = log::GetLogger().ReopenFile(); !status) std::fprintf(stderr, "Error: %s\n", status.error().c_str());
+            LogInfo("Log file reopened");
+            continue;
+        }
+        if (sig == SIGTERM || sig == SIGINT) {
+            if (g_fatal_error) LogError("Shutting down after a fatal error");
+            else LogInfo("{} received: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            return;
+        }
+    }
+}
+
+} // namespace
+
 int DaemonMain(int argc, char* argv[])
 {
     sigset_t shutdown_signals;
@@ -288,214 +510,25 @@ int DaemonMain(int argc, char* argv[])
         std::printf("Bitácora daemon version v%s\n", BITACORA_VERSION);
         return EXIT_SUCCESS;
     }
-
-    std::error_code ec;
-    fs::path datadir = args.IsSet("datadir") ? fs::path(args.GetString("datadir", "")) : DefaultDataDir();
-    if (args.IsSet("datadir")) {
-        if (auto status = CheckDataDir(datadir); !status) return InitError(status.error());
-    }
-    if (!args.IsSet("datadir")) {
-        fs::create_directories(datadir, ec);
-        if (ec) return InitError(fmt::format("cannot create data directory {}: {}", datadir.string(), ec.message()));
-    }
-    const fs::path conf = AbsoluteIn(datadir, args.GetString("conf", "bitacora.conf"));
-    if (auto status = args.ReadConfigFile(conf, args.IsSet("conf")); !status) return InitError(status.error());
-    // The config file may name another data dir (useful with -conf=/etc/...).
-    if (args.IsSet("datadir")) {
-        datadir = fs::path(args.GetString("datadir", ""));
-        if (auto status = CheckDataDir(datadir); !status) return InitError(status.error());
-    }
-    datadir = fs::absolute(datadir, ec);
-
-    const std::string chain_name = args.GetString("chain", "base");
-    args.SelectSection(chain_name);
-    fs::path netdir = datadir;
-    for (const auto& chain : Chains()) {
-        if (chain.name == chain_name && !chain.datadir_subdir.empty()) netdir /= chain.datadir_subdir;
-    }
-    // Every option is checked before the data dir is touched: a refused start leaves nothing behind.
-    if (auto status = ValidateOptions(args, chain_name, netdir); !status) return InitError(status.error());
-    fs::create_directories(netdir, ec);
-    if (ec) return InitError(fmt::format("cannot create {}: {}", netdir.string(), ec.message()));
-
+    auto where = Locate(args);
+    if (!where) return InitError(where.error());
     Node node;
     {
-        auto lock = DirectoryLock::Acquire(netdir);
+        auto lock = DirectoryLock::Acquire(where->netdir);
         if (!lock) return InitError(lock.error());
         node.lock = std::move(lock.value());
     }
-
-    auto& logger = log::GetLogger();
-    logger.SetPrintToConsole(args.GetBool("printtoconsole", true));
-    logger.SetRateLimiting(args.GetBool("logratelimit", true));
-    for (const auto& name : args.GetList("debug")) {
-        if (auto category = log::ParseCategory(name)) logger.EnableCategory(*category);
-    }
-    for (const auto& name : args.GetList("debugexclude")) {
-        if (auto category = log::ParseCategory(name)) logger.DisableCategory(*category);
-    }
-    if (!args.IsNegated("debuglogfile")) {
-        const fs::path log_path = AbsoluteIn(netdir, args.GetString("debuglogfile", "debug.log"));
-        if (auto status = logger.OpenFile(log_path); !status) return InitError(status.error());
-    }
-
-    LogInfo("Bitácora daemon version v{}", BITACORA_VERSION);
-    LogInfo("Chain: {}", chain_name);
-    LogInfo("Data directory: {}", netdir.string());
-    LogInfo("Config file: {}{}", conf.string(), fs::exists(conf, ec) ? "" : " (not found, using defaults)");
-    LogInfo("Debug logging: {}", logger.EnabledCategoriesString());
-    RouteLibeventLog();
-    // Before anything opens files or sockets: RocksDB, the followers, the RPC server.
-    if (auto status = SizeFileDescriptors(args); !status) {
-        LogError("{}", status.error());
+    if (auto status = StartLogging(args, *where); !status) return InitError(status.error());
+    if (auto status = StartNode(args, *where, node); !status) {
         node.Shutdown();
         return InitError(status.error());
     }
-
-    const fs::path pid_file = AbsoluteIn(netdir, args.GetString("pid", "bitacorad.pid"));
-    if (auto status = WritePidFile(pid_file); !status) {
-        LogError("{}", status.error());
-        node.Shutdown();
-        return InitError(status.error());
-    }
-    node.pid_file = pid_file;
-
-    ledger::LedgerOptions ledger_options;
-    ledger_options.cache_mib = static_cast<uint64_t>(args.GetInt("dbcache", kDbCacheMibDefault));
-    ledger_options.checkpoint_key_path = netdir / "checkpoint.key";
-    auto opened = ledger::Ledger::Open(netdir / "ledger", ledger_options);
-    if (!opened) {
-        LogError("{}", opened.error());
-        node.Shutdown();
-        return InitError(opened.error());
-    }
-    node.ledger = std::move(opened.value());
-    LogInfo("Checkpoint key: {}", HexEncode0x(*node.ledger->checkpoint_public_key()));
-    if (args.GetBool("rebuild", false)) {
-        const auto before = node.ledger->StateHash();
-        if (auto status = node.ledger->RebuildProjections(); !status) {
-            LogError("Rebuild failed: {}", status.error());
-            node.Shutdown();
-            return InitError(status.error());
-        }
-        const auto after = node.ledger->StateHash();
-        if (!before || !after) {
-            node.Shutdown();
-            return InitError("cannot compute the state hash");
-        }
-        LogInfo("Projection state hash before rebuild {}, after {}{}", HexEncode0x(*before), HexEncode0x(*after),
-                *before == *after ? "" : " (DIFFERENT: the stored projections did not match the log)");
-    }
-
-    auto zmq = StartZmq(args, *node.ledger);
-    if (!zmq) {
-        LogError("{}", zmq.error());
-        node.Shutdown();
-        return InitError(zmq.error());
-    }
-    node.zmq = std::move(zmq.value());
-
-    uint64_t default_chain_id = 0;
-    for (const auto& chain : Chains()) {
-        if (chain.name == chain_name) default_chain_id = chain.evm_chain_id;
-    }
-    auto evm_options = EvmOptionsFromArgs(args, default_chain_id, netdir);
-    if (!evm_options) {
-        node.Shutdown();
-        return InitError(evm_options.error());
-    }
-    ApiSources api_sources{.stall_after = UpstreamStallAfter(args), .head_stall = HeadStallBounds(args)};
-    if (evm_options->has_value()) {
-        (*evm_options)->rpc.monitor = std::make_shared<UpstreamMonitor>("evm", UpstreamHangAfter(args));
-        api_sources.evm_upstream = (*evm_options)->rpc.monitor;
-        const auto& o = **evm_options;
-        LogInfo("EVM follower: chain id {}, escrow {}, vault {}, from block {}, finality {}, endpoints {}", o.chain_id,
-                evm::FormatAddress(o.escrow), evm::FormatAddress(o.vault), o.start_block,
-                o.finality == evm::FinalityRule::Finalized ? "finalized"
-                : o.finality == evm::FinalityRule::Safe    ? "safe"
-                                                           : fmt::format("{} confirmations", o.finality_depth),
-                o.rpc.urls.size());
-        node.evm_follower = std::make_unique<evm::EvmFollower>(**evm_options, *node.ledger, [](const std::string& why) {
-            g_fatal_error = true;
-            sd_notifyf(0, "STATUS=EVM follower stopped: %s", why.c_str());
-            ::kill(::getpid(), SIGTERM);
-        });
-        node.evm_follower->Start();
-    } else {
-        LogInfo("EVM follower: off (no -evmrpc)");
-    }
-
-    auto btc_config = BtcConfigFromArgs(args, chain_name);
-    if (!btc_config) {
-        node.Shutdown();
-        return InitError(btc_config.error());
-    }
-    if (btc_config->has_value()) {
-        auto& c = **btc_config;
-        c.rpc.monitor = std::make_shared<UpstreamMonitor>("btc", UpstreamHangAfter(args));
-        api_sources.btc_upstream = c.rpc.monitor;
-        node.btc_rpc = std::make_unique<btc::BitcoindRpc>(c.rpc);
-        node.anchorer = std::make_unique<btc::Anchorer>(*node.ledger, *node.btc_rpc, c.anchorer);
-        if (auto* evm = node.evm_follower.get()) {
-            c.follower.others_synced = [evm] { return evm->status().state == evm::FollowerStatus::State::Following; };
-        }
-        node.btc_follower = std::make_unique<btc::BtcFollower>(*node.ledger, *node.btc_rpc, node.anchorer.get(), c.follower);
-        LogInfo("Bitcoin follower: bitcoind at {}{}, {}; anchoring {}", node.btc_rpc->endpoint(),
-                c.rpc.wallet.empty() ? "" : " wallet " + c.rpc.wallet,
-                c.rpc.user.empty() ? "cookie " + c.rpc.cookie_file.string() : "user " + c.rpc.user,
-                c.anchorer.enabled ? fmt::format("every {} s, final at {} confirmations", c.anchorer.interval_s,
-                                                 c.anchorer.final_confirmations)
-                                   : std::string("on request only (-anchor=0)"));
-        node.btc_follower->Start();
-    } else {
-        LogInfo("Bitcoin follower: off (no -btcrpcconnect)");
-    }
-
-    uint16_t default_rpc_port = 0;
-    for (const auto& chain : Chains()) {
-        if (chain.name == chain_name) default_rpc_port = chain.rpc_port;
-    }
-    api_sources.evm = node.evm_follower.get();
-    api_sources.btc = node.btc_follower.get();
-    api_sources.anchorer = node.anchorer.get();
-    api_sources.zmq = node.zmq.get();
-    auto api = StartApi(args, default_rpc_port, netdir, *node.ledger, api_sources);
-    if (!api) {
-        LogError("{}", api.error());
-        node.Shutdown();
-        return InitError(api.error());
-    }
-    node.api = std::move(api.value());
-    if (node.api) LogInfo("RPC server on port {}", node.api->port());
-
-    uint64_t watchdog_usec = 0;
-    const bool watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0;
     sd_notifyf(0, "READY=1\nSTATUS=Ledger open, %llu events\nMAINPID=%lu",
                static_cast<unsigned long long>(node.ledger->size()), static_cast<unsigned long>(::getpid()));
-    LogInfo("Initialization done{}", watchdog ? fmt::format(", watchdog every {} ms", watchdog_usec / 2000) : "");
-
-    // The main thread only waits for signals and, under WatchdogSec, pings systemd
-    // at half the interval.
-    const long wait_ns = watchdog ? static_cast<long>(watchdog_usec / 2 * 1000) : 3600L * 1'000'000'000L;
-    for (;;) {
-        if (watchdog) sd_notify(0, "WATCHDOG=1");
-        const timespec timeout{wait_ns / 1'000'000'000L, wait_ns % 1'000'000'000L};
-        const int sig = sigtimedwait(&shutdown_signals, nullptr, &timeout);
-        if (sig == SIGHUP) {
-            LogInfo("SIGHUP received: reopening the log file");
-            if (auto status = logger.ReopenFile(); !status) std::fprintf(stderr, "Error: %s\n", status.error().c_str());
-            LogInfo("Log file reopened");
-            continue;
-        }
-        if (sig == SIGTERM || sig == SIGINT) {
-            if (g_fatal_error) LogError("Shutting down after a fatal error");
-            else LogInfo("{} received: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-            break;
-        }
-    }
+    WaitForShutdown(shutdown_signals);
     sd_notify(0, "STOPPING=1\nSTATUS=Shutting down");
     node.Shutdown();
-    logger.CloseFile();
+    log::GetLogger().CloseFile();
     return g_fatal_error ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 

@@ -101,15 +101,12 @@ constexpr uint8_t kOpPrepend = 0xf1;
 
 } // namespace
 
-Result<BundleCheck> VerifyBundle(const json& bundle, const std::optional<ledger::XOnlyPubKey>& expected_key)
+namespace {
+
+// The leaf, its event, and its inclusion path up to proof.root.
+Status CheckInclusion(const json& bundle, BundleCheck& out)
 {
-    BundleCheck out;
-    if (!bundle.is_object() || !bundle.contains("version") || !bundle["version"].is_number_unsigned() ||
-        (bundle["version"] != 1 && bundle["version"] != 2) || !bundle.contains("proof") || !bundle.contains("checkpoint")) {
-        return Error{"not a version 1 or 2 proof bundle"};
-    }
     const json& proof = bundle["proof"];
-    const json& cp = bundle["checkpoint"];
     const auto leaf = HexField(proof, "leaf");
     if (!leaf) return Error{"proof.leaf is not hex"};
     const auto event = ledger::DecodeEvent(*leaf);
@@ -135,6 +132,12 @@ Result<BundleCheck> VerifyBundle(const json& bundle, const std::optional<ledger:
         !status) {
         return Error{"inclusion proof: " + status.error()};
     }
+    return {};
+}
+
+// The signed checkpoint over the proof's tree, by `expected_key` when one is pinned.
+Status CheckCheckpoint(const json& cp, const std::optional<ledger::XOnlyPubKey>& expected_key, BundleCheck& out)
+{
     ledger::Checkpoint& checkpoint = out.checkpoint;
     if (!cp.is_object() || !UnsignedField(cp, "treeSize", checkpoint.tree_size) ||
         !UnsignedField(cp, "timestamp", checkpoint.timestamp) || !cp.contains("root") || !FixedHex(cp["root"], checkpoint.root) ||
@@ -148,12 +151,14 @@ Result<BundleCheck> VerifyBundle(const json& bundle, const std::optional<ledger:
     if (auto status = ledger::VerifyCheckpoint(checkpoint, expected_key.value_or(checkpoint.public_key)); !status) {
         return Error{"checkpoint signature: " + status.error()};
     }
-    if (bundle["version"] == 1 || !bundle.contains("anchor") || bundle["anchor"].is_null()) return out;
+    return {};
+}
 
-    // The anchor: payload -> transaction -> txid -> block Merkle root -> header.
-    const json& a = bundle["anchor"];
-    if (!a.is_object()) return Error{"anchor malformed"};
-    uint64_t anchor_size = 0, output_index = 0, payload_offset = 0, tx_index = 0;
+// The anchor's payload, in an OP_RETURN output of its transaction at payloadOffset, and
+// the transaction's txid.
+Result<btc::Transaction> CheckAnchorTx(const json& a, const BundleCheck& out)
+{
+    uint64_t anchor_size = 0, output_index = 0, payload_offset = 0;
     Hash256 anchor_root{};
     if (!UnsignedField(a, "treeSize", anchor_size) || !a.contains("root") || !FixedHex(a["root"], anchor_root)) {
         return Error{"anchor.treeSize or anchor.root malformed"};
@@ -165,7 +170,7 @@ Result<BundleCheck> VerifyBundle(const json& bundle, const std::optional<ledger:
     }
     const auto tx_bytes = HexField(a, "tx");
     if (!tx_bytes) return Error{"anchor.tx is not hex"};
-    const auto tx = btc::ParseTransaction(*tx_bytes);
+    auto tx = btc::ParseTransaction(*tx_bytes);
     if (!tx) return Error{"anchor.tx is not a transaction: " + tx.error()};
     if (tx->has_witness) return Error{"anchor.tx must be the non-witness serialization"};
     if (!UnsignedField(a, "outputIndex", output_index) || output_index >= tx->outputs.size()) {
@@ -183,6 +188,12 @@ Result<BundleCheck> VerifyBundle(const json& bundle, const std::optional<ledger:
     const auto txid = a.contains("txid") && a["txid"].is_string() ? btc::HashFromDisplay(a["txid"].get<std::string>())
                                                                     : std::nullopt;
     if (!txid || *txid != tx->txid) return Error{"anchor.txid is not the double SHA-256 of anchor.tx"};
+    return std::move(tx.value());
+}
+
+// The transaction's branch up to the header's Merkle root, and the header's proof of work.
+Status CheckAnchorBlock(const json& a, const btc::Transaction& tx, BundleCheck& out)
+{
     std::vector<Hash256> branch;
     if (!a.contains("branch") || !a["branch"].is_array() || a["branch"].size() > 32) return Error{"anchor.branch malformed"};
     for (const auto& node : a["branch"]) {
@@ -190,34 +201,53 @@ Result<BundleCheck> VerifyBundle(const json& bundle, const std::optional<ledger:
         if (!FixedHex(node, hash)) return Error{"anchor.branch holds something that is not a 32-byte hash"};
         branch.push_back(hash);
     }
+    uint64_t tx_index = 0;
     if (!UnsignedField(a, "txIndex", tx_index) || (branch.size() < 64 && (tx_index >> branch.size()) != 0)) {
         return Error{"anchor.txIndex does not fit the branch"};
     }
     const auto header_bytes = HexField(a, "header");
     if (!header_bytes || header_bytes->size() != btc::kHeaderBytes) return Error{"anchor.header is not 80 bytes of hex"};
     const auto header = btc::ParseHeader(*header_bytes);
+    if (!header) return Error{"anchor.header does not parse: " + header.error()};
     // One position per proof: a node paired with itself (the last of an odd level) is a
     // left child; calling it a right one would give the same root.
-    {
-        Hash256 node = tx->txid;
-        uint64_t at = tx_index;
-        for (const auto& sibling : branch) {
-            if ((at & 1) && sibling == node) return Error{"anchor.txIndex is not canonical (a node paired with itself is on the left)"};
-            node = btc::RootFromBranch(node, at & 1, std::span<const Hash256>(&sibling, 1));
-            at >>= 1;
-        }
+    Hash256 node = tx.txid;
+    uint64_t at = tx_index;
+    for (const auto& sibling : branch) {
+        if ((at & 1) && sibling == node) return Error{"anchor.txIndex is not canonical (a node paired with itself is on the left)"};
+        node = btc::RootFromBranch(node, at & 1, std::span<const Hash256>(&sibling, 1));
+        at >>= 1;
     }
-    if (btc::RootFromBranch(tx->txid, tx_index, branch) != header->merkle_root) {
-        return Error{"anchor.branch does not lead from the txid to the header's Merkle root"};
-    }
+    if (node != header->merkle_root) return Error{"anchor.branch does not lead from the txid to the header's Merkle root"};
     const auto block_hash = a.contains("blockHash") && a["blockHash"].is_string()
                                 ? btc::HashFromDisplay(a["blockHash"].get<std::string>())
                                 : std::nullopt;
     if (!block_hash || *block_hash != header->hash) return Error{"anchor.blockHash is not the hash of anchor.header"};
     if (!MeetsTarget(*header)) return Error{"anchor.header does not meet its proof-of-work target"};
     if (!UnsignedField(a, "blockHeight", out.block_height)) return Error{"anchor.blockHeight malformed"};
-    out.anchored = true;
     out.block_hash = btc::HashToDisplay(header->hash);
+    return {};
+}
+
+} // namespace
+
+Result<BundleCheck> VerifyBundle(const json& bundle, const std::optional<ledger::XOnlyPubKey>& expected_key)
+{
+    BundleCheck out;
+    if (!bundle.is_object() || !bundle.contains("version") || !bundle["version"].is_number_unsigned() ||
+        (bundle["version"] != 1 && bundle["version"] != 2) || !bundle.contains("proof") || !bundle.contains("checkpoint")) {
+        return Error{"not a version 1 or 2 proof bundle"};
+    }
+    if (auto status = CheckInclusion(bundle, out); !status) return Error{status.error()};
+    if (auto status = CheckCheckpoint(bundle["checkpoint"], expected_key, out); !status) return Error{status.error()};
+    if (bundle["version"] == 1 || !bundle.contains("anchor") || bundle["anchor"].is_null()) return out;
+    // The anchor: payload -> transaction -> txid -> block Merkle root -> header.
+    const json& a = bundle["anchor"];
+    if (!a.is_object()) return Error{"anchor malformed"};
+    auto tx = CheckAnchorTx(a, out);
+    if (!tx) return Error{tx.error()};
+    if (auto status = CheckAnchorBlock(a, *tx, out); !status) return Error{status.error()};
+    out.anchored = true;
     out.txid = btc::HashToDisplay(tx->txid);
     return out;
 }
