@@ -4,6 +4,7 @@
 #include "common/logging.h"
 #include "common/mutation.h"
 #include "common/sync.h"
+#include "indexer/evm/catch_up.h"
 #include "indexer/evm/keccak.h"
 #include "indexer/evm/log_decoder.h"
 #include "indexer/evm/pending_chain.h"
@@ -207,10 +208,7 @@ struct EvmFollower::Impl {
     uint64_t last_reconciled_block{UINT64_MAX}; // the final block of the last check made
     std::optional<Address> usdc;
     Mutex range_mutex; // the catch-up's fetchers share the adaptive range
-    uint64_t range_blocks GUARDED_BY(range_mutex);
-    uint64_t range_ceiling_blocks GUARDED_BY(range_mutex){UINT64_MAX};      // a limit the node stated
-    uint64_t range_soft_ceiling_blocks GUARDED_BY(range_mutex){UINT64_MAX}; // below a size that was "too much", for a while
-    uint64_t range_successes GUARDED_BY(range_mutex){0};
+    RangeSizer range_sizer GUARDED_BY(range_mutex);
     std::string last_report;
     RpcClientStats fetcher_rpc; // added in when a catch-up's fetcher finishes
     std::atomic<bool> target_disputed{false}; // set by the fetcher
@@ -230,7 +228,9 @@ struct EvmFollower::Impl {
     Impl(FollowerOptions o, ledger::Ledger& l, std::function<void(const std::string&)> f)
         : options(std::move(o)), ledger(l), on_fatal(std::move(f)),
           decoder(options.chain_id, options.escrow, options.vault),
-          clock(options.clock != nullptr ? options.clock : &SystemClock()), range_blocks(options.range_blocks_initial)
+          clock(options.clock != nullptr ? options.clock : &SystemClock()),
+          range_sizer(options.range_blocks_initial, options.range_blocks_max, options.logs_per_request_target,
+                kRangeSoftCeilingSuccesses)
     {
     }
 
@@ -1321,7 +1321,7 @@ struct EvmFollower::Impl {
     uint64_t CurrentRange()
     {
         LOCK(range_mutex);
-        return range_blocks;
+        return range_sizer.blocks();
     }
 
     // One slot of blocks, fetched in as many eth_getLogs ranges as the node allows; each
@@ -1361,102 +1361,77 @@ struct EvmFollower::Impl {
         return slot;
     }
 
-    // One eth_getLogs range: logs, the headers they need, every cross-check. nullopt: ask again.
-    std::optional<FetchedRange> FetchRange(JsonRpcClient& rpc, AnswerParser& parser, uint64_t from, uint64_t to,
-                                           const BlockHeader& target)
+    // Where a range's time went (added to the catch-up's figures once it succeeds).
+    struct RangeTimings {
+        double http_s{0};
+        double parse_s{0};
+        double headers_s{0};
+        double decode_s{0};
+    };
+
+    // A refused eth_getLogs: a smaller range next, or a warning and the same again.
+    void OnLogsRefused(const LogsRefusal& refusal, uint64_t from, uint64_t to, const std::string& why)
+    {
+        if (refusal.kind == LogsRefusal::Kind::Shrink) {
+            ShrinkRange(refusal.blocks, why, refusal.stated);
+            return;
+        }
+        LogWarning("EVM eth_getLogs {}..{} failed: {}", from, to, why);
+        UpdateStatus([&](FollowerStatus& s) { s.error = why; });
+    }
+
+    // The logs of from..to, in one eth_getLogs. nullopt: ask again (the range may have shrunk).
+    std::optional<std::vector<Log>> FetchLogs(JsonRpcClient& rpc, AnswerParser& parser, uint64_t from, uint64_t to,
+                                              RangeTimings& timings)
     {
         const uint64_t blocks = to - from + 1;
         const uint64_t http_us_before = rpc.stats().latency_us_total;
         auto answer = rpc.CallRaw("eth_getLogs", json::array({json{{"fromBlock", BlockTag(from)},
                                                                    {"toBlock", BlockTag(to)},
                                                                    {"address", LogFilter()}}}));
-        const double http_s = static_cast<double>(rpc.stats().latency_us_total - http_us_before) / 1e6;
+        timings.http_s = static_cast<double>(rpc.stats().latency_us_total - http_us_before) / 1e6;
         if (!answer) {
             const RpcError& error = answer.error();
-            if (error.kind == RpcError::Kind::TooLarge && blocks > 1) {
-                // Like a provider's "too much": a smaller range gives a smaller answer.
-                ShrinkRange(blocks / 2, error.ToString(), false);
-                return std::nullopt;
-            }
-            if (error.kind != RpcError::Kind::Stopped) {
-                LogWarning("EVM eth_getLogs {}..{} failed: {}", from, to, error.ToString());
-                UpdateStatus([&](FollowerStatus& s) { s.error = error.ToString(); });
-            }
+            if (error.kind == RpcError::Kind::Stopped) return std::nullopt;
+            // Like a provider's "too much": a smaller range gives a smaller answer.
+            const LogsRefusal refusal = error.kind == RpcError::Kind::TooLarge ? OnLogsTooLarge(blocks, /*cut_off=*/true)
+                                                                               : LogsRefusal{};
+            OnLogsRefused(refusal, from, to, error.ToString());
             return std::nullopt;
         }
         const auto parse_started = Clock::now();
         auto parsed = parser.ParseGetLogs(answer->body, answer->id, options.logs_per_request_max);
         answer->body = std::string(); // the largest thing held here
-        const double parse_s = Seconds(parse_started);
+        timings.parse_s = Seconds(parse_started);
         if (!parsed) {
             if (parsed.error_kind() == ErrorKind::TooLarge) { // a smaller range has fewer logs
-                ShrinkRange(std::max<uint64_t>(1, blocks / 2), parsed.error(), false);
+                OnLogsRefused(OnLogsTooLarge(blocks, /*cut_off=*/false), from, to, parsed.error());
             } else {
                 NoteInconsistent(fmt::format("eth_getLogs {}..{}: {}", from, to, parsed.error()));
             }
             return std::nullopt;
         }
         if (parsed->is_error) {
-            const RangeAdvice advice = AdviseLogRange(parsed->error_message, blocks);
-            if (advice.kind == RangeAdvice::Kind::Blocks) {
-                ShrinkRange(std::min(std::max<uint64_t>(1, advice.blocks), blocks), parsed->error_message, true);
-            } else if (advice.kind == RangeAdvice::Kind::Halve) {
-                ShrinkRange(std::max<uint64_t>(1, blocks / 2), parsed->error_message, false);
-            } else {
-                LogWarning("EVM eth_getLogs {}..{} failed: code {}: {}", from, to, parsed->error_code, parsed->error_message);
-                UpdateStatus([&](FollowerStatus& s) { s.error = parsed->error_message; });
-            }
+            const LogsRefusal refusal = OnLogsError(parsed->error_message, blocks);
+            OnLogsRefused(refusal, from, to,
+                          refusal.kind == LogsRefusal::Kind::Shrink
+                              ? parsed->error_message
+                              : fmt::format("code {}: {}", parsed->error_code, parsed->error_message));
             return std::nullopt;
         }
-        std::vector<Log>& logs = parsed->logs;
+        return std::move(parsed->logs);
+    }
 
-        // The range's last block is checked by its child's parent hash (or by the target),
-        // since it may hold no log whose blockHash would vouch for it.
-        std::set<uint64_t> wanted{from, to};
-        if (to < target.number) wanted.insert(to + 1);
-        // Receipts mode looks at every block's bloom for logs eth_getLogs may have left out.
-        if (options.verify == VerifyMode::Receipts) {
-            for (uint64_t n = from + 1; n < to; ++n) wanted.insert(n);
-        }
-        for (const auto& log : logs) {
-            if (log.block_number < from || log.block_number > to) {
-                NoteInconsistent(fmt::format("eth_getLogs {}..{} returned a log of block {}", from, to, log.block_number));
-                return std::nullopt;
-            }
-            wanted.insert(log.block_number);
-        }
-        const auto headers_started = Clock::now();
-        auto headers = HeadersByNumber(rpc, parser, std::vector<uint64_t>(wanted.begin(), wanted.end()));
-        const double headers_s = Seconds(headers_started);
-        if (!headers) return std::nullopt;
-        if (to < target.number && headers->at(to + 1).parent_hash != headers->at(to).hash) {
-            NoteInconsistent(fmt::format("block {} is not the parent of block {}", to, to + 1));
-            return std::nullopt;
-        }
-        if (to == target.number && headers->at(to).hash != target.hash) {
-            // Either answer may be the wrong one: start over from a fresh finalized block.
-            NoteInconsistent(fmt::format("block {} is {}, but the node called {} final", to,
-                                         HexEncode0x(headers->at(to).hash), HexEncode0x(target.hash)));
-            target_disputed = true;
-            return std::nullopt;
-        }
-        if (options.verify == VerifyMode::Receipts) {
-            for (uint64_t n = from + 1; n <= to; ++n) {
-                if (headers->at(n).parent_hash != headers->at(n - 1).hash) {
-                    NoteInconsistent(fmt::format("block {} is not the parent of block {}", n - 1, n));
-                    return std::nullopt;
-                }
-            }
-        }
-        if (!VerifyBlocks(rpc, BlocksOf(*headers, logs, from, to))) return std::nullopt;
-
-        const auto decode_started = Clock::now();
-        FetchedRange range{.from = from, .to = to, .parent_hash = headers->at(from).parent_hash};
+    // The range's events, block by block, each block's logs decoded against its header.
+    std::optional<FetchedRange> DecodeRange(uint64_t from, uint64_t to, const std::vector<Log>& logs,
+                                            const std::map<uint64_t, BlockHeader>& headers)
+    {
+        FetchedRange range{.from = from, .to = to, .parent_hash = headers.at(from).parent_hash};
         range.events.reserve(logs.size());
         for (size_t begin = 0; begin < logs.size();) {
             size_t end = begin;
             while (end < logs.size() && logs[end].block_number == logs[begin].block_number) ++end;
-            const BlockHeader& header = headers->at(logs[begin].block_number);
+            const BlockHeader& header = headers.at(logs[begin].block_number);
             if (!range.events.empty() && range.events.back().origin->block_number >= header.number) {
                 NoteInconsistent(fmt::format("eth_getLogs {}..{} is not in block order", from, to));
                 return std::nullopt;
@@ -1469,32 +1444,58 @@ struct EvmFollower::Impl {
             range.block_hashes[header.number] = header.hash;
             begin = end;
         }
-        range.block_hashes[from] = headers->at(from).hash;
-        range.block_hashes[to] = headers->at(to).hash;
-        const double decode_s = Seconds(decode_started);
+        range.block_hashes[from] = headers.at(from).hash;
+        range.block_hashes[to] = headers.at(to).hash;
+        return range;
+    }
+
+    // One eth_getLogs range: logs, the headers they need, every cross-check. nullopt: ask again.
+    std::optional<FetchedRange> FetchRange(JsonRpcClient& rpc, AnswerParser& parser, uint64_t from, uint64_t to,
+                                           const BlockHeader& target)
+    {
+        RangeTimings timings;
+        auto logs = FetchLogs(rpc, parser, from, to, timings);
+        if (!logs) return std::nullopt;
+        const bool every_block = options.verify == VerifyMode::Receipts;
+        auto wanted = HeadersWanted(from, to, target.number, every_block, *logs);
+        if (!wanted) {
+            NoteInconsistent(wanted.error());
+            return std::nullopt;
+        }
+        const auto headers_started = Clock::now();
+        auto headers = HeadersByNumber(rpc, parser, *wanted);
+        timings.headers_s = Seconds(headers_started);
+        if (!headers) return std::nullopt;
+        const RangeCheck check = CheckRangeHeaders(from, to, target, *headers, every_block);
+        if (check.kind != RangeCheck::Kind::Ok) {
+            NoteInconsistent(check.why);
+            // Start over from a fresh final block.
+            if (check.kind == RangeCheck::Kind::Disputed) target_disputed = true;
+            return std::nullopt;
+        }
+        if (!VerifyBlocks(rpc, BlocksOf(*headers, *logs, from, to))) return std::nullopt;
+        const auto decode_started = Clock::now();
+        auto range = DecodeRange(from, to, *logs, *headers);
+        timings.decode_s = Seconds(decode_started);
+        if (!range) return std::nullopt;
         if (options.verify == VerifyMode::Quorum &&
-            !QuorumAgrees(rpc, from, to, QuorumDigest(headers->at(to).hash, range.events))) {
+            !QuorumAgrees(rpc, from, to, QuorumDigest(headers->at(to).hash, range->events))) {
             return std::nullopt;
         }
         NotePassed(from, to);
+        uint64_t now_blocks = 0;
+        {
+            LOCK(range_mutex);
+            now_blocks = range_sizer.AfterSuccess(to - from + 1, logs->size());
+        }
         UpdateStatus([&](FollowerStatus& s) {
-            auto& t = s.catch_up;
-            t.logs_http_s += http_s;
-            t.logs_parse_s += parse_s;
-            t.headers_s += headers_s;
-            t.decode_s += decode_s;
-            ++t.ranges;
+            s.catch_up.logs_http_s += timings.http_s;
+            s.catch_up.logs_parse_s += timings.parse_s;
+            s.catch_up.headers_s += timings.headers_s;
+            s.catch_up.decode_s += timings.decode_s;
+            ++s.catch_up.ranges;
+            s.range_blocks = now_blocks;
         });
-
-        // Aim the next range at logs_per_request_target logs, growing at most 2x a step.
-        LOCK(range_mutex);
-        const uint64_t aimed = logs.empty() ? blocks * 2
-                                            : blocks * options.logs_per_request_target / std::max<size_t>(1, logs.size());
-        if (++range_successes >= kRangeSoftCeilingSuccesses) range_soft_ceiling_blocks = UINT64_MAX;
-        const uint64_t ceiling = std::min({options.range_blocks_max, range_ceiling_blocks, range_soft_ceiling_blocks});
-        range_blocks = std::clamp<uint64_t>(std::min(aimed, range_blocks * 2), 1, ceiling);
-        const uint64_t now_blocks = range_blocks;
-        UpdateStatus([&](FollowerStatus& s) { s.range_blocks = now_blocks; });
         return range;
     }
 
@@ -1520,14 +1521,7 @@ struct EvmFollower::Impl {
         uint64_t now_blocks = 0;
         {
             LOCK(range_mutex);
-            if (stated) {
-                range_ceiling_blocks = std::max<uint64_t>(1, blocks);
-            } else {
-                range_soft_ceiling_blocks = std::max<uint64_t>(1, blocks);
-                range_successes = 0;
-            }
-            range_blocks = std::max<uint64_t>(1, std::min(range_blocks, blocks));
-            now_blocks = range_blocks;
+            now_blocks = range_sizer.Shrink(blocks, stated);
         }
         LogInfo("EVM eth_getLogs range limited by the node ({}); now {} blocks", why.substr(0, 200), now_blocks);
         UpdateStatus([&](FollowerStatus& s) {
