@@ -16,7 +16,13 @@
 #include <thread>
 #include <vector>
 
+namespace zmq {
+class socket_t;
+}
+
 namespace bitacora::btc {
+
+struct ZmqSession;
 
 struct ZmqHint {
     enum class Type { BlockConnected, BlockDisconnected, Resync };
@@ -54,6 +60,9 @@ public:
 
 private:
     void Run();
+    void Subscribe(zmq::socket_t& socket);
+    void OnMonitorEvent(zmq::socket_t& monitor, ZmqSession& session);
+    void Drain(zmq::socket_t& socket, ZmqSession& session);
 
     const std::vector<ZmqSubscription> m_subscriptions;
     const HintHandler m_handler;
