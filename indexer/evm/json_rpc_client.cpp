@@ -138,6 +138,7 @@ std::string BatchBody(const std::vector<RpcRequest>& requests, uint64_t first_id
 // "batch of 100 eth_getBlockByNumber" (the first call's method), for the log.
 std::string BatchWhat(const std::vector<RpcRequest>& requests)
 {
+    if (requests.size() == 1) return requests.front().method;
     return fmt::format("batch of {} {}", requests.size(), requests.empty() ? "" : requests.front().method);
 }
 

@@ -305,7 +305,7 @@ def test_a_hanging_evm_node_is_logged_while_it_hangs(options, tmp):
         wait_for(lambda: node.hanging > 0, 30, "a request held by the hanging node")
         log_offset = len(read_log(datadir))
         # Logged once the request is older than -upstreamhang, while the node still holds it.
-        line = wait_for(lambda: re.search(r"EVM node \S+: (\S+) has had no complete answer for \d+ s; still waiting",
+        line = wait_for(lambda: re.search(r"EVM node \S+: (.+?) has had no complete answer for \d+ s; still waiting",
                                           read_log(datadir)[log_offset:]), HANG_S + 10, "the hung request's log line")
         check(node.hanging > 0, "the hung request was logged only after it ended")
         samples, _ = metrics(port)
@@ -319,7 +319,7 @@ def test_a_hanging_evm_node_is_logged_while_it_hangs(options, tmp):
 
         node.honest()
         wait_health(port, lambda s, b: s == 200 and b["status"] == "ready", 60, "/health ready once the node answers")
-        check(re.search(r"EVM node \S+: \S+ ended after", read_log(datadir)[log_offset:]), "no line when the hang ended")
+        check(re.search(r"EVM node \S+: .+? ended after", read_log(datadir)[log_offset:]), "no line when the hang ended")
     finally:
         daemon.stop()
         node.stop()
