@@ -868,6 +868,18 @@ std::vector<Log> SimChain::LogsOfCanonicalBlocks(uint64_t from, uint64_t to) con
     return out;
 }
 
+SimChain::LogTail SimChain::CanonicalLogsFrom(uint64_t from, uint64_t to, uint64_t first) const
+{
+    LogTail out;
+    for (uint64_t n = from; n <= std::min(to, Head()); ++n) {
+        for (const Log& log : m_blocks[m_canonical[n]].logs) {
+            if (log.address != m_config.escrow && log.address != m_config.vault) continue;
+            if (out.count++ >= first) out.tail.push_back(log);
+        }
+    }
+    return out;
+}
+
 std::vector<Hash256> SimChain::Orphans() const
 {
     std::vector<Hash256> out;

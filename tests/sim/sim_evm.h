@@ -174,6 +174,13 @@ public:
     // The escrow's and vault's logs of canonical blocks from..to (clamped to the head),
     // in (block, logIndex) order: what the ledger must hold once they are final.
     std::vector<evm::Log> LogsOfCanonicalBlocks(uint64_t from, uint64_t to) const;
+    // The same logs counted, and copied from the `first`-th on only (the checks after each
+    // step verify the new tail; copying the whole chain's logs each step was quadratic).
+    struct LogTail {
+        uint64_t count{0};
+        std::vector<evm::Log> tail;
+    };
+    LogTail CanonicalLogsFrom(uint64_t from, uint64_t to, uint64_t first) const;
     std::vector<Hash256> Orphans() const; // in the order they were orphaned
     size_t OrphanCount() const { return m_orphans.size(); }
     uint64_t blocks_generated() const { return m_blocks.size(); }

@@ -242,6 +242,12 @@ TEST_CASE("headers hash to their hash, logs are in their bloom, receipts match t
     size_t raw = 0;
     const auto logs = chain.LogsOfCanonicalBlocks(0, chain.Head());
     REQUIRE(logs.size() > 200);
+    // The checks' tail of the same logs: counted whole, copied from the 150th on.
+    const auto tail = chain.CanonicalLogsFrom(0, chain.Head(), 150);
+    CHECK(tail.count == logs.size());
+    REQUIRE(tail.tail.size() == logs.size() - 150);
+    CHECK(tail.tail.front().tx_hash == logs[150].tx_hash);
+    CHECK(tail.tail.back().tx_hash == logs.back().tx_hash);
     for (const Log& log : logs) {
         auto decoded = decoder.Decode(log);
         REQUIRE_MESSAGE(decoded, decoded.error());
