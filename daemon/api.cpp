@@ -35,11 +35,12 @@ constexpr int64_t kUpstreamStallSDefault = 15;
 constexpr int64_t kEvmHeadStallSDefault = 600;
 constexpr int64_t kBtcHeadStallSDefault = 7'200;
 
-} // namespace
+const std::string kRpcCategory = "RPC server options";
 
-void RegisterRpcArgs(ArgsManager& args)
+// Where the API listens and who may call it.
+void RegisterServerArgs(ArgsManager& args)
 {
-    const std::string rpc = "RPC server options";
+    const std::string& rpc = kRpcCategory;
     args.AddArg({.name = "server", .type = ArgType::Bool, .default_text = "1",
                  .help = "Serve the JSON-RPC API, GET /health and GET /metrics", .category = rpc});
     args.AddArg({.name = "rpcbind", .type = ArgType::List, .default_text = "127.0.0.1 and ::1",
@@ -68,6 +69,12 @@ void RegisterRpcArgs(ArgsManager& args)
     args.AddArg({.name = "rpcopenreads", .type = ArgType::Bool, .default_text = "0",
                  .help = "Let read methods be called without credentials (write methods always need them)",
                  .category = rpc});
+}
+
+// The API's bounds: threads, queue, bodies, batches, connections, time.
+void RegisterLimitArgs(ArgsManager& args)
+{
+    const std::string& rpc = kRpcCategory;
     args.AddArg({.name = "rpcthreads", .type = ArgType::Int, .default_text = std::to_string(kRpcThreadsDefault),
                  .help = "Worker threads answering requests", .category = rpc, .min = 1, .max = 64});
     args.AddArg({.name = "rpcworkqueue", .type = ArgType::Int, .default_text = std::to_string(kRpcWorkQueueDefault),
@@ -95,6 +102,20 @@ void RegisterRpcArgs(ArgsManager& args)
                      if (value.size() == 64 && HexDecodeExact(value, key)) return std::nullopt;
                      return "expected 64 hex digits";
                  }});
+    args.AddArg({.name = "rpcmaxresponse", .type = ArgType::Int, .default_text = std::to_string(kRpcMaxResponseDefault),
+                 .help = "Largest answer in bytes, a whole batch included: a list stops early with its continuation "
+                         "marker, and the calls of a batch past it are answered with an error",
+                 .category = rpc, .min = 4096, .max = 1 << 30});
+    args.AddArg({.name = "rpcmaxrequestms", .type = ArgType::Int, .default_text = std::to_string(kRpcMaxRequestMsDefault),
+                 .help = "Calls of a batch that start later than this many milliseconds after the request are "
+                         "answered with an error",
+                 .category = rpc, .min = 1, .max = 600'000});
+}
+
+// GET /health's view of the followed sources, and the ZMQ event stream.
+void RegisterHealthAndZmqArgs(ArgsManager& args)
+{
+    const std::string& rpc = kRpcCategory;
     args.AddArg({.name = "zmqpubevent", .type = ArgType::String,
                  .help = "Publish ledger events on a ZMQ PUB socket at this address (e.g. tcp://127.0.0.1:28932): "
                          "topics final.<kind> and rollback.<kind>, bitcoind's three-part framing with a per-topic "
@@ -103,10 +124,6 @@ void RegisterRpcArgs(ArgsManager& args)
     args.AddArg({.name = "zmqpubeventhwm", .type = ArgType::Int, .default_text = "100000",
                  .help = "Messages queued per ZMQ subscriber before the newest are dropped",
                  .category = "ZeroMQ notification options", .min = 1, .max = 10'000'000});
-    args.AddArg({.name = "rpcmaxresponse", .type = ArgType::Int, .default_text = std::to_string(kRpcMaxResponseDefault),
-                 .help = "Largest answer in bytes, a whole batch included: a list stops early with its continuation "
-                         "marker, and the calls of a batch past it are answered with an error",
-                 .category = rpc, .min = 4096, .max = 1 << 30});
     args.AddArg({.name = "upstreamhang", .type = ArgType::Int, .default_text = std::to_string(kUpstreamHangSDefault),
                  .help = "Seconds after which a request to the EVM node or bitcoind that has no answer yet is logged "
                          "(once, while it hangs) and its source reported failing (GET /health: degraded)",
@@ -123,10 +140,15 @@ void RegisterRpcArgs(ArgsManager& args)
                  .help = "Seconds bitcoind may answer with the same best block before GET /health says the btc "
                          "source is degraded (0: never)",
                  .category = rpc, .min = 0, .max = 86'400 * 7});
-    args.AddArg({.name = "rpcmaxrequestms", .type = ArgType::Int, .default_text = std::to_string(kRpcMaxRequestMsDefault),
-                 .help = "Calls of a batch that start later than this many milliseconds after the request are "
-                         "answered with an error",
-                 .category = rpc, .min = 1, .max = 600'000});
+}
+
+} // namespace
+
+void RegisterRpcArgs(ArgsManager& args)
+{
+    RegisterServerArgs(args);
+    RegisterLimitArgs(args);
+    RegisterHealthAndZmqArgs(args);
 }
 
 std::chrono::milliseconds UpstreamHangAfter(const ArgsManager& args)
@@ -564,11 +586,11 @@ std::string SourcesMetrics(const ApiSources& sources)
     return out;
 }
 
-Result<std::unique_ptr<rpc::RpcServer>> StartApi(const ArgsManager& args, uint16_t default_port,
-                                                 const std::filesystem::path& netdir, ledger::Ledger& ledger,
-                                                 ApiSources sources)
+namespace {
+
+// -rpcbind, -rpcport and the API's limits and credentials.
+rpc::RpcServerOptions ServerOptions(const ArgsManager& args, uint16_t default_port, const std::filesystem::path& netdir)
 {
-    if (!args.GetBool("server", true)) return std::unique_ptr<rpc::RpcServer>{};
     rpc::RpcServerOptions options;
     const auto binds = args.GetList("rpcbind");
     if (!binds.empty()) options.http.bind_addresses = binds;
@@ -595,6 +617,14 @@ Result<std::unique_ptr<rpc::RpcServer>> StartApi(const ArgsManager& args, uint16
         const std::filesystem::path cookie(args.GetString("rpccookiefile", ".cookie"));
         options.cookie_path = cookie.is_absolute() ? cookie : netdir / cookie;
     }
+    return options;
+}
+
+// What the methods reach beyond the ledger: backend keys, the sources' status, anchoring
+// on request and backups.
+rpc::MethodContext MethodsFor(const ArgsManager& args, const std::filesystem::path& netdir, ledger::Ledger& ledger,
+                              const ApiSources& sources)
+{
     rpc::MethodContext methods{.ledger = &ledger};
     for (const auto& text : args.GetList("backendkey")) {
         std::array<uint8_t, 32> key{};
@@ -639,6 +669,18 @@ Result<std::unique_ptr<rpc::RpcServer>> StartApi(const ArgsManager& args, uint16
         }
         return std::move(outcome.answer.value());
     };
+    return methods;
+}
+
+} // namespace
+
+Result<std::unique_ptr<rpc::RpcServer>> StartApi(const ArgsManager& args, uint16_t default_port,
+                                                 const std::filesystem::path& netdir, ledger::Ledger& ledger,
+                                                 ApiSources sources)
+{
+    if (!args.GetBool("server", true)) return std::unique_ptr<rpc::RpcServer>{};
+    rpc::RpcServerOptions options = ServerOptions(args, default_port, netdir);
+    rpc::MethodContext methods = MethodsFor(args, netdir, ledger, sources);
     auto extra_metrics = [sources]() -> std::string { return SourcesMetrics(sources); };
     if (sources.evm || sources.btc) options.sources_health = [sources] { return SourcesHealth(sources); };
     return rpc::RpcServer::Start(options, std::move(methods), extra_metrics, [] { return true; });

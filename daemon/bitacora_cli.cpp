@@ -234,6 +234,88 @@ Result<json> ReadBundle(const std::string& path)
     return std::move(read.value);
 }
 
+// How to reach bitcoind for verifyproof's check of the anchor's block; an Error is a usage error.
+Result<btc::BitcoindRpcOptions> NodeOptions(const Options& o, uint64_t& min_confirmations)
+{
+    btc::BitcoindRpcOptions options;
+    uint64_t port = 0;
+    if (!ParseUnsigned(Flag(o, "btcrpcport", "8332"), port) || port == 0 || port > 65535) {
+        return Error{"-btcrpcport must be 1 to 65535"};
+    }
+    if (!ParseUnsigned(Flag(o, "minconfirmations", "6"), min_confirmations)) return Error{"-minconfirmations must be a number"};
+    options.port = static_cast<uint16_t>(port);
+    if (!btc::ParseHostPort(Flag(o, "btcrpcconnect"), options.host, options.port)) {
+        return Error{"-btcrpcconnect: expected host[:port]"};
+    }
+    options.user = Flag(o, "btcrpcuser");
+    options.password = Flag(o, "btcrpcpassword");
+    options.cookie_file = Flag(o, "btcrpccookiefile");
+    options.timeout_ms = 10'000;
+    return options;
+}
+
+// What bitcoind says of the anchor's block: a note for the VALID line, why the bundle is
+// INVALID, or why the check could not be made (with the exit code).
+struct NodeVerdict {
+    std::string note;
+    std::optional<std::string> invalid;
+    std::optional<std::pair<std::string, int>> failed;
+};
+
+NodeVerdict CheckAgainstNode(const Options& o, const BundleCheck& checked, const json& bundle)
+{
+    uint64_t min_confirmations = 0;
+    auto options = NodeOptions(o, min_confirmations);
+    if (!options) return {.failed = std::pair{options.error(), kExitUsage}};
+    btc::BitcoindRpc node(*options);
+    auto at_height = node.Call("getblockhash", {checked.block_height});
+    if (!at_height) {
+        if (at_height.error().kind != btc::BtcError::Kind::Rpc) return {.failed = std::pair{"bitcoind: " + at_height.error().ToString(), 1}};
+        return {.invalid = fmt::format("bitcoind has no block at height {} in its best chain ({})", checked.block_height,
+                                       at_height.error().message)};
+    }
+    if (*at_height != checked.block_hash) {
+        return {.invalid = fmt::format("block {} of bitcoind's best chain is {}, not the anchor's {}", checked.block_height,
+                                       at_height->is_string() ? at_height->get<std::string>() : "?", checked.block_hash)};
+    }
+    auto header = node.Call("getblockheader", {checked.block_hash, true});
+    if (!header) return {.failed = std::pair{"bitcoind getblockheader: " + header.error().ToString(), 1}};
+    const int64_t confirmations = header->value("confirmations", int64_t{-1});
+    if (confirmations < static_cast<int64_t>(min_confirmations)) {
+        return {.invalid = fmt::format("the anchor's block has {} confirmations, fewer than -minconfirmations={}",
+                                       confirmations, min_confirmations)};
+    }
+    auto raw_header = node.Call("getblockheader", {checked.block_hash, false});
+    // As bytes: bitcoind writes hex without the 0x that the bundle has.
+    const auto node_header = raw_header && raw_header->is_string() ? HexDecode(raw_header->get<std::string>()) : std::nullopt;
+    if (!node_header || *node_header != HexDecode(bundle["anchor"]["header"].get<std::string>())) {
+        return {.invalid = "bitcoind's header of the anchor's block differs from the bundle's"};
+    }
+    return {.note = fmt::format("; bitcoind at {} has it in its best chain with {} confirmations", node.endpoint(),
+                                confirmations)};
+}
+
+void PrintValid(const BundleCheck& checked, const std::string& node_note, bool pinned)
+{
+    const std::string key_note = pinned ? "" : " (the key in the bundle; pass -checkpointkey=HEX to pin the operator's key)";
+    if (checked.anchored) {
+        std::printf("VALID: event %llu (%s) is in the log of %llu events with root %s, anchored by transaction %s in "
+                    "Bitcoin block %llu %s%s; checkpoint signed by %s%s\n",
+                    static_cast<unsigned long long>(checked.index), checked.event_kind.c_str(),
+                    static_cast<unsigned long long>(checked.tree_size), HexEncode0x(checked.root).c_str(),
+                    ("0x" + checked.txid).c_str(), static_cast<unsigned long long>(checked.block_height),
+                    ("0x" + checked.block_hash).c_str(), node_note.c_str(), HexEncode0x(checked.checkpoint.public_key).c_str(),
+                    key_note.c_str());
+        return;
+    }
+    std::printf("VALID: event %llu (%s) is in the log of %llu events with root %s, signed at %llu by %s%s; NOT "
+                "ANCHORED in Bitcoin yet\n",
+                static_cast<unsigned long long>(checked.index), checked.event_kind.c_str(),
+                static_cast<unsigned long long>(checked.tree_size), HexEncode0x(checked.root).c_str(),
+                static_cast<unsigned long long>(checked.checkpoint.timestamp),
+                HexEncode0x(checked.checkpoint.public_key).c_str(), key_note.c_str());
+}
+
 int VerifyProof(const Options& o)
 {
     if (o.positional.size() < 2) {
@@ -260,66 +342,12 @@ int VerifyProof(const Options& o)
     if (!checked->anchored && o.flags.count("requireanchor")) return reject("the bundle has no Bitcoin anchor (-requireanchor)");
     std::string node_note;
     if (checked->anchored && o.flags.count("btcrpcconnect")) {
-        btc::BitcoindRpcOptions options;
-        uint64_t port = 0, min_confirmations = 0;
-        if (!ParseUnsigned(Flag(o, "btcrpcport", "8332"), port) || port == 0 || port > 65535) {
-            return Fail("-btcrpcport must be 1 to 65535", kExitUsage);
-        }
-        if (!ParseUnsigned(Flag(o, "minconfirmations", "6"), min_confirmations)) {
-            return Fail("-minconfirmations must be a number", kExitUsage);
-        }
-        options.port = static_cast<uint16_t>(port);
-        if (!btc::ParseHostPort(Flag(o, "btcrpcconnect"), options.host, options.port)) {
-            return Fail("-btcrpcconnect: expected host[:port]", kExitUsage);
-        }
-        options.user = Flag(o, "btcrpcuser");
-        options.password = Flag(o, "btcrpcpassword");
-        options.cookie_file = Flag(o, "btcrpccookiefile");
-        options.timeout_ms = 10'000;
-        btc::BitcoindRpc node(options);
-        auto at_height = node.Call("getblockhash", {checked->block_height});
-        if (!at_height) {
-            if (at_height.error().kind != btc::BtcError::Kind::Rpc) return Fail("bitcoind: " + at_height.error().ToString());
-            return reject(fmt::format("bitcoind has no block at height {} in its best chain ({})", checked->block_height,
-                                      at_height.error().message));
-        }
-        if (*at_height != checked->block_hash) {
-            return reject(fmt::format("block {} of bitcoind's best chain is {}, not the anchor's {}", checked->block_height,
-                                      at_height->is_string() ? at_height->get<std::string>() : "?", checked->block_hash));
-        }
-        auto header = node.Call("getblockheader", {checked->block_hash, true});
-        if (!header) return Fail("bitcoind getblockheader: " + header.error().ToString());
-        const int64_t confirmations = header->value("confirmations", int64_t{-1});
-        if (confirmations < static_cast<int64_t>(min_confirmations)) {
-            return reject(fmt::format("the anchor's block has {} confirmations, fewer than -minconfirmations={}",
-                                      confirmations, min_confirmations));
-        }
-        auto raw_header = node.Call("getblockheader", {checked->block_hash, false});
-        // As bytes: bitcoind writes hex without the 0x that the bundle has.
-        const auto node_header = raw_header && raw_header->is_string() ? HexDecode(raw_header->get<std::string>()) : std::nullopt;
-        if (!node_header || *node_header != HexDecode(bundle["anchor"]["header"].get<std::string>())) {
-            return reject("bitcoind's header of the anchor's block differs from the bundle's");
-        }
-        node_note = fmt::format("; bitcoind at {} has it in its best chain with {} confirmations", node.endpoint(),
-                                confirmations);
+        const NodeVerdict verdict = CheckAgainstNode(o, *checked, bundle);
+        if (verdict.failed) return Fail(verdict.failed->first, verdict.failed->second);
+        if (verdict.invalid) return reject(*verdict.invalid);
+        node_note = verdict.note;
     }
-    const std::string key_note = pinned ? "" : " (the key in the bundle; pass -checkpointkey=HEX to pin the operator's key)";
-    if (checked->anchored) {
-        std::printf("VALID: event %llu (%s) is in the log of %llu events with root %s, anchored by transaction %s in "
-                    "Bitcoin block %llu %s%s; checkpoint signed by %s%s\n",
-                    static_cast<unsigned long long>(checked->index), checked->event_kind.c_str(),
-                    static_cast<unsigned long long>(checked->tree_size), HexEncode0x(checked->root).c_str(),
-                    ("0x" + checked->txid).c_str(), static_cast<unsigned long long>(checked->block_height),
-                    ("0x" + checked->block_hash).c_str(), node_note.c_str(), HexEncode0x(checked->checkpoint.public_key).c_str(),
-                    key_note.c_str());
-    } else {
-        std::printf("VALID: event %llu (%s) is in the log of %llu events with root %s, signed at %llu by %s%s; NOT "
-                    "ANCHORED in Bitcoin yet\n",
-                    static_cast<unsigned long long>(checked->index), checked->event_kind.c_str(),
-                    static_cast<unsigned long long>(checked->tree_size), HexEncode0x(checked->root).c_str(),
-                    static_cast<unsigned long long>(checked->checkpoint.timestamp),
-                    HexEncode0x(checked->checkpoint.public_key).c_str(), key_note.c_str());
-    }
+    PrintValid(*checked, node_note, pinned.has_value());
     return 0;
 }
 

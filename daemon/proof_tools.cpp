@@ -252,13 +252,12 @@ Result<BundleCheck> VerifyBundle(const json& bundle, const std::optional<ledger:
     return out;
 }
 
-Result<std::string> ExportOts(const json& bundle)
+namespace {
+
+// leaf -> tree root: SHA-256 of the stamped file (0x00 || leaf), then RFC 9162's interior
+// hashes 0x01 || left || right, one per sibling on the path.
+Status AppendTreeOps(std::string& out, const json& proof, const BundleCheck& checked)
 {
-    auto checked = VerifyBundle(bundle, std::nullopt);
-    if (!checked) return Error{"the bundle does not verify: " + checked.error()};
-    if (!checked->anchored) return Error{"the event is not anchored in Bitcoin yet: nothing to attest"};
-    const json& proof = bundle["proof"];
-    const json& a = bundle["anchor"];
     const Bytes leaf = *HexDecode(proof["leaf"].get<std::string>());
     std::vector<Hash256> path;
     for (const auto& node : proof["path"]) {
@@ -266,16 +265,10 @@ Result<std::string> ExportOts(const json& bundle)
         HexDecodeExact(node.get<std::string>(), hash);
         path.push_back(hash);
     }
-    const auto sides = PathSides(checked->index, checked->tree_size, path.size());
+    const auto sides = PathSides(checked.index, checked.tree_size, path.size());
     if (!sides) return Error{"inclusion path does not fit the tree"};
-
-    std::string out;
-    static constexpr uint8_t kMagic[] = {0x00, 'O', 'p', 'e', 'n', 'T', 'i', 'm', 'e', 's', 't', 'a', 'm', 'p', 's', 0x00,
-                                         0x00, 'P', 'r', 'o', 'o', 'f', 0x00, 0xbf, 0x89, 0xe2, 0xe8, 0x84, 0xe8, 0x92, 0x94};
-    out.append(reinterpret_cast<const char*>(kMagic), sizeof(kMagic));
-    VarUint(out, 1); // major version
     out.push_back(static_cast<char>(kOpSha256));
-    const Hash256 leaf_hash = ledger::MerkleLeafHash(leaf); // SHA-256 of the stamped file 0x00 || leaf
+    const Hash256 leaf_hash = ledger::MerkleLeafHash(leaf);
     out.append(reinterpret_cast<const char*>(leaf_hash.data()), leaf_hash.size());
     static constexpr uint8_t kNodePrefix[] = {0x01};
     for (size_t i = 0; i < path.size(); ++i) {
@@ -292,6 +285,12 @@ Result<std::string> ExportOts(const json& bundle)
         }
         out.push_back(static_cast<char>(kOpSha256));
     }
+    return {};
+}
+
+// tree root -> txid (the transaction around it, hashed twice) -> the block's Merkle root.
+Status AppendTxOps(std::string& out, const json& a)
+{
     // The root sits at payloadOffset + 13 in the transaction (after magic, version, size).
     const Bytes tx = *HexDecode(a["tx"].get<std::string>());
     const size_t root_at = a["payloadOffset"].get<size_t>() + 13;
@@ -315,6 +314,23 @@ Result<std::string> ExportOts(const json& bundle)
         out.push_back(static_cast<char>(kOpSha256));
         tx_index >>= 1;
     }
+    return {};
+}
+
+} // namespace
+
+Result<std::string> ExportOts(const json& bundle)
+{
+    auto checked = VerifyBundle(bundle, std::nullopt);
+    if (!checked) return Error{"the bundle does not verify: " + checked.error()};
+    if (!checked->anchored) return Error{"the event is not anchored in Bitcoin yet: nothing to attest"};
+    std::string out;
+    static constexpr uint8_t kMagic[] = {0x00, 'O', 'p', 'e', 'n', 'T', 'i', 'm', 'e', 's', 't', 'a', 'm', 'p', 's', 0x00,
+                                         0x00, 'P', 'r', 'o', 'o', 'f', 0x00, 0xbf, 0x89, 0xe2, 0xe8, 0x84, 0xe8, 0x92, 0x94};
+    out.append(reinterpret_cast<const char*>(kMagic), sizeof(kMagic));
+    VarUint(out, 1); // major version
+    if (auto status = AppendTreeOps(out, bundle["proof"], *checked); !status) return Error{status.error()};
+    if (auto status = AppendTxOps(out, bundle["anchor"]); !status) return Error{status.error()};
     // Bitcoin block header attestation: 0x00, its 8-byte tag, then varbytes(varuint height).
     out.push_back(0x00);
     static constexpr uint8_t kBitcoinTag[] = {0x05, 0x88, 0x96, 0x0d, 0x73, 0xd7, 0x19, 0x01};

@@ -32,6 +32,11 @@
 namespace bitacora::ledger {
 namespace {
 
+Error RebuildFailed(const rocksdb::Status& status)
+{
+    return Error{fmt::format("rebuild failed: {}", status.ToString()), ErrorKind::Io};
+}
+
 constexpr std::string_view kRebuildMarker = "rebuild_in_progress";
 // Merkle nodes at this level and above are also kept in memory (one hash per 8
 // leaves, 4 bytes per event: 40 MB at 10 million events), so an inclusion proof
@@ -322,6 +327,44 @@ struct Ledger::Impl {
         }
         overlay = std::move(built);
         return overlay.get();
+    }
+
+    // The projection family dropped and made again, empty: faster than a range delete,
+    // whose tombstone every later read would meet.
+    Status ResetProjections() EXCLUSIVE_LOCKS_REQUIRED(mutex)
+    {
+        rocksdb::ColumnFamilyDescriptor descriptor;
+        if (const auto s = proj->GetDescriptor(&descriptor); !s.ok()) return RebuildFailed(s);
+        if (const auto s = db->DropColumnFamily(proj); !s.ok()) return RebuildFailed(s);
+        rocksdb::ColumnFamilyHandle* fresh = nullptr;
+        if (const auto s = db->CreateColumnFamily(descriptor.options, descriptor.name, &fresh); !s.ok()) {
+            return RebuildFailed(s);
+        }
+        auto it = std::find(handles.begin(), handles.end(), proj);
+        db->DestroyColumnFamilyHandle(proj);
+        *it = fresh;
+        proj = fresh;
+        return {};
+    }
+
+    // Events begin..end of the log, decoded; read once, so kept out of the block cache.
+    Result<std::vector<Event>> LoadEvents(uint64_t begin, uint64_t end) const
+    {
+        std::vector<Event> chunk;
+        chunk.reserve(end - begin);
+        rocksdb::ReadOptions read_options;
+        read_options.fill_cache = false;
+        std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(read_options, events));
+        uint64_t index = begin;
+        for (it->Seek(keys::Event(begin)); it->Valid() && index < end; it->Next(), ++index) {
+            if (keys::ParseU64(it->key().ToStringView()) != index) return Error{fmt::format("event {} is missing", index)};
+            auto event = DecodeEvent({reinterpret_cast<const uint8_t*>(it->value().data()), it->value().size()});
+            if (!event) return Error{fmt::format("event {} does not decode: {}", index, event.error())};
+            chunk.push_back(std::move(event.value()));
+        }
+        if (!it->status().ok()) return Error{fmt::format("reading events failed: {}", it->status().ToString()), ErrorKind::Io};
+        if (index != end) return Error{fmt::format("event {} is missing", index)};
+        return chunk;
     }
 
     struct PreparedAppend {
@@ -1505,47 +1548,18 @@ Status Ledger::RebuildProjectionsLocked()
 {
     rocksdb::WriteOptions write_options;
     write_options.sync = true;
-    // The marker makes an interrupted rebuild restart at the next Open(). Dropping the
-    // family is faster than a range delete, whose tombstone every later read would meet.
+    // The marker makes an interrupted rebuild restart at the next Open().
     if (const auto s = m_impl->db->Put(write_options, m_impl->meta, std::string(kRebuildMarker), "1"); !s.ok()) {
-        return Error{fmt::format("rebuild failed: {}", s.ToString())};
+        return RebuildFailed(s);
     }
-    {
-        rocksdb::ColumnFamilyDescriptor descriptor;
-        if (const auto s = m_impl->proj->GetDescriptor(&descriptor); !s.ok()) return Error{fmt::format("rebuild failed: {}", s.ToString())};
-        if (const auto s = m_impl->db->DropColumnFamily(m_impl->proj); !s.ok()) return Error{fmt::format("rebuild failed: {}", s.ToString())};
-        rocksdb::ColumnFamilyHandle* fresh = nullptr;
-        if (const auto s = m_impl->db->CreateColumnFamily(descriptor.options, descriptor.name, &fresh); !s.ok()) {
-            return Error{fmt::format("rebuild failed: {}", s.ToString())};
-        }
-        auto it = std::find(m_impl->handles.begin(), m_impl->handles.end(), m_impl->proj);
-        m_impl->db->DestroyColumnFamilyHandle(m_impl->proj);
-        *it = fresh;
-        m_impl->proj = fresh;
-    }
+    if (auto status = m_impl->ResetProjections(); !status) return status;
 
     const uint64_t total = m_impl->frontier.size();
     LogInfo("Rebuilding projections from {} events", total);
     WrittenKeys written(total);
     const auto reader = m_impl->ProjectionReader();
     // Reading and decoding the next chunk of the log overlaps applying this one.
-    auto load = [this](uint64_t begin, uint64_t end) -> Result<std::vector<Event>> {
-        std::vector<Event> chunk;
-        chunk.reserve(end - begin);
-        rocksdb::ReadOptions read_options;
-        read_options.fill_cache = false; // one pass over the log; keep the cache for live reads
-        std::unique_ptr<rocksdb::Iterator> it(m_impl->db->NewIterator(read_options, m_impl->events));
-        uint64_t index = begin;
-        for (it->Seek(keys::Event(begin)); it->Valid() && index < end; it->Next(), ++index) {
-            if (keys::ParseU64(it->key().ToStringView()) != index) return Error{fmt::format("event {} is missing", index)};
-            auto event = DecodeEvent({reinterpret_cast<const uint8_t*>(it->value().data()), it->value().size()});
-            if (!event) return Error{fmt::format("event {} does not decode: {}", index, event.error())};
-            chunk.push_back(std::move(event.value()));
-        }
-        if (!it->status().ok()) return Error{fmt::format("reading events failed: {}", it->status().ToString())};
-        if (index != end) return Error{fmt::format("event {} is missing", index)};
-        return chunk;
-    };
+    auto load = [this](uint64_t begin, uint64_t end) { return m_impl->LoadEvents(begin, end); };
     std::future<Result<std::vector<Event>>> next;
     if (total > 0) next = std::async(std::launch::async, load, 0, std::min<uint64_t>(total, kRebuildChunkEvents));
     for (uint64_t begin = 0; begin < total; begin += kRebuildChunkEvents) {
@@ -1569,14 +1583,12 @@ Status Ledger::RebuildProjectionsLocked()
         // No WAL: until the marker is cleared below, a crash restarts the rebuild anyway.
         rocksdb::WriteOptions chunk_options;
         chunk_options.disableWAL = true;
-        if (const auto s = m_impl->db->Write(chunk_options, &batch); !s.ok()) return Error{fmt::format("rebuild failed: {}", s.ToString())};
+        if (const auto s = m_impl->db->Write(chunk_options, &batch); !s.ok()) return RebuildFailed(s);
     }
     // The projections reach their SST files before the marker goes.
-    if (const auto s = m_impl->db->Flush(rocksdb::FlushOptions(), m_impl->proj); !s.ok()) {
-        return Error{fmt::format("rebuild failed: {}", s.ToString())};
-    }
+    if (const auto s = m_impl->db->Flush(rocksdb::FlushOptions(), m_impl->proj); !s.ok()) return RebuildFailed(s);
     if (const auto s = m_impl->db->Delete(write_options, m_impl->meta, std::string(kRebuildMarker)); !s.ok()) {
-        return Error{fmt::format("rebuild failed: {}", s.ToString())};
+        return RebuildFailed(s);
     }
     if (!m_impl->pending.empty()) m_impl->InvalidateOverlay();
     LogInfo("Rebuilt projections from {} events", total);

@@ -223,42 +223,10 @@ public:
         const auto word = Word(pos);
         if (!word) return Error{fmt::format("data too short: {} needs a word at offset {}, data is {} bytes",
                                             type.Canonical(), pos, m_data.size())};
+        if (IsStaticWord(type.kind)) return DecodeWord(type, *word);
         AbiValue value;
         value.kind = type.kind;
         switch (type.kind) {
-        case Kind::Uint: {
-            value.number = UInt256::FromBigEndian(*word);
-            if (value.number.BitLength() > type.size) return Error{fmt::format("value exceeds {} bits", type.size)};
-            return value;
-        }
-        case Kind::Int: {
-            value.number = UInt256::FromBigEndian(*word);
-            // The 256-bit word must be the sign extension of a type.size-bit integer.
-            const UInt256 magnitude = value.number.IsNegative() ? value.number.Negated() : value.number;
-            const UInt256 limit = Pow2(type.size - 1);
-            const bool in_range = value.number.IsNegative() ? magnitude <= limit : magnitude < limit;
-            if (!in_range) return Error{fmt::format("value is not a sign-extended int{}", type.size)};
-            return value;
-        }
-        case Kind::Address: {
-            for (size_t i = 0; i < 12; ++i) {
-                if ((*word)[i] != 0) return Error{"address has non-zero upper bytes"};
-            }
-            value.bytes.assign(word->begin() + 12, word->end());
-            return value;
-        }
-        case Kind::Bool: {
-            value.number = UInt256::FromBigEndian(*word);
-            if (value.number > UInt256(1)) return Error{"bool is neither 0 nor 1"};
-            return value;
-        }
-        case Kind::FixedBytes: {
-            for (size_t i = type.size; i < 32; ++i) {
-                if ((*word)[i] != 0) return Error{fmt::format("bytes{} has non-zero padding", type.size)};
-            }
-            value.bytes.assign(word->begin(), word->begin() + type.size);
-            return value;
-        }
         case Kind::Bytes:
         case Kind::String: {
             const auto length = Length(*word, pos + 32, 1);
@@ -279,10 +247,66 @@ public:
             value.items = std::move(items.value());
             return value;
         }
+        case Kind::Uint:
+        case Kind::Int:
+        case Kind::Address:
+        case Kind::Bool:
+        case Kind::FixedBytes:
         case Kind::FixedArray:
         case Kind::Tuple: break; // handled above
         }
         return Error{"unsupported ABI type"};
+    }
+
+    static bool IsStaticWord(Kind kind)
+    {
+        return kind == Kind::Uint || kind == Kind::Int || kind == Kind::Address || kind == Kind::Bool ||
+               kind == Kind::FixedBytes;
+    }
+
+    // A value that is one word: each must be the only encoding of its value (no stray
+    // high bits, padding or sign extension).
+    static Result<AbiValue> DecodeWord(const AbiType& type, std::span<const uint8_t, 32> word)
+    {
+        AbiValue value;
+        value.kind = type.kind;
+        switch (type.kind) {
+        case Kind::Uint:
+            value.number = UInt256::FromBigEndian(word);
+            if (value.number.BitLength() > type.size) return Error{fmt::format("value exceeds {} bits", type.size)};
+            return value;
+        case Kind::Int: {
+            value.number = UInt256::FromBigEndian(word);
+            // The 256-bit word must be the sign extension of a type.size-bit integer.
+            const UInt256 magnitude = value.number.IsNegative() ? value.number.Negated() : value.number;
+            const UInt256 limit = Pow2(type.size - 1);
+            const bool in_range = value.number.IsNegative() ? magnitude <= limit : magnitude < limit;
+            if (!in_range) return Error{fmt::format("value is not a sign-extended int{}", type.size)};
+            return value;
+        }
+        case Kind::Address:
+            for (size_t i = 0; i < 12; ++i) {
+                if (word[i] != 0) return Error{"address has non-zero upper bytes"};
+            }
+            value.bytes.assign(word.begin() + 12, word.end());
+            return value;
+        case Kind::Bool:
+            value.number = UInt256::FromBigEndian(word);
+            if (value.number > UInt256(1)) return Error{"bool is neither 0 nor 1"};
+            return value;
+        case Kind::FixedBytes:
+            for (size_t i = type.size; i < 32; ++i) {
+                if (word[i] != 0) return Error{fmt::format("bytes{} has non-zero padding", type.size)};
+            }
+            value.bytes.assign(word.begin(), word.begin() + type.size);
+            return value;
+        case Kind::Bytes:
+        case Kind::String:
+        case Kind::Array:
+        case Kind::FixedArray:
+        case Kind::Tuple: break;
+        }
+        return Error{"not a one-word ABI type"};
     }
 
     // Decodes count values laid out as a tuple starting at pos (heads, then tails).

@@ -1594,6 +1594,35 @@ struct EvmFollower::Impl {
 
     // At the final block: the escrow's USDC balance against the USDC in open orders, and
     // the vault's share supply against the shares the ledger counts.
+    // The start block is the first deployment block: the contracts may come a few blocks
+    // later. Until both have code at `block_hash` there is nothing to compare yet.
+    bool ContractsDeployed(const Hash256& block_hash)
+    {
+        for (const Address& contract : {options.escrow, options.vault}) {
+            auto code = client->Call("eth_getCode", json::array({FormatAddress(contract),
+                                                                 json{{"blockHash", HexEncode0x(block_hash)}}}));
+            if (code && code->is_string() && (code->get<std::string>() == "0x" || code->get<std::string>().empty())) {
+                LogDebug(log::Category::Evm, "Reconciliation waits: {} has no code at block {}", FormatAddress(contract),
+                         cursor->block_number);
+                return false;
+            }
+        }
+        return true;
+    }
+
+    // The escrow's token, read once from its usdc().
+    std::optional<Address> Usdc(const Hash256& block_hash)
+    {
+        if (usdc) return usdc;
+        auto token = CallUint(options.escrow, Selector("usdc()"), block_hash);
+        if (!token) return std::nullopt;
+        Address address{};
+        const auto word = token->ToBigEndian();
+        std::copy(word.begin() + 12, word.end(), address.begin());
+        usdc = address;
+        return usdc;
+    }
+
     void MaybeReconcile()
     {
         if (!options.reconcile || !cursor) return;
@@ -1603,34 +1632,18 @@ struct EvmFollower::Impl {
             return;
         }
         const Hash256 block_hash = cursor->block_hash;
-        // The start block is the first deployment block: the contracts may come a few
-        // blocks later. Until both have code there is nothing to compare yet.
-        for (const Address& contract : {options.escrow, options.vault}) {
-            auto code = client->Call("eth_getCode", json::array({FormatAddress(contract),
-                                                                 json{{"blockHash", HexEncode0x(block_hash)}}}));
-            if (code && code->is_string() && (code->get<std::string>() == "0x" || code->get<std::string>().empty())) {
-                LogDebug(log::Category::Evm, "Reconciliation waits: {} has no code at block {}", FormatAddress(contract),
-                         cursor->block_number);
-                return;
-            }
-        }
+        if (!ContractsDeployed(block_hash)) return;
         last_reconcile = now;
-        if (!usdc) {
-            auto token = CallUint(options.escrow, Selector("usdc()"), block_hash);
-            if (!token) {
-                UpdateStatus([](FollowerStatus& s) { ++s.reconcile.errors; });
-                LogWarning("EVM reconciliation skipped: cannot read the escrow's usdc() at block {}", cursor->block_number);
-                return;
-            }
-            Address address{};
-            const auto word = token->ToBigEndian();
-            std::copy(word.begin() + 12, word.end(), address.begin());
-            usdc = address;
+        const auto token = Usdc(block_hash);
+        if (!token) {
+            UpdateStatus([](FollowerStatus& s) { ++s.reconcile.errors; });
+            LogWarning("EVM reconciliation skipped: cannot read the escrow's usdc() at block {}", cursor->block_number);
+            return;
         }
         Bytes balance_call = Selector("balanceOf(address)");
         balance_call.resize(4 + 12);
         balance_call.insert(balance_call.end(), options.escrow.begin(), options.escrow.end());
-        const auto balance = CallUint(*usdc, balance_call, block_hash);
+        const auto balance = CallUint(*token, balance_call, block_hash);
         const auto shares = CallUint(options.vault, Selector("totalSupply()"), block_hash);
         const auto assets = CallUint(options.vault, Selector("totalAssets()"), block_hash);
         if (!balance || !shares || !assets) {
@@ -1638,30 +1651,34 @@ struct EvmFollower::Impl {
             LogWarning("EVM reconciliation skipped: eth_call at block {} failed", cursor->block_number);
             return;
         }
-        const ledger::Totals totals = ledger.GetTotals(false);
         last_reconciled_block = cursor->block_number; // a check that failed is made again when idle
-        const bool escrow_ok = *balance == totals.escrow_locked;
-        const bool shares_ok = *shares == totals.vault_shares;
+        RecordReconcile(*balance, *shares, *assets, ledger.GetTotals(false));
+    }
+
+    // The chain's balances at the final block against the ledger's totals: logged, and in the status.
+    void RecordReconcile(const UInt256& balance, const UInt256& shares, const UInt256& assets, const ledger::Totals& totals)
+    {
+        const bool escrow_ok = balance == totals.escrow_locked;
+        const bool shares_ok = shares == totals.vault_shares;
         if (!escrow_ok || !shares_ok) {
             LogWarning("EVM reconciliation DRIFT at block {}: escrow USDC balance {} vs {} locked in open orders; vault "
                        "shares {} vs {} in the ledger",
-                       cursor->block_number, balance->ToDecimal(), totals.escrow_locked.ToDecimal(), shares->ToDecimal(),
+                       cursor->block_number, balance.ToDecimal(), totals.escrow_locked.ToDecimal(), shares.ToDecimal(),
                        totals.vault_shares.ToDecimal());
         } else {
-            LogInfo("EVM reconciled at block {}: escrow holds {} USDC units, all in open orders; vault shares {} match", cursor->block_number,
-                     balance->ToDecimal(), shares->ToDecimal());
+            LogInfo("EVM reconciled at block {}: escrow holds {} USDC units, all in open orders; vault shares {} match",
+                    cursor->block_number, balance.ToDecimal(), shares.ToDecimal());
         }
         UpdateStatus([&](FollowerStatus& s) {
             auto& r = s.reconcile;
             r.checked = true;
-            r.checked_time = static_cast<uint64_t>(
-                std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+            r.checked_time = clock->UnixSeconds(); // the simulator's clock under simulation
             r.block_number = cursor->block_number;
-            r.escrow_balance_chain = balance->ToDecimal();
+            r.escrow_balance_chain = balance.ToDecimal();
             r.escrow_locked_ledger = totals.escrow_locked.ToDecimal();
-            r.vault_shares_chain = shares->ToDecimal();
+            r.vault_shares_chain = shares.ToDecimal();
             r.vault_shares_ledger = totals.vault_shares.ToDecimal();
-            r.vault_assets_chain = assets->ToDecimal();
+            r.vault_assets_chain = assets.ToDecimal();
             r.escrow_matches = escrow_ok;
             r.shares_match = shares_ok;
             if (!escrow_ok || !shares_ok) ++r.drifts;
