@@ -253,21 +253,17 @@ struct AnswerParser::Impl {
 AnswerParser::AnswerParser() : m_impl(std::make_unique<Impl>()) {}
 AnswerParser::~AnswerParser() = default;
 
-Result<GetLogsAnswer> AnswerParser::ParseGetLogs(std::string_view body, uint64_t id, size_t logs_max)
+namespace {
+
+// One eth_getLogs answer object: its id, and its logs or its JSON-RPC error.
+Result<GetLogsAnswer> ReadLogsAnswer(sj::object root, uint64_t& id, size_t logs_max)
 {
-    sj::element document;
-    if (const auto error = m_impl->parser.parse(body.data(), body.size(), /*realloc_if_needed=*/true).get(document)) {
-        return Error{ParseFailure(error)};
-    }
-    sj::object root;
-    if (document.get_object().get(root)) return Error{"answer is not a JSON object"};
     GetLogsAnswer answer;
     bool have_id = false;
     bool have_result = false;
     for (auto [key, value] : root) {
         if (key == "id") {
-            uint64_t number = 0;
-            if (value.get_uint64().get(number) || number != id) return Error{"answer to another request"};
+            if (value.get_uint64().get(id)) return Error{"answer id is not a number"};
             have_id = true;
         } else if (key == "error") {
             sj::object error;
@@ -301,6 +297,52 @@ Result<GetLogsAnswer> AnswerParser::ParseGetLogs(std::string_view body, uint64_t
     if (!have_id) return Error{"answer has no id"};
     if (have_result == answer.is_error) return Error{"answer needs exactly one of result and error"};
     return answer;
+}
+
+} // namespace
+
+Result<GetLogsAnswer> AnswerParser::ParseGetLogs(std::string_view body, uint64_t id, size_t logs_max)
+{
+    sj::element document;
+    if (const auto error = m_impl->parser.parse(body.data(), body.size(), /*realloc_if_needed=*/true).get(document)) {
+        return Error{ParseFailure(error)};
+    }
+    sj::object root;
+    if (document.get_object().get(root)) return Error{"answer is not a JSON object"};
+    uint64_t answered = 0;
+    auto answer = ReadLogsAnswer(root, answered, logs_max);
+    if (answer && answered != id) return Error{"answer to another request"};
+    return answer;
+}
+
+Result<std::vector<GetLogsAnswer>> AnswerParser::ParseGetLogsBatch(std::string_view body, uint64_t first_id, size_t count,
+                                                                    size_t logs_max)
+{
+    sj::element document;
+    if (const auto error = m_impl->parser.parse(body.data(), body.size(), /*realloc_if_needed=*/true).get(document)) {
+        return Error{ParseFailure(error)};
+    }
+    sj::array items;
+    if (document.get_array().get(items)) return Error{"batch answer is not an array"};
+    std::vector<std::optional<GetLogsAnswer>> answers(count);
+    size_t seen = 0;
+    for (auto item : items) {
+        sj::object object;
+        if (item.get_object().get(object)) return Error{"batch item is not an object"};
+        uint64_t id = 0;
+        auto answer = ReadLogsAnswer(object, id, logs_max);
+        if (!answer) return answer.failure();
+        if (id < first_id || id - first_id >= count || answers[id - first_id]) {
+            return Error{"batch answer with an unknown or repeated id"};
+        }
+        answers[id - first_id] = std::move(answer.value());
+        ++seen;
+    }
+    if (seen != count) return Error{fmt::format("batch of {} answered with {}", count, seen)};
+    std::vector<GetLogsAnswer> out;
+    out.reserve(count);
+    for (auto& answer : answers) out.push_back(std::move(*answer));
+    return out;
 }
 
 Result<std::vector<BlockHeader>> AnswerParser::ParseHeaderBatch(std::string_view body, uint64_t first_id, size_t count)

@@ -73,6 +73,10 @@ public:
     AnswerParser(const AnswerParser&) = delete;
     AnswerParser& operator=(const AnswerParser&) = delete;
     Result<GetLogsAnswer> ParseGetLogs(std::string_view body, uint64_t id, size_t logs_max);
+    // A batch of eth_getLogs answers with ids first_id .. first_id + count - 1, in any
+    // order: each its logs or its JSON-RPC error, in id order; an Error for anything malformed.
+    Result<std::vector<GetLogsAnswer>> ParseGetLogsBatch(std::string_view body, uint64_t first_id, size_t count,
+                                                         size_t logs_max);
     // A batch of eth_getBlockByNumber answers with ids first_id .. first_id + count - 1,
     // in any order: the headers in id order. Any error or missing block is an Error.
     Result<std::vector<BlockHeader>> ParseHeaderBatch(std::string_view body, uint64_t first_id, size_t count);

@@ -874,41 +874,41 @@ struct EvmFollower::Impl {
             requests.push_back({"eth_getLogs", json::array({json{{"blockHash", HexEncode0x(header.hash)},
                                                                   {"address", LogFilter()}}})});
         }
-        auto results = client->Batch(requests);
-        if (!results) {
-            if (results.error().kind != RpcError::Kind::Stopped) {
-                LogWarning("EVM RPC log batch failed: {}", results.error().ToString());
+        auto batch = client->BatchRaw(requests);
+        if (!batch) {
+            if (batch.error().kind != RpcError::Kind::Stopped) {
+                LogWarning("EVM RPC log batch failed: {}", batch.error().ToString());
             }
             return Next::Retry;
         }
+        auto answers = parser.ParseGetLogsBatch(batch->body, batch->first_id, requests.size(), options.logs_per_request_max);
+        if (!answers) {
+            NoteInconsistent(fmt::format("logs of blocks {}..: {}", linked.front().number, answers.error()));
+            return Next::Retry;
+        }
         for (size_t i = 0; i < linked.size(); ++i) {
-            auto& result = results.value()[i];
-            if (!result) {
+            const GetLogsAnswer& answer = answers.value()[i];
+            if (answer.is_error) {
                 // Typically "unknown block": it was reorged away since the headers came.
-                LogDebug(log::Category::Evm, "logs of block {} not available: {}", linked[i].number,
-                         result.error().ToString());
+                LogDebug(log::Category::Evm, "logs of block {} not available: code {}: {}", linked[i].number,
+                         answer.error_code, answer.error_message);
                 return i == 0 ? Next::Retry : Next::Now;
             }
-            if (!AddPendingBlock(linked[i], result.value(), fetched_at)) return Next::Retry;
+            if (!AddPendingBlock(linked[i], answer.logs, fetched_at)) return Next::Retry;
         }
         return std::nullopt;
     }
 
     // One block's logs checked against its header and -evmverify, then into the overlay.
-    bool AddPendingBlock(const BlockHeader& header, const json& answer, Clock::time_point fetched_at)
+    bool AddPendingBlock(const BlockHeader& header, const std::vector<Log>& logs, Clock::time_point fetched_at)
     {
-        auto logs = ParseLogs(answer, options.logs_per_request_max);
-        if (!logs) {
-            NoteInconsistent(fmt::format("logs of block {}: {}", header.number, logs.error()));
-            return false;
-        }
         ledger::PendingBlock block{header.number, header.hash, {}};
         uint64_t raw = 0;
-        if (auto error = DecodeBlockLogs(*logs, header, block.events, raw)) {
+        if (auto error = DecodeBlockLogs(logs, header, block.events, raw)) {
             NoteInconsistent(*error);
             return false;
         }
-        if (!VerifyBlocks(*client, {BlockLogs{&header, std::span<const Log>(*logs)}})) return false;
+        if (!VerifyBlocks(*client, {BlockLogs{&header, std::span<const Log>(logs)}})) return false;
         NotePassed(header.number, header.number);
         Sha256Hasher hasher;
         for (const auto& event : block.events) hasher.Update(Sha256(ledger::EncodeEvent(event)));

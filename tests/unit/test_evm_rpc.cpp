@@ -180,6 +180,23 @@ TEST_CASE("eth_getLogs answers and header batches read with simdjson, every malf
     CHECK(error->error_code == -32005);
     CHECK(error->error_message.starts_with("query returned more than 10000 results"));
 
+    // A batch of eth_getLogs by block hash: answers in id order, an error answer kept as one.
+    const json one = {{"jsonrpc", "2.0"}, {"id", 21}, {"result", json::array({log})}};
+    const json gone = {{"jsonrpc", "2.0"}, {"id", 22}, {"error", {{"code", -32000}, {"message", "unknown block"}}}};
+    const json none = {{"jsonrpc", "2.0"}, {"id", 20}, {"result", json::array()}};
+    auto batch = parser.ParseGetLogsBatch(json::array({one, gone, none}).dump(), 20, 3, 10);
+    REQUIRE(batch);
+    CHECK((*batch)[0].logs.empty());
+    CHECK((*batch)[1].logs.size() == 1);
+    CHECK((*batch)[2].is_error);
+    CHECK((*batch)[2].error_message == "unknown block");
+    CHECK_FALSE(parser.ParseGetLogsBatch(json::array({one, none}).dump(), 20, 3, 10));      // short
+    CHECK_FALSE(parser.ParseGetLogsBatch(json::array({one, one, none}).dump(), 20, 3, 10)); // repeated id
+    CHECK_FALSE(parser.ParseGetLogsBatch(gone.dump(), 22, 1, 10));                        // one object for a batch
+    const auto batch_over = parser.ParseGetLogsBatch(json::array({one}).dump(), 21, 1, 0);
+    REQUIRE_FALSE(batch_over);
+    CHECK(batch_over.error_kind() == ErrorKind::TooLarge);
+
     const std::string hash = "0x" + std::string(64, '1');
     auto header = [&](int id, int number) {
         return json{{"jsonrpc", "2.0"}, {"id", id},
