@@ -315,91 +315,92 @@ Result<GetLogsAnswer> AnswerParser::ParseGetLogs(std::string_view body, uint64_t
     return answer;
 }
 
-Result<std::vector<GetLogsAnswer>> AnswerParser::ParseGetLogsBatch(std::string_view body, uint64_t first_id, size_t count,
-                                                                    size_t logs_max)
+namespace {
+
+// A batch answer's items, ids first_id .. first_id + count - 1 in any order, each exactly
+// once: `read(object, slot)` reads one into its slot (id - first_id); the values in slot order.
+template <typename T, typename Read>
+Result<std::vector<T>> ReadBatch(sj::parser& parser, std::string_view body, uint64_t first_id, size_t count, Read read)
 {
     sj::element document;
-    if (const auto error = m_impl->parser.parse(body.data(), body.size(), /*realloc_if_needed=*/true).get(document)) {
+    if (const auto error = parser.parse(body.data(), body.size(), /*realloc_if_needed=*/true).get(document)) {
         return Error{ParseFailure(error)};
     }
     sj::array items;
     if (document.get_array().get(items)) return Error{"batch answer is not an array"};
-    std::vector<std::optional<GetLogsAnswer>> answers(count);
+    std::vector<std::optional<T>> slots(count);
     size_t seen = 0;
     for (auto item : items) {
         sj::object object;
         if (item.get_object().get(object)) return Error{"batch item is not an object"};
         uint64_t id = 0;
-        auto answer = ReadLogsAnswer(object, id, logs_max);
-        if (!answer) return answer.failure();
-        if (id < first_id || id - first_id >= count || answers[id - first_id]) {
+        if (object["id"].get_uint64().get(id) || id < first_id || id - first_id >= count || slots[id - first_id]) {
             return Error{"batch answer with an unknown or repeated id"};
         }
-        answers[id - first_id] = std::move(answer.value());
+        auto value = read(object, id - first_id);
+        if (!value) return value.failure();
+        slots[id - first_id] = std::move(value.value());
         ++seen;
     }
     if (seen != count) return Error{fmt::format("batch of {} answered with {}", count, seen)};
-    std::vector<GetLogsAnswer> out;
+    std::vector<T> out;
     out.reserve(count);
-    for (auto& answer : answers) out.push_back(std::move(*answer));
+    for (auto& slot : slots) out.push_back(std::move(*slot));
     return out;
+}
+
+// One eth_getBlockByNumber answer's header; a JSON-RPC error is an Upstream error (the
+// node failed the call: a rate limit, a block it does not have yet), not a malformed answer.
+Result<BlockHeader> ReadHeaderAnswer(sj::object object, size_t slot)
+{
+    sj::element error;
+    if (!object["error"].get(error) && !error.is_null()) {
+        return Error{fmt::format("block request {} failed: {}", slot, simdjson::minify(error).substr(0, 512)),
+                     ErrorKind::Upstream};
+    }
+    sj::object block;
+    if (object["result"].get_object().get(block)) return Error{"no such block"};
+    std::string_view number, hash, parent, timestamp;
+    if (block["number"].get_string().get(number) || block["hash"].get_string().get(hash) ||
+        block["parentHash"].get_string().get(parent) || block["timestamp"].get_string().get(timestamp)) {
+        return Error{"block lacks number, hash, parentHash or timestamp"};
+    }
+    BlockHeader header;
+    auto n = QuantityText(number);
+    auto t = QuantityText(timestamp);
+    if (!n || !t || !HexDecodeExact(hash, header.hash) || !HexDecodeExact(parent, header.parent_hash)) {
+        return Error{"block has a malformed number, hash, parentHash or timestamp"};
+    }
+    header.number = *n;
+    header.timestamp = *t;
+    // A header without them is refused by the checks (its fields_hash stays zero), not here.
+    std::string_view root, bloom;
+    auto fields = HeaderHashFromFields([&](std::string_view name) -> std::optional<std::string_view> {
+        std::string_view text;
+        if (block[name].get_string().get(text)) return std::nullopt;
+        return text;
+    });
+    if (fields && !block["receiptsRoot"].get_string().get(root) && !block["logsBloom"].get_string().get(bloom) &&
+        HexDecodeExact(root, header.receipts_root) && HexDecodeExact(bloom, header.logs_bloom)) {
+        header.fields_hash = *fields;
+    }
+    return header;
+}
+
+} // namespace
+
+Result<std::vector<GetLogsAnswer>> AnswerParser::ParseGetLogsBatch(std::string_view body, uint64_t first_id, size_t count,
+                                                                    size_t logs_max)
+{
+    return ReadBatch<GetLogsAnswer>(m_impl->parser, body, first_id, count, [&](sj::object object, size_t) {
+        uint64_t id = 0;
+        return ReadLogsAnswer(object, id, logs_max);
+    });
 }
 
 Result<std::vector<BlockHeader>> AnswerParser::ParseHeaderBatch(std::string_view body, uint64_t first_id, size_t count)
 {
-    sj::element document;
-    if (const auto error = m_impl->parser.parse(body.data(), body.size(), /*realloc_if_needed=*/true).get(document)) {
-        return Error{ParseFailure(error)};
-    }
-    sj::array items;
-    if (document.get_array().get(items)) return Error{"batch answer is not an array"};
-    std::vector<std::optional<BlockHeader>> headers(count);
-    size_t seen = 0;
-    for (auto item : items) {
-        sj::object object;
-        if (item.get_object().get(object)) return Error{"batch item is not an object"};
-        uint64_t id = 0;
-        if (object["id"].get_uint64().get(id) || id < first_id || id - first_id >= count || headers[id - first_id]) {
-            return Error{"batch answer with an unknown or repeated id"};
-        }
-        sj::element error;
-        if (!object["error"].get(error) && !error.is_null()) {
-            return Error{fmt::format("block request {} failed: {}", id - first_id, simdjson::minify(error).substr(0, 512))};
-        }
-        sj::object block;
-        if (object["result"].get_object().get(block)) return Error{"no such block"};
-        std::string_view number, hash, parent, timestamp;
-        if (block["number"].get_string().get(number) || block["hash"].get_string().get(hash) ||
-            block["parentHash"].get_string().get(parent) || block["timestamp"].get_string().get(timestamp)) {
-            return Error{"block lacks number, hash, parentHash or timestamp"};
-        }
-        BlockHeader header;
-        auto n = QuantityText(number);
-        auto t = QuantityText(timestamp);
-        if (!n || !t || !HexDecodeExact(hash, header.hash) || !HexDecodeExact(parent, header.parent_hash)) {
-            return Error{"block has a malformed number, hash, parentHash or timestamp"};
-        }
-        header.number = *n;
-        header.timestamp = *t;
-        // A header without them is refused by the checks (its fields_hash stays zero), not here.
-        std::string_view root, bloom;
-        auto fields = HeaderHashFromFields([&](std::string_view name) -> std::optional<std::string_view> {
-            std::string_view text;
-            if (block[name].get_string().get(text)) return std::nullopt;
-            return text;
-        });
-        if (fields && !block["receiptsRoot"].get_string().get(root) && !block["logsBloom"].get_string().get(bloom) &&
-            HexDecodeExact(root, header.receipts_root) && HexDecodeExact(bloom, header.logs_bloom)) {
-            header.fields_hash = *fields;
-        }
-        headers[id - first_id] = header;
-        ++seen;
-    }
-    if (seen != count) return Error{fmt::format("batch of {} answered with {}", count, seen)};
-    std::vector<BlockHeader> out;
-    out.reserve(count);
-    for (auto& header : headers) out.push_back(*header);
-    return out;
+    return ReadBatch<BlockHeader>(m_impl->parser, body, first_id, count, ReadHeaderAnswer);
 }
 
 } // namespace bitacora::evm

@@ -333,6 +333,15 @@ struct EvmFollower::Impl {
         return std::move(result.value());
     }
 
+    // A header batch that failed: a call the node refused (a rate limit, a block it does not
+    // have yet) is a failure to retry; a malformed answer is an inconsistent one.
+    void NoteHeadersFailed(const std::string& what, ErrorKind kind)
+    {
+        if (kind != ErrorKind::Upstream) return NoteInconsistent(what);
+        LogWarning("EVM RPC {}", what);
+        UpdateStatus([&](FollowerStatus& s) { s.error = what; });
+    }
+
     void NoteBatchFailed(const RpcError& error)
     {
         if (error.kind == RpcError::Kind::Stopped) return;
@@ -355,7 +364,7 @@ struct EvmFollower::Impl {
         }
         auto headers = parser.ParseHeaderBatch(batch->body, batch->first_id, requests.size());
         if (!headers) {
-            NoteInconsistent(fmt::format("block {}: {}", tags.front().dump(), headers.error()));
+            NoteHeadersFailed(fmt::format("block {}: {}", tags.front().dump(), headers.error()), headers.error_kind());
             return std::nullopt;
         }
         std::vector<uint64_t> numbers;
@@ -403,7 +412,7 @@ struct EvmFollower::Impl {
             }
             auto headers = parser.ParseHeaderBatch(batch->body, batch->first_id, requests.size());
             if (!headers) {
-                NoteInconsistent(fmt::format("blocks {}..: {}", numbers[begin], headers.error()));
+                NoteHeadersFailed(fmt::format("blocks {}..: {}", numbers[begin], headers.error()), headers.error_kind());
                 return std::nullopt;
             }
             for (size_t i = begin; i < end; ++i) {

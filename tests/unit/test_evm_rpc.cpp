@@ -210,8 +210,14 @@ TEST_CASE("eth_getLogs answers and header batches read with simdjson, every malf
     CHECK_FALSE(parser.ParseHeaderBatch(json::array({header(10, 1)}).dump(), 10, 2));                 // short
     CHECK_FALSE(parser.ParseHeaderBatch(json::array({header(10, 1), header(10, 1)}).dump(), 10, 2));  // repeated id
     CHECK_FALSE(parser.ParseHeaderBatch(json::array({header(10, 1), json{{"id", 11}, {"result", nullptr}}}).dump(), 10, 2));
-    CHECK_FALSE(parser.ParseHeaderBatch(
-        json::array({header(10, 1), json{{"id", 11}, {"error", {{"code", -32000}, {"message", "x"}}}}}).dump(), 10, 2));
+    // A refused call is the node failing (retried as such); a malformed answer is not.
+    const auto refused = parser.ParseHeaderBatch(
+        json::array({header(10, 1), json{{"id", 11}, {"error", {{"code", -32005}, {"message", "rate limited"}}}}}).dump(), 10, 2);
+    REQUIRE_FALSE(refused);
+    CHECK(refused.error_kind() == ErrorKind::Upstream);
+    const auto cut = parser.ParseHeaderBatch(json::array({header(10, 1), header(11, 2)}).dump().substr(0, 40), 10, 2);
+    REQUIRE_FALSE(cut);
+    CHECK(cut.error_kind() != ErrorKind::Upstream);
 }
 
 TEST_CASE("platform logs decode into ledger events; anything else is kept raw")
