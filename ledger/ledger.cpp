@@ -649,6 +649,14 @@ rocksdb::Options DatabaseOptions(const LedgerOptions& options)
     // kernel stops a write at a page on a fatal signal), and that must still open.
     db_options.wal_recovery_mode = rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
     db_options.max_open_files = 512;
+    db_options.max_file_opening_threads = options.table_open_threads_max;
+    // Size estimates for compaction only; reading every table's properties at each open
+    // is most of a small ledger's open.
+    db_options.skip_stats_update_on_db_open = true;
+    // After a write error the ledger refuses appends until a restart (ReadOnly): RocksDB's
+    // own recovery, retried each second from its thread, would only write behind it (a
+    // new WAL) and hold a close up to a second.
+    db_options.max_bgerror_resume_count = 0;
     db_options.info_log = std::make_shared<RocksDbLogger>();
     // One budget for every family's memtables, so that resident memory stays bounded.
     db_options.db_write_buffer_size = 128 * 1024 * 1024;

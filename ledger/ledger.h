@@ -60,6 +60,9 @@ struct LedgerOptions {
     // For inspection (bitacora-inspect): nothing is written, appends are refused, and a
     // log short of its high-water mark opens degraded instead of being refused.
     bool read_only{false};
+    // Threads that open a family's table files at start (RocksDB's default is 16, per
+    // family: the simulator, which reopens a small ledger hundreds of times, uses 1).
+    int table_open_threads_max{4};
     rocksdb::Env* env{nullptr}; // null: the default Env. The simulator's fault-injecting file system (tests/sim/fault_fs.h)
 };
 

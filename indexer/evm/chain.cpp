@@ -239,6 +239,7 @@ static std::string ParseFailure(simdjson::error_code error)
 // simdjson's DOM parser: the library picks the fastest kernel for this CPU at run time.
 struct AnswerParser::Impl {
     sj::parser parser;
+    HeaderHashCache header_hashes;
     // The nesting limit every JSON that enters the process has (common/json_bounds.h);
     // simdjson keeps it when it grows its buffers for a larger answer.
     // (Should the allocation fail, parse() allocates with simdjson's default depth, 1024;
@@ -351,7 +352,7 @@ Result<std::vector<T>> ReadBatch(sj::parser& parser, std::string_view body, uint
 
 // One eth_getBlockByNumber answer's header; a JSON-RPC error is an Upstream error (the
 // node failed the call: a rate limit, a block it does not have yet), not a malformed answer.
-Result<BlockHeader> ReadHeaderAnswer(sj::object object, size_t slot)
+Result<BlockHeader> ReadHeaderAnswer(sj::object object, size_t slot, HeaderHashCache& cache)
 {
     sj::element error;
     if (!object["error"].get(error) && !error.is_null()) {
@@ -379,7 +380,7 @@ Result<BlockHeader> ReadHeaderAnswer(sj::object object, size_t slot)
         std::string_view text;
         if (block[name].get_string().get(text)) return std::nullopt;
         return text;
-    });
+    }, &cache);
     if (fields && !block["receiptsRoot"].get_string().get(root) && !block["logsBloom"].get_string().get(bloom) &&
         HexDecodeExact(root, header.receipts_root) && HexDecodeExact(bloom, header.logs_bloom)) {
         header.fields_hash = *fields;
@@ -400,7 +401,9 @@ Result<std::vector<GetLogsAnswer>> AnswerParser::ParseGetLogsBatch(std::string_v
 
 Result<std::vector<BlockHeader>> AnswerParser::ParseHeaderBatch(std::string_view body, uint64_t first_id, size_t count)
 {
-    return ReadBatch<BlockHeader>(m_impl->parser, body, first_id, count, ReadHeaderAnswer);
+    return ReadBatch<BlockHeader>(m_impl->parser, body, first_id, count, [&](sj::object object, size_t slot) {
+        return ReadHeaderAnswer(object, slot, m_impl->header_hashes);
+    });
 }
 
 } // namespace bitacora::evm

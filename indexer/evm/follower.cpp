@@ -841,10 +841,14 @@ struct EvmFollower::Impl {
             UpdateStatus([](FollowerStatus& s) { s.state = FollowerStatus::State::Following; });
             return Next::Poll;
         }
+        // The head came with this poll, checked: only the blocks before it are asked for.
+        const bool head_in_range = range.to == head.number;
         std::vector<uint64_t> numbers;
-        for (uint64_t n = range.from; n <= range.to; ++n) numbers.push_back(n);
-        auto headers = HeadersByNumber(*client, parser, numbers, /*prefix_ok=*/true);
+        for (uint64_t n = range.from; n < range.to + (head_in_range ? 0 : 1); ++n) numbers.push_back(n);
+        auto headers = numbers.empty() ? std::map<uint64_t, BlockHeader>{}
+                                       : HeadersByNumber(*client, parser, numbers, /*prefix_ok=*/true);
         if (!headers) return Next::Retry;
+        if (head_in_range && headers->size() == numbers.size()) headers->emplace(head.number, head);
         const auto fetched_at = Clock::now();
         // The headers up to the first the node did not answer (or that failed verification:
         // asked again next time); they must link to our tip and to each other.
@@ -869,7 +873,7 @@ struct EvmFollower::Impl {
         batch.resize(link.linked);
         if (auto next = AddPendingBlocks(batch, fetched_at)) return *next;
         PublishPending();
-        if (range.cut || headers->size() < numbers.size()) return Next::Now;
+        if (range.cut || headers->size() < range.to - range.from + 1) return Next::Now;
         UpdateStatus([](FollowerStatus& s) { s.state = FollowerStatus::State::Following; });
         return Next::Poll;
     }

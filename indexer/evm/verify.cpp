@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <array>
 
 namespace bitacora::evm {
 namespace {
@@ -180,23 +181,72 @@ bool BloomMayHoldAddress(const Bloom& bloom, std::span<const Address> addresses)
     return std::any_of(addresses.begin(), addresses.end(), [&](const Address& a) { return BloomContains(bloom, a); });
 }
 
-Result<Hash256> HeaderHashFromFields(const HeaderFieldLookup& field)
+std::optional<Hash256> HeaderHashCache::Find(std::string_view fields) const
+{
+    for (const auto& [text, hash] : m_entries) {
+        if (text == fields) return hash;
+    }
+    return std::nullopt;
+}
+
+void HeaderHashCache::Insert(std::string fields, const Hash256& hash)
+{
+    if (m_entries_max == 0) return;
+    if (m_entries.size() < m_entries_max) {
+        m_entries.emplace_back(std::move(fields), hash);
+        return;
+    }
+    m_entries[m_next] = {std::move(fields), hash};
+    m_next = (m_next + 1) % m_entries_max;
+}
+
+namespace {
+
+using HeaderTexts = std::array<std::optional<std::string_view>, std::size(kHeaderFields)>;
+
+// The fields' texts, each with its length first (or an absent mark): one key per header.
+std::string CacheKey(const HeaderTexts& texts)
+{
+    std::string key;
+    for (const auto& text : texts) {
+        const uint32_t size = text ? static_cast<uint32_t>(text->size()) : UINT32_MAX;
+        key.append(reinterpret_cast<const char*>(&size), sizeof(size));
+        if (text) key.append(*text);
+    }
+    return key;
+}
+
+Result<Hash256> HashOfTexts(const HeaderTexts& texts)
 {
     Bytes payload;
     bool ended = false; // an optional field was absent: no later one may be present
-    for (const HeaderField& spec : kHeaderFields) {
-        const auto text = field(spec.name);
-        if (!text) {
+    for (size_t i = 0; i < texts.size(); ++i) {
+        const HeaderField& spec = kHeaderFields[i];
+        if (!texts[i]) {
             if (!spec.optional) return Error{fmt::format("block lacks '{}'", spec.name)};
             ended = true;
             continue;
         }
         if (ended) return Error{fmt::format("block has '{}' after a missing earlier field", spec.name)};
-        auto bytes = FieldBytes(*text, spec.kind);
+        auto bytes = FieldBytes(*texts[i], spec.kind);
         if (!bytes) return Error{fmt::format("block field '{}' is malformed", spec.name)};
         rlp::AppendString(payload, *bytes);
     }
     return Keccak(rlp::EncodeList(payload));
+}
+
+} // namespace
+
+Result<Hash256> HeaderHashFromFields(const HeaderFieldLookup& field, HeaderHashCache* cache)
+{
+    HeaderTexts texts;
+    for (size_t i = 0; i < texts.size(); ++i) texts[i] = field(kHeaderFields[i].name);
+    if (cache == nullptr) return HashOfTexts(texts);
+    std::string key = CacheKey(texts);
+    if (auto hit = cache->Find(key)) return *hit;
+    auto hash = HashOfTexts(texts);
+    if (hash) cache->Insert(std::move(key), *hash);
+    return hash;
 }
 
 std::optional<std::string> CheckHeaderHash(const BlockHeader& header)

@@ -30,7 +30,23 @@ bool BloomMayHoldAddress(const Bloom& bloom, std::span<const Address> addresses)
 // --- the header hash: Keccak-256 of the RLP list of the header's consensus fields ---
 // `field(name)` is the JSON text of a field of an eth_getBlockBy* answer, or nullopt.
 using HeaderFieldLookup = std::function<std::optional<std::string_view>(std::string_view name)>;
-Result<Hash256> HeaderHashFromFields(const HeaderFieldLookup& field);
+
+// Headers hashed before, by the text of their consensus fields: a node answers the same
+// blocks at every poll (its head, its final block), and hashing them again was most of
+// reading a header. Only a byte-identical text is a hit. Not thread-safe (one per parser).
+class HeaderHashCache {
+public:
+    explicit HeaderHashCache(size_t entries_max = 64) : m_entries_max(entries_max) {}
+    std::optional<Hash256> Find(std::string_view fields) const;
+    void Insert(std::string fields, const Hash256& hash);
+
+private:
+    size_t m_entries_max;
+    size_t m_next{0}; // the entry replaced next, once full
+    std::vector<std::pair<std::string, Hash256>> m_entries;
+};
+
+Result<Hash256> HeaderHashFromFields(const HeaderFieldLookup& field, HeaderHashCache* cache = nullptr);
 // The fields hash to the hash the node gave.
 std::optional<std::string> CheckHeaderHash(const BlockHeader& header);
 

@@ -1,6 +1,7 @@
 #include "tests/sim/fault_fs.h"
 
 #include <fmt/format.h>
+#include <rocksdb/system_clock.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -145,9 +146,33 @@ std::shared_ptr<FaultFs> FaultFs::Create()
     return std::shared_ptr<FaultFs>(new FaultFs());
 }
 
+namespace {
+
+// The wall clock, but RocksDB's own sleeps return at once: after a refused write, a
+// background compaction waits a second before it gives up, and a close waits for it.
+// The simulator has its own clock; nothing in it should wait for the real one.
+class NoSleepClock : public rocksdb::SystemClockWrapper {
+public:
+    NoSleepClock() : SystemClockWrapper(rocksdb::SystemClock::Default()) {}
+    static const char* kClassName() { return "BitacoraNoSleepClock"; }
+    const char* Name() const override { return kClassName(); }
+    void SleepForMicroseconds(int) override {}
+};
+
+class SimEnv : public rocksdb::EnvWrapper {
+public:
+    explicit SimEnv(std::unique_ptr<rocksdb::Env> composite) : EnvWrapper(std::move(composite))
+    {
+        system_clock_ = std::make_shared<NoSleepClock>();
+    }
+    void SleepForMicroseconds(int) override {}
+};
+
+} // namespace
+
 std::unique_ptr<rocksdb::Env> FaultFs::NewEnv()
 {
-    return rocksdb::NewCompositeEnv(shared_from_this());
+    return std::make_unique<SimEnv>(rocksdb::NewCompositeEnv(shared_from_this()));
 }
 
 namespace {

@@ -131,6 +131,7 @@ void Run::Start()
 {
     ledger::LedgerOptions ledger_options;
     ledger_options.cache_mib = 8;
+    ledger_options.table_open_threads_max = 1;
     ledger_options.env = m_env.get();
     auto opened = ledger::Ledger::Open(m_dir / "ledger", ledger_options);
     if (!opened) Fail("the ledger does not open after a restart: " + opened.error());

@@ -209,6 +209,51 @@ TEST_CASE("header hash: every captured header's fields hash to its hash; a chang
     }
 }
 
+TEST_CASE("header hash cache: the same text is a hit, a forged field after a hit is still caught, bounded")
+{
+    const json fixture = Fixture("anvil-optimism.json");
+    const json& header_json = fixture["blocks"][1]["header"];
+    const auto lookup = [](const json& object) {
+        return [&object](std::string_view name) -> std::optional<std::string_view> {
+            const auto it = object.find(name);
+            if (it == object.end() || !it->is_string()) return std::nullopt;
+            return std::string_view(it->get_ref<const std::string&>());
+        };
+    };
+    HeaderHashCache cache(2);
+    const Hash256 hash = H(header_json["hash"].get<std::string>());
+    auto first = HeaderHashFromFields(lookup(header_json), &cache);
+    REQUIRE(first);
+    CHECK(*first == hash);
+    auto again = HeaderHashFromFields(lookup(header_json), &cache);
+    REQUIRE(again);
+    CHECK(*again == hash);
+    // The same block with one field changed (a lying node that answered honestly before).
+    json forged = header_json;
+    std::string root = forged["receiptsRoot"].get<std::string>();
+    root.back() = root.back() == '1' ? '2' : '1';
+    forged["receiptsRoot"] = root;
+    auto forged_hash = HeaderHashFromFields(lookup(forged), &cache);
+    REQUIRE(forged_hash);
+    CHECK(*forged_hash != hash);
+    json missing = header_json;
+    missing.erase("requestsHash");
+    auto without = HeaderHashFromFields(lookup(missing), &cache);
+    REQUIRE(without);
+    CHECK(*without != hash);
+    // A malformed field is an error, cached or not.
+    json malformed = header_json;
+    malformed["stateRoot"] = "0xzz";
+    CHECK_FALSE(HeaderHashFromFields(lookup(malformed), &cache));
+    // Two entries: the first block was replaced by now and hashes the same again.
+    auto replaced = HeaderHashFromFields(lookup(header_json), &cache);
+    REQUIRE(replaced);
+    CHECK(*replaced == hash);
+    HeaderHashCache none(0);
+    CHECK(HeaderHashFromFields(lookup(header_json), &none).value() == hash);
+    CHECK_FALSE(none.Find(""));
+}
+
 TEST_CASE("CheckLogsInBloom and CheckReceipts refuse a forged topic and a dropped log")
 {
     const json fixture = Fixture("anvil-optimism.json");
