@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <iterator>
 #include <cctype>
 #include <charconv>
 #include <mutex>
@@ -126,13 +127,19 @@ RpcResult<nlohmann::json> ParseResponseObject(nlohmann::json& object, const std:
     return std::move(*result);
 }
 
+// Written out rather than built as a JSON value and dumped: that copied every request's
+// params into a tree of maps first (6% of a simulator run). Keys in the order nlohmann
+// sorts them, as before.
 std::string BatchBody(const std::vector<RpcRequest>& requests, uint64_t first_id)
 {
-    nlohmann::json array = nlohmann::json::array();
+    std::string body = "[";
     for (size_t i = 0; i < requests.size(); ++i) {
-        array.push_back({{"jsonrpc", "2.0"}, {"id", first_id + i}, {"method", requests[i].method}, {"params", requests[i].params}});
+        if (i > 0) body += ',';
+        fmt::format_to(std::back_inserter(body), R"({{"id":{},"jsonrpc":"2.0","method":{},"params":{}}})", first_id + i,
+                       nlohmann::json(requests[i].method).dump(), requests[i].params.dump());
     }
-    return array.dump();
+    body += ']';
+    return body;
 }
 
 // "batch of 100 eth_getBlockByNumber" (the first call's method), for the log.

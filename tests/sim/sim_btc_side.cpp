@@ -31,6 +31,8 @@ BtcSide::~BtcSide() { Stop(); }
 void BtcSide::Start(ledger::Ledger& ledger)
 {
     m_ledger = &ledger;
+    m_roots_checked.clear();
+    m_proofs_checked.clear();
     btc::BitcoindRpcOptions rpc;
     rpc.cookie_file = "/nonexistent/.cookie"; // a transport needs no credentials
     rpc.wallet = "anchor";
@@ -99,6 +101,23 @@ bool BtcSide::FollowerAtBest() const
 std::string BtcSide::CheckProof(const ledger::AnchorRecord& r) const
 {
     const auto& p = *r.proof;
+    if (!m_proofs_checked.contains({r.id, p.block_hash, p.txid})) {
+        if (auto broken = CheckProofMaterial(r); !broken.empty()) return broken;
+        m_proofs_checked.insert({r.id, p.block_hash, p.txid});
+    }
+    const auto at = m_node->Confirmed(p.txid);
+    if (!at || at->height != p.block_height || at->block_hash != p.block_hash || at->position != p.tx_index) {
+        return fmt::format("the canonical chain does not hold its transaction in block {}", p.block_height);
+    }
+    if (r.state == ledger::AnchorState::Final && m_node->Height() + 1 < p.block_height + kFinalConfirmations) {
+        return "final with fewer confirmations than required";
+    }
+    return "";
+}
+
+std::string BtcSide::CheckProofMaterial(const ledger::AnchorRecord& r) const
+{
+    const auto& p = *r.proof;
     const auto header = btc::ParseHeader(p.header);
     const auto tx = btc::ParseTransaction(p.tx);
     const auto payload = ledger::AnchorPayload(r.tree_size, r.root);
@@ -110,21 +129,20 @@ std::string BtcSide::CheckProof(const ledger::AnchorRecord& r) const
         return "its transaction does not carry its payload";
     }
     if (std::find(r.txids.begin(), r.txids.end(), p.txid) == r.txids.end()) return "its proven txid is none of its own";
-    const auto at = m_node->Confirmed(p.txid);
-    if (!at || at->height != p.block_height || at->block_hash != p.block_hash || at->position != p.tx_index) {
-        return fmt::format("the canonical chain does not hold its transaction in block {}", p.block_height);
-    }
-    if (r.state == ledger::AnchorState::Final && m_node->Height() + 1 < p.block_height + kFinalConfirmations) {
-        return "final with fewer confirmations than required";
-    }
     return "";
 }
 
 std::string BtcSide::CheckAnchor(const ledger::AnchorRecord& r, bool synced) const
 {
     if (r.tree_size > m_ledger->size()) return fmt::format("covers {} events, the log has {}", r.tree_size, m_ledger->size());
-    const auto root = m_ledger->RootAt(r.tree_size);
-    if (!root || *root != r.root) return fmt::format("its root is not the log's at size {}", r.tree_size);
+    const auto checked = m_roots_checked.find(r.tree_size);
+    if (checked == m_roots_checked.end()) {
+        const auto root = m_ledger->RootAt(r.tree_size);
+        if (!root || *root != r.root) return fmt::format("its root is not the log's at size {}", r.tree_size);
+        m_roots_checked.emplace(r.tree_size, *root);
+    } else if (checked->second != r.root) {
+        return fmt::format("its root is not the log's at size {}", r.tree_size);
+    }
     if (synced && r.proven()) return CheckProof(r);
     return "";
 }

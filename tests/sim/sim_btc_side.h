@@ -27,6 +27,9 @@
 #include "tests/sim/sim_evm.h"
 
 #include <memory>
+#include <tuple>
+#include <set>
+#include <map>
 #include <string>
 
 namespace bitacora::sim {
@@ -66,6 +69,7 @@ public:
 private:
     std::string CheckAnchor(const ledger::AnchorRecord& record, bool synced) const;
     std::string CheckProof(const ledger::AnchorRecord& record) const;
+    std::string CheckProofMaterial(const ledger::AnchorRecord& record) const; // the bytes alone, as an auditor
     std::string CheckOneTransactionEach(const std::vector<ledger::AnchorRecord>& records) const;
     bool FollowerAtBest() const;
 
@@ -78,6 +82,11 @@ private:
     std::unique_ptr<btc::Anchorer> m_anchorer;
     std::unique_ptr<btc::BtcFollower> m_follower;
     BtcSideStats m_stats;
+    // What a check found already, for this ledger (a restart forgets it): the log is
+    // append-only while it is open, so a root at a size holds; and a proof's bytes prove
+    // the same thing each time (where the chain holds its transaction is asked each time).
+    mutable std::map<uint64_t, Hash256> m_roots_checked;
+    mutable std::set<std::tuple<uint64_t, Hash256, Hash256>> m_proofs_checked; // anchor id, block hash, txid
 };
 
 } // namespace bitacora::sim

@@ -29,6 +29,7 @@
 
 #include <fmt/format.h>
 
+#include <deque>
 #include <memory>
 
 namespace bitacora::sim {
@@ -38,6 +39,7 @@ namespace fs = std::filesystem;
 constexpr uint64_t kStartBlock = 1;
 constexpr uint32_t kFollowerStepsPerStepMax = 64; // a step that never idles is bounded too
 constexpr uint32_t kQuietStepsMax = 1'000;        // follower steps to converge at the end
+constexpr size_t kVerifiedPrefixesMax = 64;        // checked prefixes kept for after a crash
 constexpr const char* kSource = "evm";
 constexpr uint64_t kDeepReorgStepsMax = 30;       // steps a follower may take to see a reorg below its final block
 constexpr uint32_t kBtcStepsPerStepMax = 16;      // the Bitcoin follower's turns per simulator step
@@ -101,6 +103,7 @@ private:
     void Converge();
     void CheckEnd();
     void CheckDeepReorgLog();
+    void ResumeVerified();
     void StopBitcoin();
     void CheckBitcoin();
     [[noreturn]] void Fail(const std::string& what) { throw Failure{what}; }
@@ -120,6 +123,14 @@ private:
     std::unique_ptr<BtcSide> m_btc; // null without the Bitcoin side, and once the daemon exited
     uint64_t m_verified_size{0};   // leaves checked against the reference so far
     uint64_t m_verified_evm{0};    // ... of which EVM events (the others are anchor events)
+    // Prefixes checked before, newest last: after a crash, checking resumes after the
+    // longest one the log still has (the same root at its size: the same leaves).
+    struct Verified {
+        uint64_t size;
+        uint64_t evm;
+        Hash256 root;
+    };
+    std::deque<Verified> m_verified_prefixes;
     bool m_disk_full{false};
     std::optional<uint64_t> m_fork_below_final; // a deep reorg's first replaced height, if it hit our log
     uint64_t m_size_at_deep_reorg{0};
@@ -187,9 +198,8 @@ void Run::Crash()
     if (auto restored = m_fs->Restore(); !restored) Fail("cannot restore after a power cut: " + restored.error());
     m_disk_full = false;
     Start();
-    // A lost unsynced tail is allowed; check the whole log again.
-    m_verified_size = 0;
-    m_verified_evm = 0;
+    // A lost unsynced tail is allowed; check again what may have changed.
+    ResumeVerified();
     if (m_fork_below_final) {
         // The lost tail may have held every block the deep reorg replaced: then the log
         // is a prefix of the new chain, and following on is right.
@@ -264,6 +274,23 @@ void Run::ChainStep()
     }
 }
 
+void Run::ResumeVerified()
+{
+    m_verified_size = 0;
+    m_verified_evm = 0;
+    const uint64_t size = m_node.ledger->size();
+    while (!m_verified_prefixes.empty() && m_verified_prefixes.back().size > size) m_verified_prefixes.pop_back();
+    if (m_verified_prefixes.empty()) return;
+    const Verified& longest = m_verified_prefixes.back();
+    const auto root = m_node.ledger->RootAt(longest.size);
+    if (!root || *root != longest.root) {
+        m_verified_prefixes.clear(); // changed below what was checked: check it all, and fail
+        return;
+    }
+    m_verified_size = longest.size;
+    m_verified_evm = longest.evm;
+}
+
 // Invariant 1 (and 4).
 void Run::CheckFinal()
 {
@@ -303,6 +330,10 @@ void Run::CheckFinal()
         }
     }
     m_verified_size = size;
+    if (size > 0 && (m_verified_prefixes.empty() || m_verified_prefixes.back().size < size)) {
+        m_verified_prefixes.push_back({size, m_verified_evm, ledger.root()});
+        if (m_verified_prefixes.size() > kVerifiedPrefixesMax) m_verified_prefixes.pop_front();
+    }
 }
 
 // Invariant 4: after a reorg below final, what the log held stays; only anchor events
