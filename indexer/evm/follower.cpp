@@ -744,8 +744,11 @@ struct EvmFollower::Impl {
         const std::vector<PendingRef> ours = PendingRefs();
         std::optional<uint64_t> ancestor;
         size_t end = search_max < ours.front().number ? 0 : std::min<uint64_t>(ours.size(), search_max - ours.front().number + 1);
+        size_t asked = 0;
         while (end > 0 && !ancestor) {
-            const size_t begin = end > options.header_batch_max ? end - options.header_batch_max : 0;
+            const size_t batch = AncestorSearchBatch(asked, options.header_batch_max);
+            const size_t begin = end > batch ? end - batch : 0;
+            asked += end - begin;
             std::vector<uint64_t> numbers;
             for (size_t i = end; i > begin; --i) numbers.push_back(ours[i - 1].number);
             auto headers = HeadersByNumber(*client, parser, numbers);

@@ -104,6 +104,12 @@ HeadDecision DecideOnTip(std::span<const PendingRef> ours, uint64_t head_number,
     return {.kind = Kind::FindAncestor, .search_max = head_number == 0 ? 0 : head_number - 1};
 }
 
+size_t AncestorSearchBatch(size_t asked, size_t batch_max)
+{
+    constexpr size_t kFirstBatch = 4;
+    return std::max<size_t>(1, std::min(batch_max, std::max(kFirstBatch, asked)));
+}
+
 std::optional<uint64_t> CommonAncestor(std::span<const PendingRef> ours, uint64_t search_max,
                                        const std::map<uint64_t, Hash256>& node)
 {

@@ -125,6 +125,12 @@ HeadDecision DecideOnHead(std::span<const PendingRef> ours, uint64_t head_number
 HeadDecision DecideOnTip(std::span<const PendingRef> ours, uint64_t head_number, const Hash256& head_hash,
                          const std::optional<Hash256>& at_tip);
 
+// How many of our blocks the next step of an ancestor search asks about, when `asked`
+// were asked before: a few first (most reorgs replace a block or two), then twice as
+// many each step, up to `batch_max`. Asking for all of them at once fetched every
+// pending header again at each shallow reorg.
+size_t AncestorSearchBatch(size_t asked, size_t batch_max);
+
 // The highest of our blocks at or below `search_max` that the node has with the same hash
 // (`node`: the hashes it gave by height; a height it lacks is gone). nullopt: none of the
 // blocks asked about is still there.

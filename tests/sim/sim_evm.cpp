@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <simdjson.h>
 
 #include <algorithm>
 #include <cassert>
@@ -1272,16 +1273,74 @@ evm::HttpReply SimProvider::Post(const std::string&, const std::string& body, si
     return reply;
 }
 
+struct SimProvider::RequestParser {
+    simdjson::dom::parser parser;
+};
+
+namespace {
+
+// A JSON value of a request's params (small and shallow: simdjson bounds the depth).
+json ToJson(simdjson::dom::element element)
+{
+    simdjson::dom::array array;
+    simdjson::dom::object object;
+    std::string_view text;
+    int64_t signed_number = 0;
+    uint64_t number = 0;
+    double real = 0;
+    bool flag = false;
+    if (!element.get_array().get(array)) {
+        json out = json::array();
+        for (auto item : array) out.push_back(ToJson(item));
+        return out;
+    }
+    if (!element.get_object().get(object)) {
+        json out = json::object();
+        for (auto field : object) out[std::string(field.key)] = ToJson(field.value);
+        return out;
+    }
+    if (!element.get_string().get(text)) return std::string(text);
+    if (!element.get_uint64().get(number)) return number; // unsigned when it can be, as nlohmann reads it
+    if (!element.get_int64().get(signed_number)) return signed_number;
+    if (!element.get_double().get(real)) return real;
+    if (!element.get_bool().get(flag)) return flag;
+    return nullptr;
+}
+
+SimProvider::Call ReadCall(simdjson::dom::element element)
+{
+    SimProvider::Call call;
+    simdjson::dom::object object;
+    if (element.get_object().get(object)) return call;
+    call.is_object = true;
+    simdjson::dom::element id, method, params;
+    if (!object["id"].get(id)) {
+        call.id = simdjson::minify(id);
+        uint64_t number = 0;
+        if (id.is_uint64() && !id.get_uint64().get(number)) call.id_number = number;
+    }
+    std::string_view name;
+    if (!object["method"].get(method) && !method.get_string().get(name)) call.method = std::string(name);
+    call.params = object["params"].get(params) ? json(nullptr) : ToJson(params);
+    return call;
+}
+
+} // namespace
+
 std::string SimProvider::Respond(const std::string& body)
 {
-    const json request = json::parse(body, nullptr, /*allow_exceptions=*/false);
-    if (request.is_discarded()) return R"({"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error"}})";
-    if (!request.is_array()) return AnswerCall(request);
-    if (request.empty()) return R"({"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"empty batch"}})";
+    if (!m_request_parser) m_request_parser = std::make_shared<RequestParser>();
+    simdjson::dom::element request;
+    if (m_request_parser->parser.parse(body).get(request)) {
+        return R"({"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error"}})";
+    }
+    simdjson::dom::array calls;
+    if (request.get_array().get(calls)) return AnswerCall(ReadCall(request));
+    if (calls.size() == 0) return R"({"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"empty batch"}})";
     ++m_stats.batches;
     std::vector<std::string> answers;
-    answers.reserve(request.size());
-    for (const auto& call : request) answers.push_back(AnswerCall(call));
+    answers.reserve(calls.size());
+    for (auto call : calls) answers.push_back(AnswerCall(ReadCall(call)));
     if (m_config.shuffle_batches && answers.size() > 1 && m_prng.Chance(0.5)) {
         ++m_stats.shuffled_batches;
         for (size_t i = answers.size() - 1; i > 0; --i) std::swap(answers[i], answers[m_prng.Below(i + 1)]);
@@ -1309,28 +1368,24 @@ SimProvider::Answer SimProvider::RandomRpcError()
     return Answer::Error(code, message);
 }
 
-std::string SimProvider::AnswerCall(const json& call)
+std::string SimProvider::AnswerCall(const Call& call)
 {
     ++m_stats.calls;
-    if (!call.is_object()) return R"({"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request"}})";
-    const auto id_it = call.find("id");
-    std::string id = id_it == call.end() ? "null" : id_it->dump();
-    const auto method_it = call.find("method");
+    if (!call.is_object) return R"({"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request"}})";
+    std::string id = call.id;
     Answer answer;
-    if (method_it == call.end() || !method_it->is_string()) {
+    if (!call.method) {
         answer = Answer::Error(-32600, "invalid request");
     } else if (Fault(m_config.faults.rpc_error)) {
         ++m_stats.rpc_errors;
         answer = RandomRpcError();
     } else {
         static const json kNoParams = json::array();
-        const auto params_it = call.find("params");
-        answer = Dispatch(method_it->get<std::string>(), params_it == call.end() ? kNoParams : *params_it);
+        answer = Dispatch(*call.method, call.params.is_null() ? kNoParams : call.params);
     }
     if (Fault(m_config.faults.wrong_id)) {
         ++m_stats.wrong_ids;
-        id = id_it != call.end() && id_it->is_number_unsigned() ? std::to_string(id_it->get<uint64_t>() + 1 + m_prng.Below(7))
-                                                                  : "\"sim-wrong-id\"";
+        id = call.id_number ? std::to_string(*call.id_number + 1 + m_prng.Below(7)) : "\"sim-wrong-id\"";
     }
     std::string out;
     out.reserve(answer.result.size() + answer.message.size() + 64);

@@ -15,6 +15,7 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -338,6 +339,14 @@ struct ProviderStats {
 
 class SimProvider final : public evm::HttpTransport {
 public:
+    // One call of a request, as read from its JSON: only `params` becomes a JSON value.
+    struct Call {
+        bool is_object{false};
+        std::string id{"null"};             // the id's JSON text
+        std::optional<uint64_t> id_number;  // when the id is an unsigned number
+        std::optional<std::string> method;  // when it is a string
+        nlohmann::json params;              // null when absent
+    };
     // The chain is read at each request (the simulator mines and reorgs between them);
     // `clock`, if given, is advanced by latency and timeouts.
     SimProvider(const SimChain& chain, ProviderConfig config, ManualClock* clock = nullptr);
@@ -356,7 +365,9 @@ public:
 private:
     struct Answer;
     std::string Respond(const std::string& body);
-    std::string AnswerCall(const nlohmann::json& call);
+    struct RequestParser; // simdjson's, kept between requests
+    std::shared_ptr<RequestParser> m_request_parser;
+    std::string AnswerCall(const Call& call);
     Answer RandomRpcError();
     Answer Dispatch(const std::string& method, const nlohmann::json& params);
     Answer GetBlockByNumber(const nlohmann::json& params);

@@ -174,3 +174,15 @@ TEST_CASE("fetched headers must link to our tip and to each other")
     CHECK(LinkToTip(std::nullopt, true, std::span(headers).first(2)).linked == 2);
     CHECK(LinkToTip(H(156, 'a'), false, {}).linked == 0);
 }
+
+TEST_CASE("ancestor search: a few blocks first, then twice as many each step, within the batch limit")
+{
+    CHECK(AncestorSearchBatch(0, 100) == 4);
+    CHECK(AncestorSearchBatch(4, 100) == 4);   // 8 asked in all
+    CHECK(AncestorSearchBatch(8, 100) == 8);   // 16
+    CHECK(AncestorSearchBatch(16, 100) == 16); // 32
+    CHECK(AncestorSearchBatch(64, 100) == 64);
+    CHECK(AncestorSearchBatch(128, 100) == 100);
+    CHECK(AncestorSearchBatch(0, 2) == 2);
+    CHECK(AncestorSearchBatch(0, 0) == 1); // never a step that asks nothing
+}
