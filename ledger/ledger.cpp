@@ -227,6 +227,12 @@ struct Ledger::Impl {
     std::optional<HighWater> read_only_mark GUARDED_BY(mutex); // the mark as read, for a read-only ledger
     uint64_t projection_generation GUARDED_BY(mutex){0}; // bumped by every rebuild (it swaps the family)
     LedgerListener listener GUARDED_BY(mutex);
+    // The newest anchor record's id (0: none), kept so that LatestAnchor is one point
+    // read: an iterator over the anchors family merged every table at each call (the
+    // anchorer and bitacora_status ask at each step). Set at open, raised by appends.
+    std::atomic<uint64_t> latest_anchor_id{0};
+
+    uint64_t FindLatestAnchorId() const;
 
     ~Impl()
     {
@@ -919,6 +925,11 @@ Status Ledger::Load()
                 m_impl->frontier.size(), HexEncode0x(m_impl->frontier.Root()));
     }
     if (auto marked = m_impl->OpenMark(!stored); !marked) return marked;
+    if (auto latest = ReadErrorsAsResult([&]() -> Result<uint64_t> { return m_impl->FindLatestAnchorId(); }); latest) {
+        m_impl->latest_anchor_id = *latest;
+    } else {
+        return Error{latest.error(), latest.error_kind()};
+    }
     if (m_impl->options.read_only) return {};
 
     if (!m_impl->options.checkpoint_key_path.empty()) {
@@ -996,6 +1007,7 @@ Result<AppendResult> Ledger::AppendLocked(const std::vector<Event>& events, cons
     }
     m_impl->frontier = std::move(prepared.frontier);
     m_impl->root_time_ms = UnixNowMs();
+    if (anchor != nullptr && anchor->id > m_impl->latest_anchor_id.load()) m_impl->latest_anchor_id = anchor->id;
     for (const auto& node : prepared.upper) {
         auto& nodes = m_impl->upper_nodes[node.level - kCachedLevelMin];
         assert(nodes.size() == node.index);
@@ -1212,11 +1224,20 @@ std::vector<AnchorRecord> Ledger::ListAnchors(uint64_t after_id, size_t limit) c
 
 std::optional<AnchorRecord> Ledger::LatestAnchor() const
 {
-    std::unique_ptr<rocksdb::Iterator> it(m_impl->db->NewIterator(rocksdb::ReadOptions(), m_impl->anchors));
+    const uint64_t id = m_impl->latest_anchor_id.load();
+    if (id == 0) return std::nullopt;
+    auto record = GetAnchor(id);
+    if (!record) m_impl->ReadFailed(fmt::format("anchor record {} is gone: the database is corrupt", id));
+    return record;
+}
+
+uint64_t Ledger::Impl::FindLatestAnchorId() const
+{
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), anchors));
     it->SeekForPrev(keys::AnchorRecordKey(UINT64_MAX));
-    m_impl->CheckIterator(*it, "anchors");
-    if (!it->Valid() || it->key().size() != 9 || it->key()[0] != 'r') return std::nullopt;
-    return GetAnchor(keys::ParseU64(it->key().ToStringView().substr(1)));
+    CheckIterator(*it, "anchors");
+    if (!it->Valid() || it->key().size() != 9 || it->key()[0] != 'r') return 0;
+    return keys::ParseU64(it->key().ToStringView().substr(1));
 }
 
 std::optional<AnchorRecord> Ledger::AnchorCovering(uint64_t index) const

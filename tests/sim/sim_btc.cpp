@@ -1592,6 +1592,32 @@ std::optional<BtcTxLocation> SimBitcoind::Confirmed(const Hash256& txid) const
     return it->second;
 }
 
+namespace {
+
+// The OP_RETURNs of one block outside its coinbase: the data of one push after
+// OP_RETURN, or whatever follows it.
+std::vector<BtcPayload> BlockPayloads(const btcsim::Node& node, const btcsim::Block& block, uint64_t height)
+{
+    std::vector<BtcPayload> out;
+    for (uint32_t pos = 1; pos < block.txids.size(); ++pos) {
+        const auto& tx = node.txs.at(block.txids[pos]);
+        for (uint32_t n = 0; n < tx.vout.size(); ++n) {
+            const Bytes& script = tx.vout[n].script;
+            if (btcsim::KindOf(script) != btcsim::ScriptKind::NullData) continue;
+            Bytes data(script.begin() + 1, script.end());
+            if (script.size() >= 2 && script[1] >= 1 && script[1] <= 0x4b && script.size() == 2u + script[1]) {
+                data.erase(data.begin());
+            } else if (script.size() >= 3 && script[1] == 0x4c && script.size() == 3u + script[2]) {
+                data.erase(data.begin(), data.begin() + 2);
+            }
+            out.push_back({height, block.hash, tx.txid, pos, n, std::move(data)});
+        }
+    }
+    return out;
+}
+
+} // namespace
+
 std::vector<BtcPayload> SimBitcoind::ConfirmedPayloads() const
 {
     LOCK(m_mutex);
@@ -1599,21 +1625,9 @@ std::vector<BtcPayload> SimBitcoind::ConfirmedPayloads() const
     const auto& node = *m_node;
     for (uint64_t height = 1; height <= node.Height(); ++height) {
         const auto& block = node.blocks[node.canonical[height]];
-        for (uint32_t pos = 1; pos < block.txids.size(); ++pos) {
-            const auto& tx = node.txs.at(block.txids[pos]);
-            for (uint32_t n = 0; n < tx.vout.size(); ++n) {
-                const Bytes& script = tx.vout[n].script;
-                if (btcsim::KindOf(script) != btcsim::ScriptKind::NullData) continue;
-                // The data of one push after OP_RETURN, or whatever follows it.
-                Bytes data(script.begin() + 1, script.end());
-                if (script.size() >= 2 && script[1] >= 1 && script[1] <= 0x4b && script.size() == 2u + script[1]) {
-                    data.erase(data.begin());
-                } else if (script.size() >= 3 && script[1] == 0x4c && script.size() == 3u + script[2]) {
-                    data.erase(data.begin(), data.begin() + 2);
-                }
-                out.push_back({height, block.hash, tx.txid, pos, n, std::move(data)});
-            }
-        }
+        auto cached = m_payloads_of.find(block.hash);
+        if (cached == m_payloads_of.end()) cached = m_payloads_of.emplace(block.hash, BlockPayloads(node, block, height)).first;
+        out.insert(out.end(), cached->second.begin(), cached->second.end());
     }
     return out;
 }
