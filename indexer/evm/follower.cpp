@@ -671,7 +671,14 @@ struct EvmFollower::Impl {
         }
         switch (decision.kind) {
         case FinalDecision::Kind::CheckFinalBlock: return CheckFinalBlock() ? Next::Now : Next::Retry;
-        case FinalDecision::Kind::Finalize: return Finalize(decision.up_to) ? Next::Now : Next::Retry;
+        case FinalDecision::Kind::Finalize:
+            if (!Finalize(decision.up_to)) return Next::Retry;
+            // The head and final block just read still hold: extend on them rather than
+            // ask the node for both again (one exchange less per final block).
+            if (DecideOnFinal(View(PendingRefs()), node_final.number, node_final.hash).kind != FinalDecision::Kind::Follow) {
+                return Next::Now;
+            }
+            return ExtendPending(head, PendingRefs());
         case FinalDecision::Kind::FindAncestor: return HandleReorg(decision.search_max) ? Next::Now : Next::Retry;
         case FinalDecision::Kind::CatchUp: return CatchUp(node_final) ? Next::Now : Next::Retry;
         case FinalDecision::Kind::AskTip: break; // answered above
