@@ -22,9 +22,9 @@ packages=(
 )
 # ... and what only the tests need (the clang ASan+UBSan build, load generators, promtool,
 # systemd-analyze and logrotate for the unit and the snippet in conf/, python3-jsonschema
-# for the answers against rpc_discover's schemas).
+# for the answers against rpc_discover's schemas, jemalloc for the simulator's speed).
 test_packages=(
-  clang libclang-rt-14-dev wrk prometheus systemd logrotate python3-jsonschema
+  clang libclang-rt-14-dev wrk prometheus systemd logrotate python3-jsonschema libjemalloc-dev
 )
 [ "$mode" = demo ] || packages+=("${test_packages[@]}")
 
