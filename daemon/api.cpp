@@ -187,7 +187,7 @@ Result<std::unique_ptr<rpc::ZmqPublisher>> StartZmq(const ArgsManager& args, led
     if (endpoint.empty()) return std::unique_ptr<rpc::ZmqPublisher>{};
     auto publisher = rpc::ZmqPublisher::Start({.endpoint = endpoint,
                                                .high_water_mark = static_cast<int>(args.GetInt("zmqpubeventhwm", 100'000))});
-    if (!publisher) return Error{publisher.error()};
+    if (!publisher) return publisher.failure();
     rpc::ZmqPublisher* raw = publisher->get();
     ledger.SetListener([raw](const ledger::LedgerNotice& notice) { raw->Notify(notice); });
     return std::move(publisher.value());

@@ -58,18 +58,18 @@ Result<nlohmann::json> WriteBackup(const ledger::Ledger& ledger, const fs::path&
 {
     const auto started = std::chrono::steady_clock::now();
     auto result = ledger.Backup(dir, include_key);
-    if (!result) return Error{result.error()};
+    if (!result) return result.failure();
     std::vector<std::string> files;
     for (const auto& name : kBackupSideFiles) {
         std::error_code ec;
         if (!fs::exists(netdir / name, ec)) continue;
-        if (auto copied = CopyFileDurably(netdir / name, dir / name); !copied) return Error{copied.error()};
+        if (auto copied = CopyFileDurably(netdir / name, dir / name); !copied) return copied.failure();
         files.push_back(name);
     }
     const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
     auto manifest = BackupManifest(dir, *result, files, elapsed);
     if (auto written = WriteFileDurably(dir, kBackupManifestName, manifest.dump(2) + "\n"); !written) {
-        return Error{written.error()};
+        return written.failure();
     }
     return manifest;
 }

@@ -174,18 +174,6 @@ Status WritePidFile(const fs::path& path)
     return {};
 }
 
-// The checks of the options that the start-up steps make again later, made first.
-Status ValidateOptions(const ArgsManager& args, const std::string& chain_name, const fs::path& netdir)
-{
-    uint64_t chain_id = 0;
-    for (const auto& chain : Chains()) {
-        if (chain.name == chain_name) chain_id = chain.evm_chain_id;
-    }
-    if (auto evm = EvmOptionsFromArgs(args, chain_id, netdir); !evm) return Error{evm.error()};
-    if (auto btc = BtcConfigFromArgs(args, chain_name); !btc) return Error{btc.error()};
-    return ValidateRpcArgs(args);
-}
-
 void BlockShutdownSignals(sigset_t& set)
 {
     sigemptyset(&set);
@@ -278,6 +266,9 @@ struct Location {
     fs::path conf;
     std::string chain_name;
     const ChainInfo* chain{nullptr}; // null for a chain name the table does not know
+    // The followers' options, read once before anything is touched (none: that side is off).
+    std::optional<evm::FollowerOptions> evm;
+    std::optional<BtcConfig> btc;
 };
 
 // -datadir, -conf and -chain, every option checked before the data dir is touched (a
@@ -288,17 +279,17 @@ Result<Location> Locate(ArgsManager& args)
     Location where;
     where.datadir = args.IsSet("datadir") ? fs::path(args.GetString("datadir", "")) : DefaultDataDir();
     if (args.IsSet("datadir")) {
-        if (auto status = CheckDataDir(where.datadir); !status) return Error{status.error()};
+        if (auto status = CheckDataDir(where.datadir); !status) return status.failure();
     } else {
         fs::create_directories(where.datadir, ec);
         if (ec) return Error{fmt::format("cannot create data directory {}: {}", where.datadir.string(), ec.message())};
     }
     where.conf = AbsoluteIn(where.datadir, args.GetString("conf", "bitacora.conf"));
-    if (auto status = args.ReadConfigFile(where.conf, args.IsSet("conf")); !status) return Error{status.error()};
+    if (auto status = args.ReadConfigFile(where.conf, args.IsSet("conf")); !status) return status.failure();
     // The config file may name another data dir (useful with -conf=/etc/...).
     if (args.IsSet("datadir")) {
         where.datadir = fs::path(args.GetString("datadir", ""));
-        if (auto status = CheckDataDir(where.datadir); !status) return Error{status.error()};
+        if (auto status = CheckDataDir(where.datadir); !status) return status.failure();
     }
     where.datadir = fs::absolute(where.datadir, ec);
     where.chain_name = args.GetString("chain", "base");
@@ -309,7 +300,13 @@ Result<Location> Locate(ArgsManager& args)
         where.chain = &chain;
         if (!chain.datadir_subdir.empty()) where.netdir /= chain.datadir_subdir;
     }
-    if (auto status = ValidateOptions(args, where.chain_name, where.netdir); !status) return Error{status.error()};
+    auto evm = EvmOptionsFromArgs(args, where.chain ? where.chain->evm_chain_id : 0, where.netdir);
+    if (!evm) return evm.failure();
+    where.evm = std::move(evm.value());
+    auto btc = BtcConfigFromArgs(args, where.chain_name);
+    if (!btc) return btc.failure();
+    where.btc = std::move(btc.value());
+    if (auto status = ValidateRpcArgs(args); !status) return status.failure();
     fs::create_directories(where.netdir, ec);
     if (ec) return Error{fmt::format("cannot create {}: {}", where.netdir.string(), ec.message())};
     return where;
@@ -349,7 +346,7 @@ Status OpenLedger(const ArgsManager& args, const Location& where, Node& node)
     auto opened = ledger::Ledger::Open(where.netdir / "ledger", ledger_options);
     if (!opened) {
         LogError("{}", opened.error());
-        return Error{opened.error()};
+        return opened.failure();
     }
     node.ledger = std::move(opened.value());
     LogInfo("Checkpoint key: {}", HexEncode0x(*node.ledger->checkpoint_public_key()));
@@ -378,13 +375,11 @@ std::string FinalityName(const evm::FollowerOptions& o)
 
 Status StartEvmFollower(const ArgsManager& args, const Location& where, Node& node, ApiSources& sources)
 {
-    auto evm_options = EvmOptionsFromArgs(args, where.chain ? where.chain->evm_chain_id : 0, where.netdir);
-    if (!evm_options) return Error{evm_options.error()};
-    if (!evm_options->has_value()) {
+    if (!where.evm) {
         LogInfo("EVM follower: off (no -evmrpc)");
         return {};
     }
-    auto& o = **evm_options;
+    evm::FollowerOptions o = *where.evm;
     o.rpc.monitor = std::make_shared<UpstreamMonitor>("evm", UpstreamHangAfter(args));
     sources.evm_upstream = o.rpc.monitor;
     LogInfo("EVM follower: chain id {}, escrow {}, vault {}, from block {}, finality {}, endpoints {}", o.chain_id,
@@ -400,13 +395,11 @@ Status StartEvmFollower(const ArgsManager& args, const Location& where, Node& no
 
 Status StartBitcoin(const ArgsManager& args, const Location& where, Node& node, ApiSources& sources)
 {
-    auto btc_config = BtcConfigFromArgs(args, where.chain_name);
-    if (!btc_config) return Error{btc_config.error()};
-    if (!btc_config->has_value()) {
+    if (!where.btc) {
         LogInfo("Bitcoin follower: off (no -btcrpcconnect)");
         return {};
     }
-    auto& c = **btc_config;
+    BtcConfig c = *where.btc;
     c.rpc.monitor = std::make_shared<UpstreamMonitor>("btc", UpstreamHangAfter(args));
     sources.btc_upstream = c.rpc.monitor;
     node.btc_rpc = std::make_unique<btc::BitcoindRpc>(c.rpc);
@@ -443,7 +436,7 @@ Status StartNode(ArgsManager& args, const Location& where, Node& node)
     auto zmq = StartZmq(args, *node.ledger);
     if (!zmq) {
         LogError("{}", zmq.error());
-        return Error{zmq.error()};
+        return zmq.failure();
     }
     node.zmq = std::move(zmq.value());
     ApiSources sources{.stall_after = UpstreamStallAfter(args), .head_stall = HeadStallBounds(args)};
@@ -456,7 +449,7 @@ Status StartNode(ArgsManager& args, const Location& where, Node& node)
     auto api = StartApi(args, where.chain ? where.chain->rpc_port : 0, where.netdir, *node.ledger, sources);
     if (!api) {
         LogError("{}", api.error());
-        return Error{api.error()};
+        return api.failure();
     }
     node.api = std::move(api.value());
     if (node.api) LogInfo("RPC server on port {}", node.api->port());

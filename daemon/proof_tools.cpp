@@ -238,15 +238,15 @@ Result<BundleCheck> VerifyBundle(const json& bundle, const std::optional<ledger:
         (bundle["version"] != 1 && bundle["version"] != 2) || !bundle.contains("proof") || !bundle.contains("checkpoint")) {
         return Error{"not a version 1 or 2 proof bundle"};
     }
-    if (auto status = CheckInclusion(bundle, out); !status) return Error{status.error()};
-    if (auto status = CheckCheckpoint(bundle["checkpoint"], expected_key, out); !status) return Error{status.error()};
+    if (auto status = CheckInclusion(bundle, out); !status) return status.failure();
+    if (auto status = CheckCheckpoint(bundle["checkpoint"], expected_key, out); !status) return status.failure();
     if (bundle["version"] == 1 || !bundle.contains("anchor") || bundle["anchor"].is_null()) return out;
     // The anchor: payload -> transaction -> txid -> block Merkle root -> header.
     const json& a = bundle["anchor"];
     if (!a.is_object()) return Error{"anchor malformed"};
     auto tx = CheckAnchorTx(a, out);
-    if (!tx) return Error{tx.error()};
-    if (auto status = CheckAnchorBlock(a, *tx, out); !status) return Error{status.error()};
+    if (!tx) return tx.failure();
+    if (auto status = CheckAnchorBlock(a, *tx, out); !status) return status.failure();
     out.anchored = true;
     out.txid = btc::HashToDisplay(tx->txid);
     return out;
@@ -329,8 +329,8 @@ Result<std::string> ExportOts(const json& bundle)
                                          0x00, 'P', 'r', 'o', 'o', 'f', 0x00, 0xbf, 0x89, 0xe2, 0xe8, 0x84, 0xe8, 0x92, 0x94};
     out.append(reinterpret_cast<const char*>(kMagic), sizeof(kMagic));
     VarUint(out, 1); // major version
-    if (auto status = AppendTreeOps(out, bundle["proof"], *checked); !status) return Error{status.error()};
-    if (auto status = AppendTxOps(out, bundle["anchor"]); !status) return Error{status.error()};
+    if (auto status = AppendTreeOps(out, bundle["proof"], *checked); !status) return status.failure();
+    if (auto status = AppendTxOps(out, bundle["anchor"]); !status) return status.failure();
     // Bitcoin block header attestation: 0x00, its 8-byte tag, then varbytes(varuint height).
     out.push_back(0x00);
     static constexpr uint8_t kBitcoinTag[] = {0x05, 0x88, 0x96, 0x0d, 0x73, 0xd7, 0x19, 0x01};

@@ -73,7 +73,7 @@ Result<std::unique_ptr<CheckpointSigner>> CheckpointSigner::LoadOrCreate(const s
             return Error{fmt::format("checkpoint key {} is not exactly 32 bytes", path.string())};
         }
     } else if (errno == ENOENT) {
-        if (auto status = RandomBytes(secret.data(), secret.size()); !status) return Error{status.error()};
+        if (auto status = RandomBytes(secret.data(), secret.size()); !status) return status.failure();
         const std::filesystem::path tmp = path.string() + ".tmp";
         const int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (out < 0) return Error{fmt::format("cannot create {}: {}", tmp.string(), std::strerror(errno))};
@@ -91,7 +91,7 @@ Result<std::unique_ptr<CheckpointSigner>> CheckpointSigner::LoadOrCreate(const s
     signer->m_impl = std::make_unique<Impl>();
     signer->m_impl->ctx = secp256k1_context_create(SECP256K1_CONTEXT_NONE);
     std::array<uint8_t, 32> seed{};
-    if (auto status = RandomBytes(seed.data(), seed.size()); !status) return Error{status.error()};
+    if (auto status = RandomBytes(seed.data(), seed.size()); !status) return status.failure();
     if (!secp256k1_context_randomize(signer->m_impl->ctx, seed.data()) ||
         !secp256k1_keypair_create(signer->m_impl->ctx, &signer->m_impl->keypair, secret.data())) {
         return Error{fmt::format("checkpoint key {} is not a valid secp256k1 secret key", path.string())};

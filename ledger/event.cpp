@@ -206,7 +206,7 @@ Result<Event> DecodeEvent(std::span<const uint8_t> leaf)
     case EventKind::Anchor: body = DecodeBody<AnchorEvent>(r); break;
     case EventKind::RawEvmLog: body = DecodeBody<RawEvmLog>(r); break;
     }
-    if (!body) return Error{body.error()};
+    if (!body) return body.failure();
     if (!r.AtEnd()) return Error{"leaf has trailing bytes"};
     event.body = std::move(body.value());
     return event;

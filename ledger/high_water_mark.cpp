@@ -131,7 +131,7 @@ Result<std::unique_ptr<HighWaterFile>> HighWaterFile::Create(const std::filesyst
     }
     ::close(fd);
     if (::rename(temp.c_str(), path.c_str()) != 0) return Error{Errno("cannot rename the high-water mark to", path)};
-    if (auto synced = FsyncDirectory(path.parent_path()); !synced) return Error{synced.error()};
+    if (auto synced = FsyncDirectory(path.parent_path()); !synced) return synced.failure();
     return Open(path, first);
 }
 

@@ -596,7 +596,7 @@ struct Ledger::Impl {
         const auto file = path / kHighWaterFileName;
         auto read = HighWaterFile::Read(file);
         if (!read) {
-            if (!options.read_only) return Error{read.error()};
+            if (!options.read_only) return read.failure();
             health.Degrade(read.error());
             return {};
         }
@@ -616,7 +616,7 @@ struct Ledger::Impl {
             read_only_mark = **read;
             if (options.read_only) return {};
             auto opened = HighWaterFile::Open(file, **read);
-            if (!opened) return Error{opened.error()};
+            if (!opened) return opened.failure();
             mark = std::move(opened.value());
             return {};
         }
@@ -629,7 +629,7 @@ struct Ledger::Impl {
                        path.string(), frontier.size());
         }
         auto started = HighWaterFile::Create(file, HighWater{.synced = {frontier.size(), frontier.Root()}});
-        if (!started) return Error{started.error()};
+        if (!started) return started.failure();
         mark = std::move(started.value());
         return {};
     }
@@ -853,14 +853,14 @@ Result<std::unique_ptr<Ledger>> Ledger::Open(const std::filesystem::path& dir, c
     std::vector<std::string> existing;
     const bool fresh = !std::filesystem::exists(dir / "CURRENT");
     if (fresh && options.create_if_missing && !options.read_only) {
-        if (auto refused = RefuseToRecreate(dir, options); !refused) return Error{refused.error()};
+        if (auto refused = RefuseToRecreate(dir, options); !refused) return refused.failure();
     }
     if (fresh && options.create_if_missing && !options.read_only) {
         // Created here so that RocksDB does not warn about a missing directory.
         std::error_code ec;
         std::filesystem::create_directories(dir, ec);
         if (ec) return Error{fmt::format("cannot create database directory {}: {}", dir.string(), ec.message())};
-        if (auto marked = WriteCreationMarker(dir); !marked) return Error{marked.error()};
+        if (auto marked = WriteCreationMarker(dir); !marked) return marked.failure();
     }
     if (!fresh && rocksdb::DB::ListColumnFamilies(db_options, dir.string(), &existing).ok()) {
         for (const auto& name : existing) {
@@ -899,14 +899,14 @@ Result<std::unique_ptr<Ledger>> Ledger::Open(const std::filesystem::path& dir, c
              families.size(), options.cache_mib);
     auto ledger = std::unique_ptr<Ledger>(new Ledger(std::move(impl)));
     try {
-        if (auto loaded = ledger->Load(); !loaded) return Error{loaded.error()};
+        if (auto loaded = ledger->Load(); !loaded) return loaded.failure();
     } catch (const LedgerReadError& e) {
         return Error{fmt::format("cannot open the ledger {}: {}; restore the ledger directory from a backup",
                                  dir.string(), e.what())};
     }
     // Also after a creation interrupted once CURRENT existed: the retry opened it.
     if (!options.read_only) {
-        if (auto removed = RemoveCreationMarker(dir); !removed) return Error{removed.error()};
+        if (auto removed = RemoveCreationMarker(dir); !removed) return removed.failure();
     }
     return ledger;
 }
@@ -917,7 +917,7 @@ Status Ledger::Load()
     const std::filesystem::path& dir = m_impl->path;
     const auto stored = m_impl->Get(m_impl->meta, std::string(keys::kSchemaVersion));
     auto version = InitSchema(*m_impl->db, m_impl->meta, stored, dir, m_impl->options.read_only);
-    if (!version) return Error{version.error()};
+    if (!version) return version.failure();
     m_schema_version = *version;
     if (auto loaded = m_impl->LoadUpperNodes(); !loaded) return loaded;
     const auto tree_size = m_impl->Get(m_impl->meta, std::string(keys::kTreeSize));
@@ -936,7 +936,7 @@ Status Ledger::Load()
 
     if (!m_impl->options.checkpoint_key_path.empty()) {
         auto signer = CheckpointSigner::LoadOrCreate(m_impl->options.checkpoint_key_path);
-        if (!signer) return Error{signer.error()};
+        if (!signer) return signer.failure();
         m_impl->signer = std::move(signer.value());
     }
     if (m_impl->Get(m_impl->meta, std::string(kRebuildMarker))) {
@@ -1059,7 +1059,7 @@ Result<uint64_t> Ledger::AppendOffchain(const OffchainEvent& event)
     if (!existing) return existing.failure();
     if (*existing) return **existing;
     auto appended = AppendLocked({Event{std::nullopt, event}}, {});
-    if (!appended) return Error{appended.error()};
+    if (!appended) return appended.failure();
     return appended->first_index;
 }
 
@@ -1179,7 +1179,7 @@ Result<Checkpoint> Ledger::SignCheckpointAt(uint64_t tree_size, uint64_t timesta
         return Error{fmt::format("tree size {} is beyond the log's {}", tree_size, m_impl->frontier.size())};
     }
     auto root = ReadErrorsAsResult([&]() SHARED_LOCKS_REQUIRED(m_impl->mutex) -> Result<Hash256> { return m_impl->RootAt(tree_size); });
-    if (!root) return Error{root.error()};
+    if (!root) return root.failure();
     if (auto recorded = RecordCheckpointLocked(tree_size, *root, timestamp); !recorded) {
         return Error{fmt::format("cannot sign a checkpoint: {}", recorded.error())};
     }
@@ -1297,7 +1297,7 @@ Result<ConsistencyReport> Ledger::CheckConsistency() const
         }
     }
     m_impl->db->ReleaseSnapshot(snapshot);
-    if (!checked) return Error{checked.error()};
+    if (!checked) return checked.failure();
     if (report.state_hash != report.derived_state_hash) {
         AddProblem(report, fmt::format("the stored projections (state hash {}) differ from those derived from the "
                                        "log ({}): bitacorad -rebuild recomputes them",
@@ -1405,7 +1405,7 @@ Result<BackupResult> ReadBackBackup(const std::filesystem::path& copy_dir, const
 
 Result<BackupResult> Ledger::Backup(const std::filesystem::path& dir, bool include_key) const
 {
-    if (auto prepared = PrepareBackupDir(dir); !prepared) return Error{prepared.error()};
+    if (auto prepared = PrepareBackupDir(dir); !prepared) return prepared.failure();
     // Read before the checkpoint: every mark then covers a prefix of what the copy holds.
     const std::optional<HighWater> before = high_water();
     rocksdb::Checkpoint* raw = nullptr;
@@ -1421,18 +1421,18 @@ Result<BackupResult> Ledger::Backup(const std::filesystem::path& dir, bool inclu
     auto result = ReadBackBackup(copy_dir, before);
     if (!result) return result;
     if (auto written = HighWaterFile::Create(copy_dir / kHighWaterFileName, result->mark); !written) {
-        return Error{written.error()};
+        return written.failure();
     }
     if (const auto key = checkpoint_public_key()) {
         result->checkpoint_public_key = key;
         if (include_key) {
             if (auto copied = CopySecretFile(m_impl->options.checkpoint_key_path, dir / "checkpoint.key"); !copied) {
-                return Error{copied.error()};
+                return copied.failure();
             }
             result->key_included = true;
         }
     }
-    if (auto synced = SyncPath(dir, O_RDONLY | O_DIRECTORY); !synced) return Error{synced.error()};
+    if (auto synced = SyncPath(dir, O_RDONLY | O_DIRECTORY); !synced) return synced.failure();
     LogInfo("Backup in {}: {} events, root {}, {} anchors{}", dir.string(), result->tree_size, HexEncode0x(result->root),
             result->anchors, result->key_included ? ", checkpoint key included" : "");
     return result;
@@ -1600,7 +1600,7 @@ Status Ledger::RebuildProjectionsLocked()
             return reader(key);
         });
         auto loaded = next.get();
-        if (!loaded) return Error{loaded.error()};
+        if (!loaded) return loaded.failure();
         std::vector<Event> chunk = std::move(loaded.value());
         if (end < total) {
             next = std::async(std::launch::async, load, end, std::min<uint64_t>(total, end + kRebuildChunkEvents));
@@ -1692,7 +1692,7 @@ Result<AppendResult> Ledger::FinalizePending(const std::string& source, uint64_t
             blocks.insert(blocks.begin(), std::make_move_iterator(finalized.begin()),
                           std::make_move_iterator(finalized.end()));
             m_impl->InvalidateOverlay();
-            return Error{appended.error()};
+            return appended.failure();
         }
         last = appended.value();
     }

@@ -556,7 +556,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& o
         event_free(m.full_sweep);
         evhttp_free(m.http);
         event_base_free(m.base);
-        return Error{bound.error()};
+        return bound.failure();
     }
     // The loop must outlive its listeners: Stop() removes them first and still needs the
     // loop to send the last replies.

@@ -240,17 +240,17 @@ Result<std::unique_ptr<RpcServer>> RpcServer::Start(const RpcServerOptions& opti
     impl->ready = std::move(ready);
     impl->ledger = methods.ledger;
     for (const auto& entry : options.rpcauth) {
-        if (auto status = impl->auth.AddRpcAuth(entry); !status) return Error{status.error()};
+        if (auto status = impl->auth.AddRpcAuth(entry); !status) return status.failure();
     }
     if (!options.cookie_path.empty()) {
-        if (auto status = impl->auth.WriteCookie(options.cookie_path); !status) return Error{status.error()};
+        if (auto status = impl->auth.WriteCookie(options.cookie_path); !status) return status.failure();
     }
     RegisterMethods(impl->dispatcher, std::move(methods));
     Impl* raw = impl.get();
     auto http = HttpServer::Start(options.http, [raw](const HttpRequest& request) { return raw->Handle(request); });
     if (!http) {
         impl->auth.RemoveCookie();
-        return Error{http.error()};
+        return http.failure();
     }
     impl->http = std::move(http.value());
     return std::unique_ptr<RpcServer>(new RpcServer(std::move(impl)));

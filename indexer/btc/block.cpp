@@ -185,7 +185,7 @@ Result<Block> ParseBlock(std::span<const uint8_t> bytes)
 {
     if (bytes.size() > kBlockBytesMax) return Error{fmt::format("block of {} bytes exceeds {}", bytes.size(), kBlockBytesMax)};
     auto header = ParseHeader(bytes);
-    if (!header) return Error{header.error()};
+    if (!header) return header.failure();
     Block block;
     block.header = *header;
     std::copy_n(bytes.begin(), kHeaderBytes, block.header_bytes.begin());

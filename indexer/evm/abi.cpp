@@ -82,7 +82,7 @@ Result<AbiType> ArrayOf(AbiType element, std::string_view length, std::string_vi
         type.kind = Kind::FixedArray;
         type.size = *n;
     }
-    if (auto status = CheckStaticSize(type); !status) return Error{status.error()};
+    if (auto status = CheckStaticSize(type); !status) return status.failure();
     return type;
 }
 
@@ -145,7 +145,7 @@ Result<AbiType> ParseType(std::string_view text, unsigned depth)
             if (!member) return member;
             type.components.push_back(std::move(member.value()));
         }
-        if (auto status = CheckStaticSize(type); !status) return Error{status.error()};
+        if (auto status = CheckStaticSize(type); !status) return status.failure();
         return type;
     }
     return ParseElementary(text);
@@ -184,7 +184,7 @@ Result<AbiType> TypeFromJson(const nlohmann::json& input, unsigned depth)
         type = std::move(array.value());
         suffix.remove_prefix(close + 1);
     }
-    if (auto status = CheckStaticSize(type); !status) return Error{status.error()};
+    if (auto status = CheckStaticSize(type); !status) return status.failure();
     return type;
 }
 
@@ -205,7 +205,7 @@ public:
             value.kind = Kind::Tuple;
             auto items = DecodeSequence([&](size_t i) -> const AbiType& { return type.components[i]; },
                                         type.components.size(), pos, depth);
-            if (!items) return Error{items.error()};
+            if (!items) return items.failure();
             value.items = std::move(items.value());
             return value;
         }
@@ -213,7 +213,7 @@ public:
             AbiValue value;
             value.kind = Kind::FixedArray;
             auto items = DecodeSequence([&](size_t) -> const AbiType& { return type.components[0]; }, type.size, pos, depth);
-            if (!items) return Error{items.error()};
+            if (!items) return items.failure();
             value.items = std::move(items.value());
             return value;
         }
@@ -230,7 +230,7 @@ public:
         case Kind::Bytes:
         case Kind::String: {
             const auto length = Length(*word, pos + 32, 1);
-            if (!length) return Error{length.error()};
+            if (!length) return length.failure();
             if (*length > m_bytes_left) return Error{"encoding references more bytes than the data holds"};
             m_bytes_left -= *length;
             value.bytes.assign(m_data.begin() + static_cast<std::ptrdiff_t>(pos + 32),
@@ -240,10 +240,10 @@ public:
         case Kind::Array: {
             // Each element takes at least one 32-byte head word.
             const auto length = Length(*word, pos + 32, 32);
-            if (!length) return Error{length.error()};
+            if (!length) return length.failure();
             auto items = DecodeSequence([&](size_t) -> const AbiType& { return type.components[0]; }, *length,
                                         pos + 32, depth);
-            if (!items) return Error{items.error()};
+            if (!items) return items.failure();
             value.items = std::move(items.value());
             return value;
         }
@@ -328,7 +328,7 @@ public:
                 at = pos + offset.Low64();
             }
             auto item = Decode(member, at, depth + 1);
-            if (!item) return Error{item.error()};
+            if (!item) return item.failure();
             items.push_back(std::move(item.value()));
             head += member.HeadSize();
         }
@@ -517,7 +517,7 @@ Result<EventAbi> EventAbi::Parse(std::string_view text)
                 if (part[i] == ' ' && depth == 0) { type_end = i; break; }
             }
             auto type = AbiType::Parse(part.substr(0, type_end));
-            if (!type) return Error{type.error()};
+            if (!type) return type.failure();
             EventParam param;
             param.type = std::move(type.value());
             std::string_view rest = type_end < part.size() ? Trim(part.substr(type_end)) : std::string_view{};
@@ -530,7 +530,7 @@ Result<EventAbi> EventAbi::Parse(std::string_view text)
             event.params.push_back(std::move(param));
         }
     }
-    if (auto status = CheckIndexedCount(event); !status) return Error{status.error()};
+    if (auto status = CheckIndexedCount(event); !status) return status.failure();
     return event;
 }
 
@@ -558,7 +558,7 @@ Result<EventAbi> EventAbi::FromJson(const nlohmann::json& entry)
         if (param_name != input.end() && param_name->is_string()) param.name = param_name->get<std::string>();
         event.params.push_back(std::move(param));
     }
-    if (auto status = CheckIndexedCount(event); !status) return Error{status.error()};
+    if (auto status = CheckIndexedCount(event); !status) return status.failure();
     return event;
 }
 
@@ -569,7 +569,7 @@ Result<std::vector<EventAbi>> EventsFromAbiJson(const nlohmann::json& abi)
     for (const auto& entry : abi) {
         if (!entry.is_object() || entry.value("type", "") != "event") continue;
         auto event = EventAbi::FromJson(entry);
-        if (!event) return Error{event.error()};
+        if (!event) return event.failure();
         events.push_back(std::move(event.value()));
     }
     return events;

@@ -92,13 +92,13 @@ Result<BlockHeader> ParseBlockHeader(const nlohmann::json& block)
     if (block.is_null()) return Error{"no such block"};
     if (!block.is_object()) return Error{"block is not an object"};
     auto number = Required<uint64_t>(block, "number", ParseQuantity);
-    if (!number) return Error{number.error()};
+    if (!number) return number.failure();
     auto hash = Required<Hash256>(block, "hash", ParseHash);
-    if (!hash) return Error{hash.error()};
+    if (!hash) return hash.failure();
     auto parent = Required<Hash256>(block, "parentHash", ParseHash);
-    if (!parent) return Error{parent.error()};
+    if (!parent) return parent.failure();
     auto timestamp = Required<uint64_t>(block, "timestamp", ParseQuantity);
-    if (!timestamp) return Error{timestamp.error()};
+    if (!timestamp) return timestamp.failure();
     BlockHeader header{*number, *hash, *parent, *timestamp};
     auto fields = HeaderHashFromFields([&](std::string_view name) -> std::optional<std::string_view> {
         const nlohmann::json* field = Field(block, std::string(name).c_str());
@@ -117,7 +117,7 @@ Result<Log> ParseLog(const nlohmann::json& object)
     const nlohmann::json* address = Field(object, "address");
     if (address == nullptr || !address->is_string()) return Error{"log has no address"};
     auto parsed_address = ParseAddress(address->get_ref<const std::string&>());
-    if (!parsed_address) return Error{parsed_address.error()};
+    if (!parsed_address) return parsed_address.failure();
     log.address = *parsed_address;
 
     const nlohmann::json* topics = Field(object, "topics");
@@ -134,16 +134,16 @@ Result<Log> ParseLog(const nlohmann::json& object)
     log.data = std::move(*bytes);
 
     auto block_number = Required<uint64_t>(object, "blockNumber", ParseQuantity);
-    if (!block_number) return Error{block_number.error()};
+    if (!block_number) return block_number.failure();
     log.block_number = *block_number;
     auto block_hash = Required<Hash256>(object, "blockHash", ParseHash);
-    if (!block_hash) return Error{block_hash.error()};
+    if (!block_hash) return block_hash.failure();
     log.block_hash = *block_hash;
     auto tx_hash = Required<Hash256>(object, "transactionHash", ParseHash);
-    if (!tx_hash) return Error{tx_hash.error()};
+    if (!tx_hash) return tx_hash.failure();
     log.tx_hash = *tx_hash;
     auto log_index = Required<uint64_t>(object, "logIndex", ParseQuantity);
-    if (!log_index) return Error{log_index.error()};
+    if (!log_index) return log_index.failure();
     if (*log_index > UINT32_MAX) return Error{"logIndex exceeds 32 bits"};
     log.log_index = static_cast<uint32_t>(*log_index);
     if (const nlohmann::json* removed = Field(object, "removed"); removed != nullptr) {

@@ -8,7 +8,6 @@
 #include "indexer/evm/keccak.h"
 #include "indexer/evm/log_decoder.h"
 #include "indexer/evm/pending_chain.h"
-#include "indexer/evm/range_limit.h"
 #include "indexer/evm/verify.h"
 
 #include <fmt/format.h>

@@ -106,7 +106,7 @@ Result<Receipt> ParseReceipt(const nlohmann::json& object)
         receipt.post_state = *root;
     }
     auto gas = quantity("cumulativeGasUsed");
-    if (!gas) return Error{gas.error()};
+    if (!gas) return gas.failure();
     receipt.cumulative_gas_used = *gas;
     auto bloom = object.contains("logsBloom") && object["logsBloom"].is_string()
                      ? HexDecode(object["logsBloom"].get_ref<const std::string&>()) : std::nullopt;
@@ -120,7 +120,7 @@ Result<Receipt> ParseReceipt(const nlohmann::json& object)
                                   std::pair{"depositReceiptVersion", &receipt.deposit_receipt_version}}) {
             if (!object.contains(name) || object[name].is_null()) continue;
             auto value = quantity(name);
-            if (!value) return Error{value.error()};
+            if (!value) return value.failure();
             *slot = *value;
         }
         if (receipt.deposit_receipt_version && !receipt.deposit_nonce) return Error{"deposit receipt version without nonce"};
