@@ -202,6 +202,7 @@ void Logger::ResetWindowLocked(std::chrono::system_clock::time_point now)
 void Logger::LogLine(Level level, Category category, const char* file, int line, std::string_view message)
 {
     LOCK(m_mutex);
+    if (!m_print_to_console && m_file == nullptr && !m_callback) return; // nowhere to write it
     const auto now = m_clock();
     std::string text = Prefix(now, level, category) + EscapeMessage(message) + "\n";
 
