@@ -73,16 +73,12 @@ json TotalsJson(const ledger::Totals& t)
             {"anchorEvents", t.anchor_events},           {"escrowPaused", t.escrow_paused}};
 }
 
-json EventJson(const ledger::Event& event)
+namespace {
+
+// An event's own fields, by its kind.
+json FieldsJson(const ledger::Event& event)
 {
-    json out = {{"kind", ledger::EventKindName(event.kind())}};
-    if (event.origin) {
-        const auto& o = *event.origin;
-        out["origin"] = {{"chainId", o.chain_id},           {"blockNumber", o.block_number},
-                         {"blockHash", HexEncode0x(o.block_hash)}, {"transactionHash", HexEncode0x(o.tx_hash)},
-                         {"logIndex", o.log_index},          {"contract", Addr(o.contract)}};
-    }
-    json fields = std::visit(
+    return std::visit(
         Overloaded{
             [](const ledger::OrderCreated& e) -> json {
                 return {{"orderId", Dec(e.order_id)}, {"seller", Addr(e.seller)}, {"buyer", Addr(e.buyer)},
@@ -141,7 +137,20 @@ json EventJson(const ledger::Event& event)
             },
         },
         event.body);
-    out["fields"] = std::move(fields);
+}
+
+} // namespace
+
+json EventJson(const ledger::Event& event)
+{
+    json out = {{"kind", ledger::EventKindName(event.kind())}};
+    if (event.origin) {
+        const auto& o = *event.origin;
+        out["origin"] = {{"chainId", o.chain_id},           {"blockNumber", o.block_number},
+                         {"blockHash", HexEncode0x(o.block_hash)}, {"transactionHash", HexEncode0x(o.tx_hash)},
+                         {"logIndex", o.log_index},          {"contract", Addr(o.contract)}};
+    }
+    out["fields"] = FieldsJson(event);
     return out;
 }
 

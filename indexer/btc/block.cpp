@@ -71,6 +71,44 @@ private:
 
 void Append(Bytes& out, std::span<const uint8_t> bytes) { out.insert(out.end(), bytes.begin(), bytes.end()); }
 
+Status ReadOutputs(Cursor& in, Transaction& tx)
+{
+    uint64_t outputs = 0;
+    if (!in.VarInt(outputs)) return Error{"transaction cut short in its output count"};
+    if (outputs > kTxIoMax) return Error{fmt::format("transaction claims {} outputs", outputs)};
+    for (uint64_t i = 0; i < outputs; ++i) {
+        TxOut out;
+        uint64_t script_len = 0;
+        std::span<const uint8_t> script;
+        if (!in.Le(out.value_sat) || !in.VarInt(script_len) || script_len > kBlockBytesMax || !in.Bytes(script_len, script)) {
+            return Error{fmt::format("transaction cut short in output {}", i)};
+        }
+        out.script.assign(script.begin(), script.end());
+        tx.outputs.push_back(std::move(out));
+    }
+    return {};
+}
+
+// One witness stack per input; Bitcoin Core rejects a segwit serialization whose
+// witnesses are all empty.
+Status SkipWitnesses(Cursor& in, uint64_t inputs)
+{
+    bool any = false;
+    for (uint64_t i = 0; i < inputs; ++i) {
+        uint64_t items = 0;
+        if (!in.VarInt(items) || items > kTxIoMax) return Error{fmt::format("transaction cut short in witness {}", i)};
+        any = any || items > 0;
+        for (uint64_t k = 0; k < items; ++k) {
+            uint64_t len = 0;
+            if (!in.VarInt(len) || len > kBlockBytesMax || !in.Skip(len)) {
+                return Error{fmt::format("transaction cut short in witness {}", i)};
+            }
+        }
+    }
+    if (!any) return Error{"segwit serialization with empty witnesses"};
+    return {};
+}
+
 Result<Transaction> ParseTx(Cursor& in)
 {
     Transaction tx;
@@ -88,42 +126,16 @@ Result<Transaction> ParseTx(Cursor& in)
         if (inputs == 0) return Error{"segwit transaction with no inputs"};
     }
     if (inputs > kTxIoMax) return Error{fmt::format("transaction claims {} inputs", inputs)};
-    const size_t inputs_start = in.pos();
     for (uint64_t i = 0; i < inputs; ++i) {
         uint64_t script_len = 0;
         if (!in.Skip(36) || !in.VarInt(script_len) || script_len > kBlockBytesMax || !in.Skip(script_len) || !in.Skip(4)) {
             return Error{fmt::format("transaction cut short in input {}", i)};
         }
     }
-    uint64_t outputs = 0;
-    if (!in.VarInt(outputs)) return Error{"transaction cut short in its output count"};
-    if (outputs > kTxIoMax) return Error{fmt::format("transaction claims {} outputs", outputs)};
-    for (uint64_t i = 0; i < outputs; ++i) {
-        TxOut out;
-        uint64_t script_len = 0;
-        std::span<const uint8_t> script;
-        if (!in.Le(out.value_sat) || !in.VarInt(script_len) || script_len > kBlockBytesMax || !in.Bytes(script_len, script)) {
-            return Error{fmt::format("transaction cut short in output {}", i)};
-        }
-        out.script.assign(script.begin(), script.end());
-        tx.outputs.push_back(std::move(out));
-    }
+    if (auto read = ReadOutputs(in, tx); !read) return read.failure();
     const size_t io_end = in.pos();
     if (tx.has_witness) {
-        bool any = false;
-        for (uint64_t i = 0; i < inputs; ++i) {
-            uint64_t items = 0;
-            if (!in.VarInt(items) || items > kTxIoMax) return Error{fmt::format("transaction cut short in witness {}", i)};
-            any = any || items > 0;
-            for (uint64_t k = 0; k < items; ++k) {
-                uint64_t len = 0;
-                if (!in.VarInt(len) || len > kBlockBytesMax || !in.Skip(len)) {
-                    return Error{fmt::format("transaction cut short in witness {}", i)};
-                }
-            }
-        }
-        // Bitcoin Core rejects a segwit serialization whose witnesses are all empty.
-        if (!any) return Error{"segwit serialization with empty witnesses"};
+        if (auto skipped = SkipWitnesses(in, inputs); !skipped) return skipped.failure();
     }
     const size_t lock_pos = in.pos();
     if (!in.Le(tx.lock_time)) return Error{"transaction cut short in its lock time"};
@@ -137,7 +149,6 @@ Result<Transaction> ParseTx(Cursor& in)
     } else {
         Append(tx.stripped, in.Slice(after_version, io_end));
     }
-    (void)inputs_start;
     Append(tx.stripped, in.Slice(lock_pos, lock_pos + 4));
     tx.txid = Sha256d(tx.stripped);
     return tx;
