@@ -927,11 +927,9 @@ Status Ledger::Load()
                 m_impl->frontier.size(), HexEncode0x(m_impl->frontier.Root()));
     }
     if (auto marked = m_impl->OpenMark(!stored); !marked) return marked;
-    if (auto latest = ReadErrorsAsResult([&]() -> Result<uint64_t> { return m_impl->FindLatestAnchorId(); }); latest) {
-        m_impl->latest_anchor_id = *latest;
-    } else {
-        return Error{latest.error(), latest.error_kind()};
-    }
+    auto latest = ReadErrorsAsResult([&]() -> Result<uint64_t> { return m_impl->FindLatestAnchorId(); });
+    if (!latest) return latest.failure();
+    m_impl->latest_anchor_id = *latest;
     if (m_impl->options.read_only) return {};
 
     if (!m_impl->options.checkpoint_key_path.empty()) {
