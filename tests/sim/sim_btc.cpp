@@ -1625,8 +1625,8 @@ std::vector<BtcPayload> SimBitcoind::ConfirmedPayloads() const
     const auto& node = *m_node;
     for (uint64_t height = 1; height <= node.Height(); ++height) {
         const auto& block = node.blocks[node.canonical[height]];
-        auto cached = m_payloads_of.find(block.hash);
-        if (cached == m_payloads_of.end()) cached = m_payloads_of.emplace(block.hash, BlockPayloads(node, block, height)).first;
+        auto cached = node.payloads_of.find(block.hash);
+        if (cached == node.payloads_of.end()) cached = node.payloads_of.emplace(block.hash, BlockPayloads(node, block, height)).first;
         out.insert(out.end(), cached->second.begin(), cached->second.end());
     }
     return out;

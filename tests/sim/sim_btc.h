@@ -28,8 +28,6 @@
 
 #include <cstdint>
 #include <memory>
-#include <unordered_map>
-#include <cstring>
 #include <optional>
 #include <string>
 #include <vector>
@@ -183,17 +181,6 @@ private:
     const BtcConfig m_config;
     mutable Mutex m_mutex;
     std::unique_ptr<btcsim::Node> m_node PT_GUARDED_BY(m_mutex);
-    // The OP_RETURNs of each block, by its hash (a block never changes): the canonical
-    // chain's are looked up, not found again in every block at every check.
-    struct BlockHashKey {
-        size_t operator()(const Hash256& hash) const
-        {
-            size_t key = 0;
-            std::memcpy(&key, hash.data(), sizeof(key));
-            return key;
-        }
-    };
-    mutable std::unordered_map<Hash256, std::vector<BtcPayload>, BlockHashKey> m_payloads_of GUARDED_BY(m_mutex);
 };
 
 } // namespace bitacora::sim

@@ -215,6 +215,9 @@ struct Node {
     std::vector<uint32_t> canonical; // index into blocks per height
     std::unordered_map<Hash256, uint32_t, HashKey> by_hash;
     std::unordered_map<Hash256, Tx, HashKey> txs; // every transaction seen, by txid
+    // The OP_RETURNs of each block, by its hash (a block never changes), for the
+    // reference model's ConfirmedPayloads: looked up, not found again at every check.
+    mutable std::unordered_map<Hash256, std::vector<BtcPayload>, HashKey> payloads_of;
     std::unordered_map<Outpoint, TxOut, OutpointKey> foreign; // coins of transactions not modelled
     std::unordered_map<Hash256, BtcTxLocation, HashKey> confirmed;       // canonical
     std::unordered_map<Outpoint, Hash256, OutpointKey> chain_spends;     // canonical
